@@ -1,0 +1,57 @@
+// pgq/config.hpp - connection options: conninfo strings, URIs, PG* environment.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace pgq {
+
+/// A parsed connection string: libpq's `key=value` syntax or a
+/// `postgresql://` URI, as the ordered list of keywords it sets. Settings it
+/// does not name come from libpq's defaults and the `PG*` environment when the
+/// connection is made.
+class conninfo {
+ public:
+  conninfo() = default;
+
+  /// Parses `text`. Throws `pgq::sql_error` with `errc::bad_conninfo` and
+  /// libpq's explanation when the text is malformed or names an unknown key.
+  static conninfo parse(std::string_view text);
+
+  /// The value of `key` if the string set it.
+  std::optional<std::string> get(std::string_view key) const;
+  /// Sets (or replaces) `key`.
+  void set(std::string_view key, std::string value);
+  /// Removes `key` if present.
+  void erase(std::string_view key);
+
+  const std::vector<std::pair<std::string, std::string>>& entries() const noexcept {
+    return entries_;
+  }
+
+  /// A `key=value` string libpq accepts (values quoted and escaped).
+  std::string to_string() const;
+  /// Like to_string() with the password hidden, for messages and logs.
+  std::string redacted() const;
+
+ private:
+  std::vector<std::pair<std::string, std::string>> entries_;
+};
+
+/// Options of one connection attempt.
+struct connect_options {
+  /// Gives up after this long, for the whole attempt (name lookup included).
+  /// Unset: the conninfo's `connect_timeout`, then `PGCONNECT_TIMEOUT`, then
+  /// 10 seconds. Zero means no limit.
+  std::optional<std::chrono::milliseconds> connect_timeout;
+  /// Resolve host names with Asio's resolver and pass them to libpq as
+  /// `hostaddr`, so that no lookup blocks the event loop. Off, libpq looks the
+  /// names up itself (blocking).
+  bool resolve_hosts = true;
+};
+
+}  // namespace pgq

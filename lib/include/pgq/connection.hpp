@@ -1,0 +1,112 @@
+// pgq/connection.hpp - one non-blocking PostgreSQL connection.
+#pragma once
+
+#include <pgq/config.hpp>
+#include <pgq/detail/params.hpp>
+#include <pgq/error.hpp>
+#include <pgq/result.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+struct pg_conn;  // libpq's PGconn
+
+namespace pgq {
+
+namespace detail {
+class driver;
+}
+
+/// One PostgreSQL connection bound to one executor.
+///
+/// Every operation is an awaitable; none blocks the thread. Requests made
+/// concurrently (from several coroutines) are pipelined: they go out back to
+/// back and complete in order, each isolated from the others' errors.
+///
+/// Thread-safety: a connection is not thread-safe. Use it from its executor
+/// (one thread, or a strand).
+///
+/// Cancellation: every operation honours the caller's cancellation slot (for
+/// example `co_await (conn.query(...) || timer.async_wait(use_awaitable))`).
+/// A request not yet sent is dropped; one the server is executing is cancelled
+/// on the server; one queued behind another completes on the server and its
+/// result is discarded. In every case the caller sees `errc::cancelled` at once
+/// and the connection stays usable.
+///
+/// Arguments: `sql` is a view; it and the arguments must stay valid until the
+/// awaitable completes, which holds when it is awaited in the same expression
+/// (`co_await conn.query(sql, args...)`). Arguments are encoded when the call
+/// is made and always bound as parameters, never spliced into the text.
+class connection {
+ public:
+  using executor_type = boost::asio::any_io_executor;
+
+  /// A closed connection that will run on `ex`.
+  explicit connection(executor_type ex);
+  /// Closes the connection; pending requests complete with
+  /// `errc::not_connected`.
+  ~connection();
+  connection(connection&&) noexcept;
+  connection& operator=(connection&&) noexcept;
+  connection(const connection&) = delete;
+  connection& operator=(const connection&) = delete;
+
+  executor_type get_executor() const noexcept;
+
+  /// Opens the connection. `conninfo` is libpq's `key=value` syntax or a
+  /// `postgresql://` URI; unset settings come from the `PG*` environment and
+  /// libpq's defaults. Host names are resolved with Asio's resolver.
+  /// Throws `pgq::sql_error`: `errc::bad_conninfo`, `errc::connect_failed`
+  /// (with libpq's message: refused, authentication failed, ...),
+  /// `errc::timeout`, `errc::cancelled`.
+  /// Cancellation: abandons the attempt; the connection stays closed.
+  boost::asio::awaitable<void> connect(std::string_view conninfo, connect_options opts = {});
+
+  /// Runs one statement with bound parameters and returns its result.
+  /// Throws `pgq::sql_error`: the server's error (SQLSTATE and every field,
+  /// the statement in `diag().statement`), `errc::connection_lost`,
+  /// `errc::not_connected`, `errc::cancelled`. After a server error the
+  /// connection is still usable.
+  template <class... Args>
+  boost::asio::awaitable<result> query(std::string_view sql, const Args&... args) {
+    return query_params(sql, detail::make_params(args...));
+  }
+
+  /// Runs one statement and returns the number of rows it affected.
+  /// Throws as `query()`.
+  template <class... Args>
+  boost::asio::awaitable<std::uint64_t> execute(std::string_view sql, const Args&... args) {
+    return execute_params(sql, detail::make_params(args...));
+  }
+
+  /// `query()` with parameters already encoded.
+  boost::asio::awaitable<result> query_params(std::string_view sql, detail::param_set params);
+  /// `execute()` with parameters already encoded.
+  boost::asio::awaitable<std::uint64_t> execute_params(std::string_view sql,
+                                                       detail::param_set params);
+
+  /// True between a successful connect() and close() or a connection loss.
+  bool is_open() const noexcept;
+  /// Closes the connection now. Pending requests complete with
+  /// `errc::not_connected`. Safe to call more than once.
+  void close() noexcept;
+
+  /// The server process serving this connection (0 when closed).
+  int backend_pid() const noexcept;
+  /// The server's version as an integer, e.g. 150018 (0 when closed).
+  int server_version() const noexcept;
+  /// Number of requests sent or waiting and not yet completed.
+  std::size_t pending_requests() const noexcept;
+  /// The libpq connection, for what pgq does not wrap. Do not send or read
+  /// through it while requests are pending.
+  pg_conn* native_handle() const noexcept;
+
+ private:
+  std::shared_ptr<detail::driver> drv_;
+};
+
+}  // namespace pgq

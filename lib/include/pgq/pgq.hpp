@@ -1,0 +1,9 @@
+// pgq/pgq.hpp - the whole public API.
+#pragma once
+
+#include <pgq/config.hpp>
+#include <pgq/connection.hpp>
+#include <pgq/error.hpp>
+#include <pgq/json.hpp>
+#include <pgq/result.hpp>
+#include <pgq/types.hpp>

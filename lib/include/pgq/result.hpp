@@ -1,0 +1,218 @@
+// pgq/result.hpp - zero-copy views over a query's result: result, row, field.
+#pragma once
+
+#include <pgq/error.hpp>
+#include <pgq/types.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+struct pg_result;  // libpq's PGresult, kept out of our public headers
+
+namespace pgq {
+
+class result;
+class row;
+
+namespace detail {
+template <class T>
+struct is_optional : std::false_type {};
+template <class T>
+struct is_optional<std::optional<T>> : std::true_type {};
+
+[[noreturn]] void throw_unexpected_null(const pg_result* res, int col, std::string_view cpp);
+[[noreturn]] void throw_type_mismatch(const pg_result* res, int col, std::string_view cpp);
+[[noreturn]] void rethrow_in_column(const pg_result* res, int col, std::string_view cpp,
+                                   const sql_error& e);
+}  // namespace detail
+
+/// One value of one row: a view into the result that owns it. Valid while
+/// that `pgq::result` (or a copy of it) lives.
+class field {
+ public:
+  /// True when the value is SQL NULL.
+  bool is_null() const noexcept { return null_; }
+  /// The raw bytes as the server sent them (text or binary); empty for NULL.
+  std::string_view bytes() const noexcept { return value_.bytes; }
+  /// The Postgres type of the column.
+  oid type() const noexcept { return value_.type; }
+  /// The wire format of the value.
+  format fmt() const noexcept { return value_.fmt; }
+  /// The column's index in the row.
+  int column() const noexcept { return col_; }
+  /// The column's name.
+  std::string_view name() const noexcept;
+  /// The value as it came, for codecs.
+  const value_view& value() const noexcept { return value_; }
+
+  /// Decodes the value as `T`; `std::optional<T>` reads NULL as nullopt.
+  /// Throws `pgq::sql_error`: `errc::unexpected_null` for NULL into a
+  /// non-optional, `errc::type_mismatch` when the column's type cannot be read
+  /// as `T`, `errc::invalid_value` when the bytes do not decode; every message
+  /// names the column, the Postgres type and the C++ type.
+  template <class T>
+  T as() const {
+    if constexpr (detail::is_optional<T>::value) {
+      if (null_) return T{};
+      return T{as<typename T::value_type>()};
+    } else {
+      using codec_t = codec<T>;
+      if (null_) detail::throw_unexpected_null(res_, col_, codec_t::cpp_name);
+      if (!codec_t::accepts(value_.type)) detail::throw_type_mismatch(res_, col_, codec_t::cpp_name);
+      try {
+        return codec_t::decode(value_);
+      } catch (const sql_error& e) {
+        detail::rethrow_in_column(res_, col_, codec_t::cpp_name, e);
+      }
+    }
+  }
+
+  /// The value as PostgreSQL's `to_json()` renders it (null for NULL).
+  nlohmann::json to_json() const;
+
+ private:
+  friend class row;
+  field(const pg_result* res, int row, int col) noexcept;
+
+  const pg_result* res_;
+  int col_;
+  bool null_;
+  value_view value_;
+};
+
+/// One row of a result: a view, valid while its `pgq::result` lives.
+class row {
+ public:
+  /// The number of columns.
+  int size() const noexcept;
+  /// The row's index in its result.
+  int index() const noexcept { return row_; }
+
+  /// The field at column `col`. Throws `errc::out_of_range` for a bad index.
+  field operator[](int col) const;
+  /// The field of the column named `name` (libpq's rules: unquoted names are
+  /// case-folded). Throws `errc::out_of_range` when there is no such column.
+  field operator[](std::string_view name) const;
+  field operator[](const char* name) const { return (*this)[std::string_view(name)]; }
+
+  /// `(*this)[col].as<T>()`.
+  template <class T>
+  T get(int col) const {
+    return (*this)[col].template as<T>();
+  }
+  /// `(*this)[name].as<T>()`.
+  template <class T>
+  T get(std::string_view name) const {
+    return (*this)[name].template as<T>();
+  }
+  /// The first `sizeof...(Ts)` columns as a tuple, for structured bindings:
+  /// `auto [id, name] = row.as<int, std::string>();`
+  template <class... Ts>
+  std::tuple<Ts...> as() const {
+    return as_impl<Ts...>(std::index_sequence_for<Ts...>{});
+  }
+
+  /// The row as a JSON object keyed by column name, values as `to_json()`.
+  nlohmann::json to_json() const;
+
+ private:
+  friend class result;
+  row(const pg_result* res, int r) noexcept : res_(res), row_(r) {}
+  template <class... Ts, std::size_t... I>
+  std::tuple<Ts...> as_impl(std::index_sequence<I...>) const {
+    return std::tuple<Ts...>{get<Ts>(static_cast<int>(I))...};
+  }
+
+  const pg_result* res_;
+  int row_;
+};
+
+/// The result of one statement. Owns the libpq result; copies share it.
+/// Rows and fields are views into it. Not thread-safe to mutate, safe to read
+/// from several threads.
+class result {
+ public:
+  class iterator {
+   public:
+    using iterator_category = std::random_access_iterator_tag;
+    using value_type = pgq::row;
+    using difference_type = std::ptrdiff_t;
+    using pointer = void;
+    using reference = pgq::row;
+
+    iterator() = default;
+    pgq::row operator*() const noexcept { return pgq::row(res_, i_); }
+    pgq::row operator[](difference_type n) const noexcept {
+      return pgq::row(res_, i_ + static_cast<int>(n));
+    }
+    iterator& operator++() noexcept { ++i_; return *this; }
+    iterator operator++(int) noexcept { auto t = *this; ++i_; return t; }
+    iterator& operator--() noexcept { --i_; return *this; }
+    iterator operator--(int) noexcept { auto t = *this; --i_; return t; }
+    iterator& operator+=(difference_type n) noexcept { i_ += static_cast<int>(n); return *this; }
+    iterator& operator-=(difference_type n) noexcept { i_ -= static_cast<int>(n); return *this; }
+    friend iterator operator+(iterator it, difference_type n) noexcept { return it += n; }
+    friend iterator operator+(difference_type n, iterator it) noexcept { return it += n; }
+    friend iterator operator-(iterator it, difference_type n) noexcept { return it -= n; }
+    friend difference_type operator-(const iterator& a, const iterator& b) noexcept {
+      return a.i_ - b.i_;
+    }
+    friend bool operator==(const iterator& a, const iterator& b) noexcept { return a.i_ == b.i_; }
+    friend auto operator<=>(const iterator& a, const iterator& b) noexcept { return a.i_ <=> b.i_; }
+
+   private:
+    friend class result;
+    iterator(const pg_result* r, int i) noexcept : res_(r), i_(i) {}
+    const pg_result* res_ = nullptr;
+    int i_ = 0;
+  };
+
+  /// An empty result (no rows, no columns).
+  result() = default;
+  /// Takes ownership of a libpq result (for pgq's internals and extensions).
+  explicit result(pg_result* res) noexcept;
+
+  /// Number of rows.
+  int size() const noexcept;
+  bool empty() const noexcept { return size() == 0; }
+  /// Number of columns.
+  int columns() const noexcept;
+  /// The name of column `col`. Throws `errc::out_of_range`.
+  std::string_view column_name(int col) const;
+  /// The type OID of column `col`. Throws `errc::out_of_range`.
+  oid column_type(int col) const;
+  /// The index of the column named `name`. Throws `errc::out_of_range`.
+  int column_index(std::string_view name) const;
+
+  /// Row `r`, unchecked.
+  pgq::row operator[](int r) const noexcept { return pgq::row(res_.get(), r); }
+  /// Row `r`; throws `errc::out_of_range`.
+  pgq::row at(int r) const;
+  iterator begin() const noexcept { return iterator(res_.get(), 0); }
+  iterator end() const noexcept { return iterator(res_.get(), size()); }
+
+  /// The command tag, e.g. "INSERT 0 3" or "SELECT 10".
+  std::string_view command_tag() const noexcept;
+  /// Rows affected by INSERT/UPDATE/DELETE/MERGE/SELECT/COPY..., 0 otherwise.
+  std::uint64_t rows_affected() const noexcept;
+
+  /// All rows as a JSON array of objects (see `row::to_json()`).
+  nlohmann::json to_json() const;
+
+  /// The libpq result; null for an empty result.
+  pg_result* native_handle() const noexcept { return res_.get(); }
+
+ private:
+  std::shared_ptr<pg_result> res_;
+};
+
+}  // namespace pgq

@@ -1,0 +1,633 @@
+#include <pgq/connection.hpp>
+
+#include "detail/driver.hpp"
+
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <libpq-fe.h>
+
+#include <charconv>
+#include <cstdlib>
+#include <optional>
+#include <vector>
+
+namespace asio = boost::asio;
+
+namespace pgq {
+namespace detail {
+namespace {
+
+constexpr std::string_view query_canceled = "57014";
+
+std::string trim_message(const char* m) {
+  std::string s = m != nullptr ? m : "";
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+std::string conn_error(pg_conn* conn) { return trim_message(PQerrorMessage(conn)); }
+
+// PQcancel blocks (connect + write) before libpq 17: it runs here, off the
+// callers' event loops.
+asio::thread_pool& blocking_pool() {
+  static asio::thread_pool pool(1);
+  return pool;
+}
+
+void ignore_notice(void*, const char*) {}
+
+std::vector<std::string> split_list(std::string_view s) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t comma = s.find(',', start);
+    out.emplace_back(s.substr(start, comma == std::string_view::npos ? std::string_view::npos
+                                                                      : comma - start));
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+std::string join_list(const std::vector<std::string>& v) {
+  std::string out;
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (i != 0) out += ',';
+    out += v[i];
+  }
+  return out;
+}
+
+std::optional<std::string> env(const char* name) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return std::nullopt;
+  return std::string(v);
+}
+
+std::optional<std::chrono::milliseconds> parse_seconds(const std::string& s) {
+  int v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
+  // libpq treats 1 as 2 seconds and <= 0 as "no limit".
+  if (v <= 0) return std::chrono::milliseconds(0);
+  return std::chrono::seconds(v == 1 ? 2 : v);
+}
+
+sql_error error_from_result(const pg_result* res, std::string_view statement) {
+  diagnostics d;
+  auto field = [&](int code) {
+    const char* v = PQresultErrorField(res, code);
+    return v != nullptr ? std::string(v) : std::string();
+  };
+  d.severity = field(PG_DIAG_SEVERITY_NONLOCALIZED);
+  if (d.severity.empty()) d.severity = field(PG_DIAG_SEVERITY);
+  d.sqlstate = field(PG_DIAG_SQLSTATE);
+  d.message = field(PG_DIAG_MESSAGE_PRIMARY);
+  if (d.message.empty()) d.message = trim_message(PQresultErrorMessage(res));
+  d.detail = field(PG_DIAG_MESSAGE_DETAIL);
+  d.hint = field(PG_DIAG_MESSAGE_HINT);
+  auto to_int = [](const std::string& s) -> std::optional<int> {
+    int v = 0;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (s.empty() || ec != std::errc()) return std::nullopt;
+    return v;
+  };
+  d.position = to_int(field(PG_DIAG_STATEMENT_POSITION));
+  d.internal_position = to_int(field(PG_DIAG_INTERNAL_POSITION));
+  d.internal_query = field(PG_DIAG_INTERNAL_QUERY);
+  d.context = field(PG_DIAG_CONTEXT);
+  d.schema = field(PG_DIAG_SCHEMA_NAME);
+  d.table = field(PG_DIAG_TABLE_NAME);
+  d.column = field(PG_DIAG_COLUMN_NAME);
+  d.datatype = field(PG_DIAG_DATATYPE_NAME);
+  d.constraint = field(PG_DIAG_CONSTRAINT_NAME);
+  d.source_file = field(PG_DIAG_SOURCE_FILE);
+  d.source_line = field(PG_DIAG_SOURCE_LINE);
+  d.source_function = field(PG_DIAG_SOURCE_FUNCTION);
+  d.statement = std::string(statement);
+  if (d.sqlstate.empty()) {
+    // libpq made this error itself (e.g. the connection dropped).
+    return sql_error(make_error_code(errc::connection_lost), std::move(d));
+  }
+  const error_code ec = make_sqlstate_error(d.sqlstate);
+  return sql_error(ec, std::move(d));
+}
+
+}  // namespace
+
+request::~request() {
+  if (res != nullptr) PQclear(res);
+  if (error != nullptr) PQclear(error);
+}
+
+driver::driver(asio::any_io_executor ex)
+    : ex_(ex), sock_(ex), resolver_(ex), connect_timer_(ex) {}
+
+driver::~driver() {
+  release_socket();
+  if (conn_ != nullptr) PQfinish(conn_);
+}
+
+void driver::release_socket() noexcept {
+  if (sock_.is_open()) {
+    error_code ignored;
+    sock_.cancel(ignored);
+    sock_.release();  // the descriptor is libpq's: never close it
+  }
+}
+
+void driver::wrap_socket() {
+  release_socket();
+  const int fd = PQsocket(conn_);
+  if (fd >= 0) sock_.assign(fd);
+}
+
+asio::awaitable<void> driver::connect(std::string conninfo_text, connect_options opts) {
+  if (conn_ != nullptr) close(errc::not_connected);
+  conninfo ci = conninfo::parse(conninfo_text);  // throws bad_conninfo
+
+  std::chrono::milliseconds timeout(10000);
+  if (opts.connect_timeout) {
+    timeout = *opts.connect_timeout;
+  } else if (auto v = ci.get("connect_timeout")) {
+    auto parsed = parse_seconds(*v);
+    if (!parsed) throw sql_error(errc::bad_conninfo, "invalid connect_timeout value: \"" + *v + "\"");
+    timeout = *parsed;
+  } else if (auto e = env("PGCONNECT_TIMEOUT")) {
+    if (auto parsed = parse_seconds(*e)) timeout = *parsed;
+  }
+
+  auto self = shared_from_this();
+  connect_timed_out_ = false;
+  if (timeout.count() > 0) {
+    connect_timer_.expires_after(timeout);
+    connect_timer_.async_wait([self](const error_code& ec) {
+      if (ec) return;
+      self->connect_timed_out_ = true;
+      self->resolver_.cancel();
+      error_code ignored;
+      self->sock_.cancel(ignored);
+    });
+  }
+  try {
+    co_await connect_steps(ci.to_string(), opts);
+  } catch (...) {
+    connect_timer_.cancel();
+    const bool timed_out = connect_timed_out_;
+    release_socket();
+    if (conn_ != nullptr) {
+      PQfinish(conn_);
+      conn_ = nullptr;
+    }
+    if (timed_out) {
+      throw sql_error(errc::timeout, "connection attempt timed out after " +
+                                         std::to_string(timeout.count()) + " ms (" +
+                                         ci.redacted() + ")");
+    }
+    throw;
+  }
+  connect_timer_.cancel();
+}
+
+asio::awaitable<void> driver::connect_steps(std::string text, connect_options opts) {
+  conninfo ci = conninfo::parse(text);
+  auto cs = co_await asio::this_coro::cancellation_state;
+  auto rethrow_cancelled = [&](const boost::system::system_error& e) {
+    if (cs.cancelled() != asio::cancellation_type::none && !connect_timed_out_) {
+      throw sql_error(errc::cancelled, "connection attempt cancelled");
+    }
+    if (connect_timed_out_) throw sql_error(errc::timeout, "timed out");
+    throw e;
+  };
+
+  // Resolve host names here, asynchronously, so that libpq never blocks in
+  // getaddrinfo. Each address becomes its own host entry so that libpq still
+  // tries them in turn, as it would have for the name.
+  if (opts.resolve_hosts && !ci.get("hostaddr") && !env("PGHOSTADDR")) {
+    const std::optional<std::string> host_value = ci.get("host") ? ci.get("host") : env("PGHOST");
+    if (host_value) {
+      const std::vector<std::string> hosts = split_list(*host_value);
+      const std::optional<std::string> port_value = ci.get("port") ? ci.get("port") : env("PGPORT");
+      std::vector<std::string> ports = port_value ? split_list(*port_value) : std::vector<std::string>{};
+      if (ports.size() == 1) ports.assign(hosts.size(), ports[0]);
+      const bool per_host_ports = ports.size() == hosts.size();
+      if (port_value && !per_host_ports) {
+        throw sql_error(errc::bad_conninfo, "could not match " + std::to_string(ports.size()) +
+                                                " port numbers to " + std::to_string(hosts.size()) +
+                                                " hosts");
+      }
+      std::vector<std::string> out_hosts, out_addrs, out_ports;
+      std::string last_failure;
+      for (std::size_t i = 0; i < hosts.size(); ++i) {
+        const std::string& h = hosts[i];
+        auto keep = [&](const std::string& addr) {
+          out_hosts.push_back(h);
+          out_addrs.push_back(addr);
+          if (per_host_ports) out_ports.push_back(ports[i]);
+        };
+        error_code ec;
+        if (h.empty() || h.front() == '/' || h.front() == '@') {
+          keep("");  // a Unix-domain socket: nothing to resolve
+          continue;
+        }
+        asio::ip::make_address(h, ec);
+        if (!ec) {
+          keep(h);
+          continue;
+        }
+        try {
+          auto results = co_await resolver_.async_resolve(h, "", asio::use_awaitable);
+          for (const auto& entry : results) keep(entry.endpoint().address().to_string());
+        } catch (const boost::system::system_error& e) {
+          if (e.code() == asio::error::operation_aborted) rethrow_cancelled(e);
+          last_failure = "could not translate host name \"" + h + "\" to address: " + e.code().message();
+        }
+      }
+      if (out_hosts.empty()) {
+        throw sql_error(errc::connect_failed,
+                        last_failure.empty() ? "no host to connect to" : last_failure);
+      }
+      ci.set("host", join_list(out_hosts));
+      ci.set("hostaddr", join_list(out_addrs));
+      if (per_host_ports) ci.set("port", join_list(out_ports));
+    }
+  }
+
+  std::vector<const char*> keys, values;
+  for (const auto& [k, v] : ci.entries()) {
+    keys.push_back(k.c_str());
+    values.push_back(v.c_str());
+  }
+  keys.push_back(nullptr);
+  values.push_back(nullptr);
+  conn_ = PQconnectStartParams(keys.data(), values.data(), 0);
+  if (conn_ == nullptr) throw std::bad_alloc();
+  if (PQstatus(conn_) == CONNECTION_BAD) throw sql_error(errc::connect_failed, conn_error(conn_));
+  PQsetNoticeProcessor(conn_, &ignore_notice, nullptr);
+
+  PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+  while (st != PGRES_POLLING_OK) {
+    wrap_socket();  // libpq may open a new socket at any step
+    try {
+      co_await sock_.async_wait(st == PGRES_POLLING_READING ? asio::posix::stream_descriptor::wait_read
+                                                            : asio::posix::stream_descriptor::wait_write,
+                                asio::use_awaitable);
+    } catch (const boost::system::system_error& e) {
+      if (e.code() == asio::error::operation_aborted) rethrow_cancelled(e);
+      throw;
+    }
+    if (conn_ == nullptr) throw sql_error(errc::cancelled, "connection closed while connecting");
+    st = PQconnectPoll(conn_);
+    if (st == PGRES_POLLING_FAILED) throw sql_error(errc::connect_failed, conn_error(conn_));
+  }
+  wrap_socket();
+  if (PQsetnonblocking(conn_, 1) != 0 || PQenterPipelineMode(conn_) != 1) {
+    throw sql_error(errc::protocol_error, "could not enter pipeline mode: " + conn_error(conn_));
+  }
+  cancel_ = std::shared_ptr<pg_cancel>(PQgetCancel(conn_), &PQfreeCancel);
+  open_ = true;
+  arm_read();
+}
+
+void driver::enqueue(std::string_view sql, param_set params, result_handler handler) {
+  auto req = std::make_unique<request>();
+  req->id = next_id_++;
+  req->sql = sql;
+  req->params = std::move(params);
+  // Boost 1.81's any_completion_handler move assignment recurses forever
+  // (it copies from an lvalue through its converting constructor): swap.
+  req->handler.swap(handler);
+  if (!is_open()) {
+    complete(*req, std::make_exception_ptr(sql_error(errc::not_connected, "the connection is not open",
+                                                     std::string(sql))),
+             {});
+    return;
+  }
+  auto slot = asio::get_associated_cancellation_slot(req->handler);
+  if (slot.is_connected()) {
+    // Cancellation may be emitted from another thread, and the handler must
+    // not clear its own slot while running: act on it from our executor.
+    slot.assign([self = shared_from_this(), id = req->id](asio::cancellation_type) {
+      asio::post(self->ex_, [self, id] { self->cancel(id); });
+    });
+  }
+  if (cancels_in_flight_ > 0 || !waiting_.empty()) {
+    waiting_.push_back(std::move(req));
+    return;
+  }
+  request& r = *req;
+  inflight_.push_back(std::move(req));
+  if (send(r)) flush();
+}
+
+bool driver::send(request& req) {
+  // libpq wants a NUL-terminated statement; reuse one buffer per thread.
+  thread_local std::string sql_buffer;
+  sql_buffer.assign(req.sql);
+  const param_set& p = req.params;
+  const int n = p.size();
+  boost::container::small_vector<const char*, param_set::inline_count> values(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) values[static_cast<std::size_t>(i)] = p.value(i);
+  if (PQsendQueryParams(conn_, sql_buffer.c_str(), n, p.types(), values.data(), p.lengths(),
+                        p.formats(), 0) != 1 ||
+      PQpipelineSync(conn_) != 1) {
+    fail_all(errc::connection_lost, conn_error(conn_));
+    return false;
+  }
+  return true;
+}
+
+void driver::flush() {
+  if (!is_open()) return;
+  const int r = PQflush(conn_);
+  if (r < 0) {
+    fail_all(errc::connection_lost, conn_error(conn_));
+    return;
+  }
+  if (r == 1) arm_write();
+  // A flush that could not write everything may have read input to make room;
+  // that input no longer makes the socket readable, so look at it now.
+  if (r == 1) drain_results();
+}
+
+void driver::arm_read() {
+  if (reading_ || !is_open()) return;
+  reading_ = true;
+  sock_.async_wait(asio::posix::stream_descriptor::wait_read,
+                   [self = shared_from_this()](const error_code& ec) { self->on_readable(ec); });
+}
+
+void driver::arm_write() {
+  if (writing_ || !is_open()) return;
+  writing_ = true;
+  sock_.async_wait(asio::posix::stream_descriptor::wait_write,
+                   [self = shared_from_this()](const error_code& ec) { self->on_writable(ec); });
+}
+
+void driver::on_readable(const error_code& ec) {
+  reading_ = false;
+  if (ec || !is_open()) return;
+  if (PQconsumeInput(conn_) != 1) {
+    fail_all(errc::connection_lost, conn_error(conn_));
+    return;
+  }
+  drain_results();
+  while (PGnotify* n = PQnotifies(conn_)) PQfreemem(n);
+  if (!is_open()) return;
+  if (PQstatus(conn_) == CONNECTION_BAD) {
+    fail_all(errc::connection_lost, conn_error(conn_));
+    return;
+  }
+  arm_read();
+}
+
+void driver::on_writable(const error_code& ec) {
+  writing_ = false;
+  if (ec || !is_open()) return;
+  flush();
+}
+
+void driver::drain_results() {
+  int nulls = 0;
+  while (is_open() && !inflight_.empty()) {
+    if (PQisBusy(conn_) != 0) break;
+    PGresult* r = PQgetResult(conn_);
+    if (r == nullptr) {
+      // One NULL ends a statement's results; a second in a row means libpq
+      // has nothing more until more input arrives.
+      if (++nulls > 1) break;
+      continue;
+    }
+    nulls = 0;
+    request& front = *inflight_.front();
+    switch (PQresultStatus(r)) {
+      case PGRES_PIPELINE_SYNC:
+        PQclear(r);
+        complete_front();
+        break;
+      case PGRES_FATAL_ERROR:
+      case PGRES_PIPELINE_ABORTED:
+      case PGRES_BAD_RESPONSE:
+        if (front.error == nullptr) {
+          front.error = r;
+        } else {
+          PQclear(r);
+        }
+        if (PQstatus(conn_) == CONNECTION_BAD) {
+          fail_all(errc::connection_lost, conn_error(conn_));
+          return;
+        }
+        break;
+      default:
+        if (front.res != nullptr) PQclear(front.res);
+        front.res = r;
+        break;
+    }
+  }
+}
+
+void driver::complete_front() {
+  std::unique_ptr<request> req = std::move(inflight_.front());
+  inflight_.pop_front();
+  if (req->abandoned()) return;  // cancelled by its caller: drop the result
+  if (req->error != nullptr) {
+    const char* state = PQresultErrorField(req->error, PG_DIAG_SQLSTATE);
+    const bool stray_cancel = req->exposed && !req->retried && state != nullptr &&
+                              query_canceled == state && PQtransactionStatus(conn_) == PQTRANS_IDLE;
+    if (stray_cancel) {
+      // A cancel aimed at another request hit this one. It ran in its own
+      // implicit transaction, which rolled back: run it again.
+      PQclear(req->error);
+      req->error = nullptr;
+      if (req->res != nullptr) {
+        PQclear(req->res);
+        req->res = nullptr;
+      }
+      req->retried = true;
+      req->exposed = false;
+      waiting_.push_front(std::move(req));
+      if (cancels_in_flight_ == 0) send_waiting();
+      return;
+    }
+    if (PQresultStatus(req->error) == PGRES_PIPELINE_ABORTED) {
+      complete(*req, std::make_exception_ptr(sql_error(errc::protocol_error,
+                                                       "statement skipped: the pipeline was aborted",
+                                                       std::string(req->sql))),
+               {});
+      return;
+    }
+    complete(*req, std::make_exception_ptr(error_from_result(req->error, req->sql)), {});
+    return;
+  }
+  pg_result* res = req->res;
+  req->res = nullptr;
+  complete(*req, nullptr, result(res));
+}
+
+void driver::complete(request& req, std::exception_ptr ep, result res) {
+  if (!req.handler) return;
+  auto slot = asio::get_associated_cancellation_slot(req.handler);
+  if (slot.is_connected()) slot.clear();
+  result_handler h = std::move(req.handler);
+  auto ex = asio::get_associated_executor(h, ex_);
+  // Post, never call inline: the caller may issue its next request from the
+  // completion, and that must not re-enter the result loop.
+  asio::post(ex_, asio::bind_executor(ex, [h = std::move(h), ep = std::move(ep), res = std::move(res)]() mutable {
+    std::move(h)(std::move(ep), std::move(res));
+  }));
+}
+
+void driver::cancel(std::uint64_t id) {
+  for (auto it = waiting_.begin(); it != waiting_.end(); ++it) {
+    if ((*it)->id == id) {
+      std::unique_ptr<request> req = std::move(*it);
+      waiting_.erase(it);
+      complete(*req, std::make_exception_ptr(sql_error(errc::cancelled, "statement cancelled before it was sent",
+                                                       std::string(req->sql))),
+               {});
+      return;
+    }
+  }
+  for (std::size_t i = 0; i < inflight_.size(); ++i) {
+    request& req = *inflight_[i];
+    if (req.id != id || req.abandoned()) continue;
+    complete(req, std::make_exception_ptr(sql_error(errc::cancelled, "statement cancelled", std::string(req.sql))),
+             {});
+    // Only the statement the server is running now is cancelled there; one
+    // queued behind it runs and its result is dropped.
+    if (i == 0) issue_server_cancel();
+    return;
+  }
+}
+
+void driver::issue_server_cancel() {
+  if (!cancel_) return;
+  ++cancels_in_flight_;
+  for (std::size_t i = 1; i < inflight_.size(); ++i) inflight_[i]->exposed = true;
+  asio::post(blocking_pool(), [c = cancel_, self = shared_from_this()] {
+    char errbuf[256];
+    PQcancel(c.get(), errbuf, sizeof errbuf);
+    asio::post(self->ex_, [self] { self->on_server_cancel_done(); });
+  });
+}
+
+void driver::on_server_cancel_done() {
+  if (--cancels_in_flight_ == 0) send_waiting();
+}
+
+void driver::send_waiting() {
+  bool sent = false;
+  while (is_open() && !waiting_.empty() && cancels_in_flight_ == 0) {
+    std::unique_ptr<request> req = std::move(waiting_.front());
+    waiting_.pop_front();
+    request& r = *req;
+    inflight_.push_back(std::move(req));
+    if (!send(r)) return;
+    sent = true;
+  }
+  if (sent) flush();
+}
+
+void driver::fail_all(errc why, const std::string& message) noexcept {
+  open_ = false;
+  auto fail = [&](std::deque<std::unique_ptr<request>>& q) {
+    while (!q.empty()) {
+      std::unique_ptr<request> req = std::move(q.front());
+      q.pop_front();
+      try {
+        complete(*req, std::make_exception_ptr(sql_error(why, message, std::string(req->sql))), {});
+      } catch (...) {
+        // Out of memory while failing: the handler is destroyed with req.
+      }
+    }
+  };
+  fail(inflight_);
+  fail(waiting_);
+  release_socket();
+  reading_ = writing_ = false;
+}
+
+void driver::close(errc why) noexcept {
+  const bool was_open = conn_ != nullptr;
+  fail_all(why, "the connection was closed");
+  connect_timer_.cancel();
+  resolver_.cancel();
+  if (was_open) {
+    PQfinish(conn_);
+    conn_ = nullptr;
+  }
+  cancel_.reset();
+}
+
+}  // namespace detail
+
+connection::connection(executor_type ex) : drv_(std::make_shared<detail::driver>(ex)) {}
+
+connection::~connection() {
+  if (drv_) drv_->close(errc::not_connected);
+}
+
+connection::connection(connection&&) noexcept = default;
+
+connection& connection::operator=(connection&& other) noexcept {
+  if (this != &other) {
+    if (drv_) drv_->close(errc::not_connected);
+    drv_ = std::move(other.drv_);
+  }
+  return *this;
+}
+
+connection::executor_type connection::get_executor() const noexcept { return drv_->get_executor(); }
+
+asio::awaitable<void> connection::connect(std::string_view conninfo, connect_options opts) {
+  auto d = drv_;  // keeps the driver alive across the suspension
+  co_await d->connect(std::string(conninfo), opts);
+}
+
+namespace {
+struct initiate_query {
+  std::shared_ptr<detail::driver> drv;
+  template <class Handler>
+  void operator()(Handler&& h, std::string_view sql, detail::param_set params) {
+    drv->enqueue(sql, std::move(params), detail::result_handler(std::forward<Handler>(h)));
+  }
+};
+}  // namespace
+
+asio::awaitable<result> connection::query_params(std::string_view sql, detail::param_set params) {
+  if (!drv_) throw sql_error(errc::not_connected, "connection was moved from", std::string(sql));
+  return asio::async_initiate<const asio::use_awaitable_t<>&, void(std::exception_ptr, result)>(
+      initiate_query{drv_}, asio::use_awaitable, sql, std::move(params));
+}
+
+asio::awaitable<std::uint64_t> connection::execute_params(std::string_view sql, detail::param_set params) {
+  result r = co_await query_params(sql, std::move(params));
+  co_return r.rows_affected();
+}
+
+bool connection::is_open() const noexcept { return drv_ && drv_->is_open(); }
+
+void connection::close() noexcept {
+  if (drv_) drv_->close(errc::not_connected);
+}
+
+int connection::backend_pid() const noexcept {
+  return is_open() ? PQbackendPID(drv_->native_handle()) : 0;
+}
+
+int connection::server_version() const noexcept {
+  return is_open() ? PQserverVersion(drv_->native_handle()) : 0;
+}
+
+std::size_t connection::pending_requests() const noexcept { return drv_ ? drv_->pending() : 0; }
+
+pg_conn* connection::native_handle() const noexcept { return drv_ ? drv_->native_handle() : nullptr; }
+
+}  // namespace pgq

@@ -1,0 +1,101 @@
+// The per-connection driver: the only code that touches a PGconn and its
+// socket. Callers enqueue requests; the driver sends them in libpq pipeline
+// mode (one sync point each, so one request's error never aborts another's)
+// and completes them in order as results arrive.
+#pragma once
+
+#include <pgq/config.hpp>
+#include <pgq/detail/params.hpp>
+#include <pgq/error.hpp>
+#include <pgq/result.hpp>
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <string>
+#include <string_view>
+
+struct pg_conn;
+struct pg_cancel;
+
+namespace pgq::detail {
+
+using result_handler = boost::asio::any_completion_handler<void(std::exception_ptr, result)>;
+
+struct request {
+  std::uint64_t id = 0;
+  std::string_view sql;   // caller-owned; valid while the caller waits
+  param_set params;
+  result_handler handler;  // empty once the caller has been completed
+  pg_result* res = nullptr;        // the statement's result (owned)
+  pg_result* error = nullptr;      // its error result, if any (owned)
+  bool exposed = false;    // a cancel meant for another request may hit it
+  bool retried = false;
+
+  request() = default;
+  request(const request&) = delete;
+  request& operator=(const request&) = delete;
+  ~request();
+  bool abandoned() const noexcept { return !handler; }
+};
+
+class driver : public std::enable_shared_from_this<driver> {
+ public:
+  explicit driver(boost::asio::any_io_executor ex);
+  ~driver();
+
+  const boost::asio::any_io_executor& get_executor() const noexcept { return ex_; }
+
+  boost::asio::awaitable<void> connect(std::string conninfo_text, connect_options opts);
+  void enqueue(std::string_view sql, param_set params, result_handler handler);
+  void close(errc why) noexcept;
+
+  bool is_open() const noexcept { return conn_ != nullptr && open_; }
+  pg_conn* native_handle() const noexcept { return conn_; }
+  std::size_t pending() const noexcept { return waiting_.size() + inflight_.size(); }
+
+ private:
+  boost::asio::awaitable<void> connect_steps(std::string conninfo_text, connect_options opts);
+  void wrap_socket();
+  void release_socket() noexcept;
+
+  bool send(request& req);
+  void flush();
+  void arm_read();
+  void arm_write();
+  void on_readable(const error_code& ec);
+  void on_writable(const error_code& ec);
+  void drain_results();
+  void complete_front();
+  void cancel(std::uint64_t id);
+  void issue_server_cancel();
+  void on_server_cancel_done();
+  void send_waiting();
+  void fail_all(errc why, const std::string& message) noexcept;
+  void complete(request& req, std::exception_ptr ep, result res);
+
+  boost::asio::any_io_executor ex_;
+  boost::asio::posix::stream_descriptor sock_;
+  boost::asio::ip::tcp::resolver resolver_;
+  boost::asio::steady_timer connect_timer_;
+  pg_conn* conn_ = nullptr;
+  std::shared_ptr<pg_cancel> cancel_;
+  bool open_ = false;
+  bool reading_ = false;
+  bool writing_ = false;
+  bool connect_timed_out_ = false;
+  int cancels_in_flight_ = 0;
+  std::uint64_t next_id_ = 1;
+  std::deque<std::unique_ptr<request>> waiting_;   // not yet handed to libpq
+  std::deque<std::unique_ptr<request>> inflight_;  // sent, results pending
+};
+
+}  // namespace pgq::detail

@@ -1,0 +1,144 @@
+#include <pgq/error.hpp>
+
+#include <array>
+
+namespace pgq {
+namespace {
+
+class client_category_impl final : public boost::system::error_category {
+ public:
+  const char* name() const noexcept override { return "pgq"; }
+  std::string message(int ev) const override {
+    switch (static_cast<errc>(ev)) {
+      case errc::connection_lost: return "connection lost";
+      case errc::connect_failed: return "connection attempt failed";
+      case errc::timeout: return "operation timed out";
+      case errc::cancelled: return "operation cancelled";
+      case errc::type_mismatch: return "type mismatch";
+      case errc::unexpected_null: return "unexpected NULL";
+      case errc::invalid_value: return "invalid value";
+      case errc::bad_conninfo: return "invalid connection string";
+      case errc::protocol_error: return "protocol error";
+      case errc::not_connected: return "not connected";
+      case errc::out_of_range: return "out of range";
+      case errc::pool_timeout: return "timed out waiting for a pool connection";
+      case errc::pool_closed: return "pool closed";
+      case errc::transaction_done: return "transaction already finished";
+    }
+    return "unknown pgq error";
+  }
+};
+
+constexpr std::string_view sqlstate_chars = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+
+std::string unpack_sqlstate(int v) {
+  std::string s(5, '0');
+  for (int i = 0; i < 5; ++i) {
+    const int c = (v >> (6 * i)) & 0x3F;
+    s[static_cast<std::size_t>(i)] = static_cast<char>(c + '0');
+  }
+  return s;
+}
+
+class sqlstate_category_impl final : public boost::system::error_category {
+ public:
+  const char* name() const noexcept override { return "sqlstate"; }
+  std::string message(int ev) const override { return "SQLSTATE " + unpack_sqlstate(ev); }
+};
+
+std::string format_what(const diagnostics& d, const error_code& ec) {
+  std::string s;
+  if (!d.sqlstate.empty()) {
+    s += d.severity.empty() ? "ERROR" : d.severity;
+    s += ' ';
+    s += d.sqlstate;
+    s += ": ";
+  }
+  s += d.message.empty() ? ec.message() : d.message;
+  if (d.position) s += " (position " + std::to_string(*d.position) + ")";
+  if (!d.detail.empty()) s += "; DETAIL: " + d.detail;
+  if (!d.hint.empty()) s += "; HINT: " + d.hint;
+  if (!d.statement.empty()) {
+    constexpr std::size_t max_shown = 200;
+    s += " [in: ";
+    s += d.statement.size() > max_shown ? d.statement.substr(0, max_shown) + "..." : d.statement;
+    s += ']';
+  }
+  return s;
+}
+
+}  // namespace
+
+const boost::system::error_category& client_category() noexcept {
+  static const client_category_impl instance;
+  return instance;
+}
+
+const boost::system::error_category& sqlstate_category() noexcept {
+  static const sqlstate_category_impl instance;
+  return instance;
+}
+
+int sqlstate_value(std::string_view sqlstate) noexcept {
+  if (sqlstate.size() != 5) return 0;
+  int v = 0;
+  for (int i = 0; i < 5; ++i) {
+    const char c = sqlstate[static_cast<std::size_t>(i)];
+    if (sqlstate_chars.find(c) == std::string_view::npos) return 0;
+    v |= ((c - '0') & 0x3F) << (6 * i);
+  }
+  return v;
+}
+
+error_code make_sqlstate_error(std::string_view sqlstate) noexcept {
+  return {sqlstate_value(sqlstate), sqlstate_category()};
+}
+
+std::string sqlstate_of(const error_code& ec) {
+  if (ec.category() != sqlstate_category()) return {};
+  return unpack_sqlstate(ec.value());
+}
+
+bool is_fatal(const error_code& ec) noexcept {
+  if (ec.category() == client_category()) {
+    switch (static_cast<errc>(ec.value())) {
+      case errc::connection_lost:
+      case errc::connect_failed:
+      case errc::protocol_error:
+      case errc::not_connected:
+        return true;
+      default:
+        return false;
+    }
+  }
+  if (ec.category() == sqlstate_category()) {
+    const std::string s = unpack_sqlstate(ec.value());
+    // Class 08 (connection exception), 57P01..57P05 (admin shutdown, crash
+    // shutdown, cannot connect now, database dropped, idle session timeout),
+    // XX (internal error: the backend state is unknown).
+    return s.starts_with("08") || (s.starts_with("57P") && s != "57P04") || s.starts_with("XX");
+  }
+  return false;
+}
+
+bool is_retryable(const error_code& ec) noexcept {
+  return ec == make_sqlstate_error("40001") || ec == make_sqlstate_error("40P01");
+}
+
+sql_error::sql_error(error_code ec, diagnostics diag)
+    : boost::system::system_error(ec) {
+  auto st = std::make_shared<state>();
+  st->what = format_what(diag, ec);
+  st->diag = std::move(diag);
+  state_ = std::move(st);
+}
+
+sql_error::sql_error(errc e, std::string message, std::string statement)
+    : sql_error(make_error_code(e), [&] {
+        diagnostics d;
+        d.message = std::move(message);
+        d.statement = std::move(statement);
+        return d;
+      }()) {}
+
+}  // namespace pgq

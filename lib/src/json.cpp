@@ -1,0 +1,176 @@
+// JSON: the nlohmann::json codec and to_json()-compatible rendering.
+#include <charconv>
+#include <cmath>
+#include <limits>
+#include <pgq/json.hpp>
+
+namespace pgq {
+namespace {
+
+[[noreturn]] void throw_bad_json(value_view v, std::string_view why) {
+  std::string shown(v.bytes.substr(0, 48));
+  throw sql_error(errc::invalid_value, "invalid " + type_name(v.type) + " value (" +
+                                           std::string(why) + "): " + shown +
+                                           (v.bytes.size() > 48 ? "..." : ""));
+}
+
+/// A decimal reduced to sign, significant digits and the exponent of the
+/// first digit, so that "123.4500", "1.2345e+02" and "123.45" compare equal.
+struct decimal_key {
+  bool neg = false;
+  std::string digits;
+  long exp = 0;
+  bool operator==(const decimal_key&) const = default;
+};
+
+std::optional<decimal_key> decimal_of(std::string_view s) {
+  decimal_key k;
+  std::size_t i = 0;
+  if (i < s.size() && (s[i] == '-' || s[i] == '+')) k.neg = s[i++] == '-';
+  long point = -1, count = 0;
+  for (; i < s.size() && s[i] != 'e' && s[i] != 'E'; ++i) {
+    if (s[i] == '.') {
+      if (point >= 0) return std::nullopt;
+      point = count;
+    } else if (s[i] >= '0' && s[i] <= '9') {
+      k.digits += s[i];
+      ++count;
+    } else {
+      return std::nullopt;
+    }
+  }
+  if (point < 0) point = count;
+  long e = 0;
+  if (i < s.size()) {
+    std::string_view es = s.substr(i + 1);
+    if (!es.empty() && es[0] == '+') es.remove_prefix(1);
+    auto r = std::from_chars(es.data(), es.data() + es.size(), e);
+    if (r.ec != std::errc() || r.ptr != es.data() + es.size()) return std::nullopt;
+  }
+  auto lead = k.digits.find_first_not_of('0');
+  if (lead == std::string::npos) return decimal_key{};  // zero, any sign
+  k.digits.erase(0, lead);
+  k.digits.erase(k.digits.find_last_not_of('0') + 1);
+  k.exp = point - static_cast<long>(lead) - 1 + e;
+  return k;
+}
+
+bool parsed_whole(std::from_chars_result r, const char* end) {
+  return r.ec == std::errc() && r.ptr == end;
+}
+
+/// See the numeric rule in json.hpp.
+nlohmann::json numeric_json(std::string_view text) {
+  if (text == "NaN" || text == "Infinity" || text == "-Infinity") return std::string(text);
+  const char* end = text.data() + text.size();
+  if (std::int64_t i; parsed_whole(std::from_chars(text.data(), end, i), end)) return i;
+  if (std::uint64_t u; parsed_whole(std::from_chars(text.data(), end, u), end)) return u;
+  double d = 0;
+  if (parsed_whole(std::from_chars(text.data(), end, d), end) && std::isfinite(d)) {
+    nlohmann::json j = d;
+    // Compare against what nlohmann will actually print, not to_chars:
+    // only then is the emitted JSON text the same decimal number.
+    if (decimal_of(j.dump()) == decimal_of(text)) return j;
+  }
+  return std::string(text);
+}
+
+nlohmann::json float_json(value_view v) {
+  std::string text = detail::render_text(v);
+  if (text == "NaN" || text == "Infinity" || text == "-Infinity") return text;
+  // Parsed from the shortest text, so a float4 1.1 stays 1.1 rather than
+  // becoming 1.100000023841858.
+  return codec<double>::decode({text, oids::float8, format::text});
+}
+
+/// "2024-02-29 13:45:01+05:30 BC" -> "2024-02-29T13:45:01+05:30 BC":
+/// to_json's ISO 8601 with a T and (timestamptz) a full +HH:MM offset.
+std::string datetime_json(std::string text, bool with_offset) {
+  auto sp = text.find(' ');
+  if (sp == std::string::npos || sp + 1 >= text.size() || text[sp + 1] < '0' || text[sp + 1] > '9')
+    return text;  // infinity, or a bare date
+  text[sp] = 'T';
+  if (!with_offset) return text;
+  auto off = text.find_first_of("+-", sp);
+  if (off == std::string::npos) return text;
+  auto off_end = text.find(' ', off);
+  if (off_end == std::string::npos) off_end = text.size();
+  if (off_end - off == 3) text.insert(off_end, ":00");  // "+05" -> "+05:00"
+  return text;
+}
+
+nlohmann::json array_json(value_view v) {
+  std::vector<nlohmann::json> flat;
+  auto add = [&flat](const value_view* e, bool) {
+    flat.push_back(e ? to_json_value(*e) : nlohmann::json(nullptr));
+  };
+  detail::array_shape shape = detail::for_each_array_element(v, 6, detail::element_sink::of(add));
+  if (shape.lengths.empty()) return nlohmann::json::array();
+  // Nest the row-major elements by dimension, innermost first.
+  std::vector<nlohmann::json> level = std::move(flat);
+  for (std::size_t d = shape.lengths.size(); d-- > 1;) {
+    auto n = static_cast<std::size_t>(shape.lengths[d]);
+    std::vector<nlohmann::json> outer;
+    for (std::size_t k = 0; k < level.size(); k += n) {
+      nlohmann::json a = nlohmann::json::array();
+      for (std::size_t j = k; j < k + n; ++j) a.push_back(std::move(level[j]));
+      outer.push_back(std::move(a));
+    }
+    level = std::move(outer);
+  }
+  nlohmann::json a = nlohmann::json::array();
+  for (auto& e : level) a.push_back(std::move(e));
+  return a;
+}
+
+}  // namespace
+
+void codec<nlohmann::json>::encode(const nlohmann::json& v, format f, std::string& out) {
+  try {
+    if (f == format::binary) out += '\x01';  // jsonb binary format version
+    out += v.dump();
+  } catch (const nlohmann::json::exception& e) {
+    throw sql_error(errc::invalid_value, std::string("cannot encode nlohmann::json: ") + e.what());
+  }
+}
+
+nlohmann::json codec<nlohmann::json>::decode(value_view v) {
+  if (!accepts(v.type)) detail::throw_type_mismatch(v.type, cpp_name);
+  std::string_view text = v.bytes;
+  if (v.fmt == format::binary && v.type == oids::jsonb) {
+    if (text.empty() || text[0] != '\x01') throw_bad_json(v, "jsonb binary version 1");
+    text.remove_prefix(1);
+  }
+  auto j = nlohmann::json::parse(text.begin(), text.end(), nullptr, false);
+  if (j.is_discarded()) throw_bad_json(v, "a JSON document");
+  return j;
+}
+
+nlohmann::json to_json_value(value_view v) {
+  switch (v.type) {
+    case oids::int2:
+    case oids::int4:
+    case oids::int8:
+      return codec<std::int64_t>::decode(v);
+    case oids::float4:
+    case oids::float8:
+      return float_json(v);
+    case oids::numeric:
+      return numeric_json(codec<numeric>::decode(v).str());
+    case oids::bool_:
+      return codec<bool>::decode(v);
+    case oids::json:
+    case oids::jsonb:
+      return codec<nlohmann::json>::decode(v);
+    case oids::timestamp:
+      return datetime_json(detail::render_text(v), false);
+    case oids::timestamptz:
+      return datetime_json(detail::render_text(v), true);
+    default:
+      break;
+  }
+  if (array_element_oid(v.type) != 0) return array_json(v);
+  return detail::render_text(v);
+}
+
+}  // namespace pgq
