@@ -26,6 +26,33 @@ std::string dump(const nlohmann::json& j, int indent) {
   return j.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+// A row as a compact JSON object with its keys in column order (nlohmann::json
+// would sort them).
+void write_row_json(std::ostream& out, const pgq::row& row) {
+  out << '{';
+  for (int c = 0; c < row.size(); ++c) {
+    auto f = row[c];
+    if (c != 0) out << ',';
+    out << dump(nlohmann::json(std::string(f.name())), -1) << ':' << dump(f.to_json(), -1);
+  }
+  out << '}';
+}
+
+// The rows of one result as a JSON array, one row per line.
+void write_result_json(std::ostream& out, const pgq::result& r, const char* indent) {
+  if (r.empty()) {
+    out << "[]";
+    return;
+  }
+  out << "[\n";
+  for (int i = 0; i < r.size(); ++i) {
+    out << indent << "  ";
+    write_row_json(out, r[i]);
+    out << (i + 1 < r.size() ? ",\n" : "\n");
+  }
+  out << indent << ']';
+}
+
 void pad(std::ostream& out, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i) out.put(' ');
 }
@@ -129,19 +156,26 @@ void write_results(std::ostream& out, output_format fmt, const std::vector<pgq::
         write_table(out, results[i]);
       }
       break;
-    case output_format::json: {
+    case output_format::json:
       if (results.size() == 1) {
-        out << dump(results[0].to_json(), 2) << '\n';
+        write_result_json(out, results[0], "");
+        out << '\n';
       } else {
-        nlohmann::json all = nlohmann::json::array();
-        for (const auto& r : results) all.push_back(r.to_json());
-        out << dump(all, 2) << '\n';
+        out << "[\n";
+        for (std::size_t i = 0; i < results.size(); ++i) {
+          out << "  ";
+          write_result_json(out, results[i], "  ");
+          out << (i + 1 < results.size() ? ",\n" : "\n");
+        }
+        out << "]\n";
       }
       break;
-    }
     case output_format::ndjson:
       for (const auto& r : results) {
-        for (auto row : r) out << dump(row.to_json(), -1) << '\n';
+        for (auto row : r) {
+          write_row_json(out, row);
+          out << '\n';
+        }
       }
       break;
     case output_format::csv:
