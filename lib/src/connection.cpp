@@ -6,6 +6,7 @@
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -292,7 +293,7 @@ asio::awaitable<void> driver::connect_steps(std::string text, connect_options op
     throw sql_error(errc::protocol_error, "could not enter pipeline mode: " + conn_error(conn_));
   }
   cancel_ = std::shared_ptr<pg_cancel>(PQgetCancel(conn_), &PQfreeCancel);
-  open_ = true;
+  open_.store(true, std::memory_order_release);
   arm_read();
 }
 
@@ -310,13 +311,33 @@ void driver::enqueue(std::string_view sql, param_set params, result_handler hand
              {});
     return;
   }
-  auto slot = asio::get_associated_cancellation_slot(req->handler);
-  if (slot.is_connected()) {
+  start(std::move(req));
+}
+
+void driver::enqueue_detached(std::string sql) {
+  if (!is_open()) return;
+  auto req = std::make_unique<request>();
+  req->id = next_id_++;
+  req->owned_sql = std::move(sql);
+  req->sql = req->owned_sql;
+  start(std::move(req));
+}
+
+int driver::transaction_status() const noexcept {
+  if (conn_ == nullptr || !is_open()) return PQTRANS_UNKNOWN;
+  return PQtransactionStatus(conn_);
+}
+
+void driver::start(std::unique_ptr<request> req) {
+  if (req->handler) {
+    auto slot = asio::get_associated_cancellation_slot(req->handler);
+    if (slot.is_connected()) {
     // Cancellation may be emitted from another thread, and the handler must
     // not clear its own slot while running: act on it from our executor.
     slot.assign([self = shared_from_this(), id = req->id](asio::cancellation_type) {
       asio::post(self->ex_, [self, id] { self->cancel(id); });
     });
+    }
   }
   if (cancels_in_flight_ > 0 || !waiting_.empty()) {
     waiting_.push_back(std::move(req));
@@ -536,7 +557,7 @@ void driver::send_waiting() {
 }
 
 void driver::fail_all(errc why, const std::string& message) noexcept {
-  open_ = false;
+  open_.store(false, std::memory_order_release);
   auto fail = [&](std::deque<std::unique_ptr<request>>& q) {
     while (!q.empty()) {
       std::unique_ptr<request> req = std::move(q.front());
@@ -596,7 +617,12 @@ struct initiate_query {
   std::shared_ptr<detail::driver> drv;
   template <class Handler>
   void operator()(Handler&& h, std::string_view sql, detail::param_set params) {
-    drv->enqueue(sql, std::move(params), detail::result_handler(std::forward<Handler>(h)));
+    // The driver's state belongs to its executor: run there (inline when the
+    // caller already is).
+    asio::dispatch(drv->get_executor(), [d = drv, sql, p = std::move(params),
+                                         h = detail::result_handler(std::forward<Handler>(h))]() mutable {
+      d->enqueue(sql, std::move(p), std::move(h));
+    });
   }
 };
 }  // namespace
@@ -627,6 +653,27 @@ int connection::server_version() const noexcept {
 }
 
 std::size_t connection::pending_requests() const noexcept { return drv_ ? drv_->pending() : 0; }
+
+tx_status connection::transaction_status() const noexcept {
+  if (!drv_) return tx_status::unknown;
+  if (drv_->pending() > 0) return tx_status::active;
+  switch (drv_->transaction_status()) {
+    case PQTRANS_IDLE: return tx_status::idle;
+    case PQTRANS_ACTIVE: return tx_status::active;
+    case PQTRANS_INTRANS: return tx_status::in_transaction;
+    case PQTRANS_INERROR: return tx_status::in_error;
+    default: return tx_status::unknown;
+  }
+}
+
+void connection::send_detached(std::string sql) noexcept {
+  if (!drv_) return;
+  try {
+    asio::dispatch(drv_->get_executor(), [d = drv_, s = std::move(sql)]() mutable { d->enqueue_detached(std::move(s)); });
+  } catch (...) {
+    // Out of memory: the pool's reset still rolls back before reuse.
+  }
+}
 
 pg_conn* connection::native_handle() const noexcept { return drv_ ? drv_->native_handle() : nullptr; }
 

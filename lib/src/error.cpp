@@ -24,6 +24,7 @@ class client_category_impl final : public boost::system::error_category {
       case errc::pool_timeout: return "timed out waiting for a pool connection";
       case errc::pool_closed: return "pool closed";
       case errc::transaction_done: return "transaction already finished";
+      case errc::commit_unknown: return "connection lost during COMMIT: outcome unknown";
     }
     return "unknown pgq error";
   }

@@ -20,6 +20,17 @@ namespace pgq {
 namespace detail {
 class driver;
 }
+class transaction;
+struct tx_options;
+
+/// Where a connection stands with respect to transactions.
+enum class tx_status {
+  idle,            ///< no transaction open, nothing running
+  active,          ///< a request is running (the state after it is not known yet)
+  in_transaction,  ///< inside a transaction block
+  in_error,        ///< inside a failed transaction block: only ROLLBACK works
+  unknown,         ///< closed or broken
+};
 
 /// One PostgreSQL connection bound to one executor.
 ///
@@ -27,8 +38,10 @@ class driver;
 /// concurrently (from several coroutines) are pipelined: they go out back to
 /// back and complete in order, each isolated from the others' errors.
 ///
-/// Thread-safety: a connection is not thread-safe. Use it from its executor
-/// (one thread, or a strand).
+/// Thread-safety: requests may be started from any thread (they are handed to
+/// the connection's executor), but the connection's own handlers run on `ex`:
+/// if `ex` runs on several threads, make it a strand. One connection object
+/// must not be moved or destroyed while another thread uses it.
 ///
 /// Cancellation: every operation honours the caller's cancellation slot (for
 /// example `co_await (conn.query(...) || timer.async_wait(use_awaitable))`).
@@ -89,6 +102,15 @@ class connection {
   boost::asio::awaitable<std::uint64_t> execute_params(std::string_view sql,
                                                        detail::param_set params);
 
+  /// Begins a transaction (`BEGIN` with `opts`) on this connection, which
+  /// must outlive it. Throws as query().
+  boost::asio::awaitable<transaction> begin(tx_options opts);
+  boost::asio::awaitable<transaction> begin();
+
+  /// The transaction state as of the last completed request. Call from the
+  /// connection's executor.
+  tx_status transaction_status() const noexcept;
+
   /// True between a successful connect() and close() or a connection loss.
   bool is_open() const noexcept;
   /// Closes the connection now. Pending requests complete with
@@ -106,6 +128,11 @@ class connection {
   pg_conn* native_handle() const noexcept;
 
  private:
+  friend class transaction;
+  // Sends `sql` ahead of anything sent later, without waiting for it and
+  // dropping its result: how a destructor rolls back.
+  void send_detached(std::string sql) noexcept;
+
   std::shared_ptr<detail::driver> drv_;
 };
 

@@ -31,6 +31,7 @@ enum class errc {
   pool_timeout,         ///< no pool connection became free within acquire_timeout
   pool_closed,          ///< the pool was closed
   transaction_done,     ///< the transaction was already committed or rolled back
+  commit_unknown,       ///< the connection was lost during COMMIT: it may or may not have committed
 };
 
 /// The category of `pgq::errc` codes.

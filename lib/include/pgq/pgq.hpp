@@ -5,5 +5,7 @@
 #include <pgq/connection.hpp>
 #include <pgq/error.hpp>
 #include <pgq/json.hpp>
+#include <pgq/pool.hpp>
 #include <pgq/result.hpp>
+#include <pgq/transaction.hpp>
 #include <pgq/types.hpp>

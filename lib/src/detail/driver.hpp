@@ -16,6 +16,7 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <exception>
@@ -32,7 +33,8 @@ using result_handler = boost::asio::any_completion_handler<void(std::exception_p
 
 struct request {
   std::uint64_t id = 0;
-  std::string_view sql;   // caller-owned; valid while the caller waits
+  std::string_view sql;   // caller-owned (valid while the caller waits) or owned_sql
+  std::string owned_sql;  // for requests nobody waits for
   param_set params;
   result_handler handler;  // empty once the caller has been completed
   pg_result* res = nullptr;        // the statement's result (owned)
@@ -56,11 +58,14 @@ class driver : public std::enable_shared_from_this<driver> {
 
   boost::asio::awaitable<void> connect(std::string conninfo_text, connect_options opts);
   void enqueue(std::string_view sql, param_set params, result_handler handler);
+  void enqueue_detached(std::string sql);
   void close(errc why) noexcept;
 
-  bool is_open() const noexcept { return conn_ != nullptr && open_; }
+  bool is_open() const noexcept { return open_.load(std::memory_order_acquire); }
+  int transaction_status() const noexcept;
   pg_conn* native_handle() const noexcept { return conn_; }
   std::size_t pending() const noexcept { return waiting_.size() + inflight_.size(); }
+  void start(std::unique_ptr<request> req);
 
  private:
   boost::asio::awaitable<void> connect_steps(std::string conninfo_text, connect_options opts);
@@ -88,7 +93,7 @@ class driver : public std::enable_shared_from_this<driver> {
   boost::asio::steady_timer connect_timer_;
   pg_conn* conn_ = nullptr;
   std::shared_ptr<pg_cancel> cancel_;
-  bool open_ = false;
+  std::atomic<bool> open_{false};  // read from other threads by is_open()
   bool reading_ = false;
   bool writing_ = false;
   bool connect_timed_out_ = false;

@@ -1,0 +1,420 @@
+#include <pgq/pool.hpp>
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <mutex>
+#include <random>
+#include <unordered_map>
+
+namespace asio = boost::asio;
+
+namespace pgq {
+namespace detail {
+
+using lease_handler = asio::any_completion_handler<void(std::exception_ptr, lease)>;
+
+namespace {
+
+// Runs `op` on the current executor, failing with errc::timeout after `limit`.
+template <class T>
+asio::awaitable<T> within(asio::awaitable<T> op, std::chrono::milliseconds limit, const char* what) {
+  using namespace asio::experimental::awaitable_operators;
+  asio::steady_timer timer(co_await asio::this_coro::executor, limit);
+  auto outcome = co_await (std::move(op) || timer.async_wait(asio::use_awaitable));
+  if (outcome.index() == 1) {
+    throw sql_error(errc::timeout, std::string(what) + " took longer than " + std::to_string(limit.count()) + " ms");
+  }
+  if constexpr (!std::is_void_v<T>) co_return std::get<0>(std::move(outcome));
+}
+
+// Starts `op` on `ex` later, never inline: actions run with the pool's mutex
+// held, and co_spawn alone may start the coroutine at once.
+void spawn_later(const asio::any_io_executor& ex, asio::awaitable<void> op) {
+  asio::post(ex, [ex, op = std::move(op)]() mutable { asio::co_spawn(ex, std::move(op), asio::detached); });
+}
+
+}  // namespace
+
+// The pool's state: pool_core's decisions under a mutex, connections on
+// strands of their own. Actions never call back into pool_core directly:
+// outcomes come back later through post()ed work that takes the mutex again.
+class pool_impl final : public std::enable_shared_from_this<pool_impl>, private pool_actions {
+ public:
+  pool_impl(asio::any_io_executor ex, pool_options opts)
+      : ex_(std::move(ex)),
+        opts_(std::move(opts)),
+        core_(limits_of(opts_), *this, [this] { return jitter_(rng_); }),
+        conns_(core_.limits().max_size),
+        timer_(ex_),
+        rng_(std::random_device{}()) {}
+
+  void start() {
+    std::lock_guard lock(mutex_);
+    core_.on_timer(now());  // opens min_size connections
+    publish();
+  }
+
+  const asio::any_io_executor& get_executor() const noexcept { return ex_; }
+
+  void acquire(lease_handler handler) {
+    std::lock_guard lock(mutex_);
+    const std::uint64_t id = next_waiter_++;
+    auto slot = asio::get_associated_cancellation_slot(handler);
+    waiters_.emplace(id, std::move(handler));
+    if (slot.is_connected()) {
+      slot.assign([weak = weak_from_this(), id](asio::cancellation_type) {
+        if (auto self = weak.lock()) {
+          asio::post(self->ex_, [self, id] { self->cancel_waiter(id); });
+        }
+      });
+    }
+    core_.acquire(id, now());
+    publish();
+  }
+
+  // Called by a lease, from any thread: the connection is classified on its
+  // own executor, then handed back to pool_core.
+  void release(std::size_t slot) noexcept {
+    try {
+      std::shared_ptr<connection> conn;
+      {
+        std::lock_guard lock(mutex_);
+        conn = conns_[slot];
+      }
+      if (!conn) return;
+      asio::dispatch(conn->get_executor(), [self = shared_from_this(), slot, conn] {
+        release_kind kind = release_kind::clean;
+        if (!conn->is_open()) {
+          kind = release_kind::broken;
+        } else if (self->opts_.before_return || conn->transaction_status() != tx_status::idle) {
+          kind = release_kind::dirty;
+        }
+        std::lock_guard lock(self->mutex_);
+        self->core_.release(slot, kind, self->now());
+        self->publish();
+      });
+    } catch (...) {
+      // Out of memory: the slot stays leased; the pool is one smaller.
+    }
+  }
+
+  pool_stats stats() const {
+    std::lock_guard lock(stats_mutex_);
+    return stats_;
+  }
+
+  void shutdown() {
+    std::lock_guard lock(mutex_);
+    core_.close();
+    publish();
+  }
+
+  bool drained() {
+    std::lock_guard lock(mutex_);
+    return core_.drained();
+  }
+
+  // Closes every connection, leased ones included (after a close deadline).
+  void force_close() {
+    std::vector<std::shared_ptr<connection>> all;
+    {
+      std::lock_guard lock(mutex_);
+      core_.close();
+      for (auto& c : conns_) {
+        if (c) all.push_back(c);
+      }
+      publish();
+    }
+    for (auto& c : all) {
+      asio::post(c->get_executor(), [c] { c->close(); });
+    }
+  }
+
+ private:
+  static pool_limits limits_of(const pool_options& o) {
+    pool_limits l;
+    l.min_size = o.min_size;
+    l.max_size = o.max_size;
+    l.acquire_timeout = o.acquire_timeout;
+    l.idle_timeout = o.idle_timeout;
+    l.max_lifetime = o.max_lifetime;
+    l.max_lifetime_jitter = o.max_lifetime_jitter;
+    l.health_check_period = o.health_check_period;
+    l.backoff_initial = o.backoff_initial;
+    l.backoff_max = o.backoff_max;
+    return l;
+  }
+
+  static pool_time now() { return pool_clock::now(); }
+
+  // Copies the numbers for stats(), which any thread may call.
+  void publish() {
+    std::lock_guard lock(stats_mutex_);
+    stats_ = core_.stats();
+  }
+
+  void cancel_waiter(std::uint64_t id) {
+    lease_handler h;
+    {
+      std::lock_guard lock(mutex_);
+      if (!core_.cancel(id)) return;
+      h = take_waiter(id);
+      publish();
+    }
+    fail(std::move(h), errc::cancelled, "cancelled while waiting for a pool connection");
+  }
+
+  lease_handler take_waiter(std::uint64_t id) {
+    auto it = waiters_.find(id);
+    if (it == waiters_.end()) return {};
+    lease_handler h(std::move(it->second));
+    waiters_.erase(it);
+    return h;
+  }
+
+  void deliver(lease_handler h, std::exception_ptr ep, lease l) {
+    if (!h) return;
+    auto slot = asio::get_associated_cancellation_slot(h);
+    if (slot.is_connected()) slot.clear();
+    auto ex = asio::get_associated_executor(h, ex_);
+    asio::post(ex_, asio::bind_executor(ex, [h = std::move(h), ep, l = std::move(l)]() mutable {
+      std::move(h)(ep, std::move(l));
+    }));
+  }
+
+  void fail(lease_handler h, errc why, const std::string& message) {
+    deliver(std::move(h), std::make_exception_ptr(sql_error(why, message)), lease());
+  }
+
+  // --- pool_actions: called with mutex_ held -------------------------------
+
+  void connect(std::size_t slot) override {
+    auto conn = std::make_shared<connection>(asio::make_strand(ex_));
+    conns_[slot] = conn;
+    spawn_later(conn->get_executor(), open(shared_from_this(), slot, conn));
+  }
+
+  static asio::awaitable<void> open(std::shared_ptr<pool_impl> self, std::size_t slot,
+                                    std::shared_ptr<connection> conn) {
+    bool ok = true;
+    std::string error;
+    try {
+      co_await conn->connect(self->opts_.dsn, connect_options{.connect_timeout = self->opts_.connect_timeout});
+      if (self->opts_.on_connect) co_await self->opts_.on_connect(*conn);
+    } catch (const std::exception& e) {
+      ok = false;
+      error = e.what();
+    }
+    if (!ok) conn->close();
+    std::lock_guard lock(self->mutex_);
+    if (!ok && self->conns_[slot] == conn) self->conns_[slot].reset();
+    self->core_.on_connected(slot, ok, now(), error);
+    self->publish();
+  }
+
+  void reset(std::size_t slot) override {
+    auto conn = conns_[slot];
+    spawn_later(conn->get_executor(), clean(shared_from_this(), slot, conn));
+  }
+
+  // Waits for whatever the last holder left running (its results are
+  // dropped), rolls back an open transaction, runs before_return.
+  static asio::awaitable<void> clean(std::shared_ptr<pool_impl> self, std::size_t slot,
+                                     std::shared_ptr<connection> conn) {
+    bool ok = false;
+    try {
+      co_await within(reset_steps(self, conn), self->opts_.reset_timeout, "cleaning a returned connection");
+      ok = conn->is_open() && conn->transaction_status() == tx_status::idle;
+    } catch (const std::exception&) {
+      ok = false;
+    }
+    std::lock_guard lock(self->mutex_);
+    self->core_.on_reset(slot, ok, now());
+    self->publish();
+  }
+
+  static asio::awaitable<void> reset_steps(std::shared_ptr<pool_impl> self, std::shared_ptr<connection> conn) {
+    try {
+      co_await conn->query_params("", {});  // completes after everything sent before it
+    } catch (const sql_error& e) {
+      if (is_fatal(e.code())) throw;
+    }
+    const tx_status st = conn->transaction_status();
+    if (st == tx_status::in_transaction || st == tx_status::in_error) {
+      co_await conn->query_params("ROLLBACK", {});
+    }
+    if (self->opts_.before_return) co_await self->opts_.before_return(*conn);
+  }
+
+  void check(std::size_t slot) override {
+    auto conn = conns_[slot];
+    spawn_later(conn->get_executor(), probe(shared_from_this(), slot, conn));
+  }
+
+  static asio::awaitable<void> probe(std::shared_ptr<pool_impl> self, std::size_t slot,
+                                     std::shared_ptr<connection> conn) {
+    bool ok = false;
+    try {
+      co_await within(conn->query_params("SELECT 1", {}), self->opts_.reset_timeout, "a health check");
+      ok = conn->is_open();
+    } catch (const std::exception&) {
+      ok = false;
+    }
+    std::lock_guard lock(self->mutex_);
+    self->core_.on_checked(slot, ok, now());
+    self->publish();
+  }
+
+  void close(std::size_t slot, close_reason) override {
+    auto conn = std::move(conns_[slot]);
+    if (conn) asio::post(conn->get_executor(), [conn] { conn->close(); });
+  }
+
+  void grant(std::uint64_t waiter, std::size_t slot) override {
+    lease_handler h = take_waiter(waiter);
+    if (!h) {
+      // The waiter vanished (cannot happen: cancel removes it from the core
+      // first); give the slot back rather than leak it.
+      asio::post(ex_, [self = shared_from_this(), slot] {
+        std::lock_guard lock(self->mutex_);
+        self->core_.release(slot, release_kind::dirty, now());
+        self->publish();
+      });
+      return;
+    }
+    deliver(std::move(h), nullptr, lease(shared_from_this(), slot, conns_[slot].get()));
+  }
+
+  void reject(std::uint64_t waiter, errc why, const std::string& message) override {
+    fail(take_waiter(waiter), why, message);
+  }
+
+  void wake_at(pool_time when) override {
+    if (when == wake_) return;
+    wake_ = when;
+    if (when == pool_time::max()) {
+      timer_.cancel();
+      return;
+    }
+    timer_.expires_at(when);
+    timer_.async_wait([weak = weak_from_this(), when](const error_code& ec) {
+      if (ec) return;
+      if (auto self = weak.lock()) {
+        std::lock_guard lock(self->mutex_);
+        if (self->wake_ == when) self->wake_ = pool_time::max();
+        self->core_.on_timer(now());
+        self->publish();
+      }
+    });
+  }
+
+  asio::any_io_executor ex_;
+  pool_options opts_;
+  std::mutex mutex_;  // guards everything below
+  pool_core core_;
+  std::vector<std::shared_ptr<connection>> conns_;
+  std::unordered_map<std::uint64_t, lease_handler> waiters_;
+  asio::steady_timer timer_;
+  pool_time wake_ = pool_time::max();
+  std::uint64_t next_waiter_ = 1;
+  std::mt19937 rng_;
+  std::uniform_real_distribution<double> jitter_{0.0, 1.0};
+  mutable std::mutex stats_mutex_;
+  pool_stats stats_;
+};
+
+}  // namespace detail
+
+// --- lease -----------------------------------------------------------------
+
+lease::lease(lease&& other) noexcept
+    : pool_(std::move(other.pool_)), slot_(other.slot_), conn_(std::exchange(other.conn_, nullptr)) {}
+
+lease& lease::operator=(lease&& other) noexcept {
+  if (this != &other) {
+    release();
+    pool_ = std::move(other.pool_);
+    slot_ = other.slot_;
+    conn_ = std::exchange(other.conn_, nullptr);
+  }
+  return *this;
+}
+
+lease::~lease() { release(); }
+
+void lease::release() noexcept {
+  if (pool_ && conn_ != nullptr) pool_->release(slot_);
+  pool_.reset();
+  conn_ = nullptr;
+}
+
+// --- pool ------------------------------------------------------------------
+
+pool::pool(executor_type ex, pool_options opts)
+    : impl_(std::make_shared<detail::pool_impl>(std::move(ex), std::move(opts))) {
+  impl_->start();
+}
+
+pool::~pool() {
+  if (impl_) impl_->force_close();
+}
+
+pool::executor_type pool::get_executor() const noexcept { return impl_->get_executor(); }
+
+namespace {
+struct initiate_acquire {
+  std::shared_ptr<detail::pool_impl> impl;
+  template <class Handler>
+  void operator()(Handler&& h) {
+    impl->acquire(detail::lease_handler(std::forward<Handler>(h)));
+  }
+};
+}  // namespace
+
+asio::awaitable<lease> pool::acquire() {
+  return asio::async_initiate<const asio::use_awaitable_t<>&, void(std::exception_ptr, lease)>(
+      initiate_acquire{impl_}, asio::use_awaitable);
+}
+
+asio::awaitable<result> pool::query_params(std::string_view sql, detail::param_set params) {
+  lease l = co_await acquire();
+  co_return co_await l->query_params(sql, std::move(params));
+}
+
+asio::awaitable<std::uint64_t> pool::execute_params(std::string_view sql, detail::param_set params) {
+  lease l = co_await acquire();
+  co_return co_await l->execute_params(sql, std::move(params));
+}
+
+asio::awaitable<transaction> pool::begin(tx_options opts) {
+  auto l = std::make_unique<lease>(co_await acquire());
+  connection* conn = &**l;
+  co_await conn->query_params(begin_statement(opts), {});
+  co_return transaction(conn, {}, std::move(l));
+}
+
+pool_stats pool::stats() const { return impl_->stats(); }
+
+asio::awaitable<void> pool::close(std::chrono::milliseconds deadline) {
+  auto impl = impl_;
+  impl->shutdown();
+  asio::steady_timer t(co_await asio::this_coro::executor);
+  const auto until = std::chrono::steady_clock::now() + deadline;
+  while (!impl->drained() && std::chrono::steady_clock::now() < until) {
+    t.expires_after(std::chrono::milliseconds(5));
+    co_await t.async_wait(asio::use_awaitable);
+  }
+  impl->force_close();
+}
+
+}  // namespace pgq
