@@ -1,4 +1,5 @@
 #include <pgq/pool.hpp>
+#include <pgq/timeout.hpp>
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/async_result.hpp>
@@ -6,7 +7,6 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/dispatch.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -24,18 +24,6 @@ namespace detail {
 using lease_handler = asio::any_completion_handler<void(std::exception_ptr, lease)>;
 
 namespace {
-
-// Runs `op` on the current executor, failing with errc::timeout after `limit`.
-template <class T>
-asio::awaitable<T> within(asio::awaitable<T> op, std::chrono::milliseconds limit, const char* what) {
-  using namespace asio::experimental::awaitable_operators;
-  asio::steady_timer timer(co_await asio::this_coro::executor, limit);
-  auto outcome = co_await (std::move(op) || timer.async_wait(asio::use_awaitable));
-  if (outcome.index() == 1) {
-    throw sql_error(errc::timeout, std::string(what) + " took longer than " + std::to_string(limit.count()) + " ms");
-  }
-  if constexpr (!std::is_void_v<T>) co_return std::get<0>(std::move(outcome));
-}
 
 // Starts `op` on `ex` later, never inline: actions run with the pool's mutex
 // held, and co_spawn alone may start the coroutine at once.
@@ -168,7 +156,8 @@ class pool_impl final : public std::enable_shared_from_this<pool_impl>, private 
     {
       std::lock_guard lock(mutex_);
       if (!core_.cancel(id)) return;
-      h = take_waiter(id);
+      lease_handler taken = take_waiter(id);
+      h.swap(taken);  // not operator=: it recurses in Boost 1.81
       publish();
     }
     fail(std::move(h), errc::cancelled, "cancelled while waiting for a pool connection");
@@ -233,7 +222,7 @@ class pool_impl final : public std::enable_shared_from_this<pool_impl>, private 
                                      std::shared_ptr<connection> conn) {
     bool ok = false;
     try {
-      co_await within(reset_steps(self, conn), self->opts_.reset_timeout, "cleaning a returned connection");
+      co_await with_timeout(reset_steps(self, conn), self->opts_.reset_timeout);
       ok = conn->is_open() && conn->transaction_status() == tx_status::idle;
     } catch (const std::exception&) {
       ok = false;
@@ -265,7 +254,7 @@ class pool_impl final : public std::enable_shared_from_this<pool_impl>, private 
                                      std::shared_ptr<connection> conn) {
     bool ok = false;
     try {
-      co_await within(conn->query_params("SELECT 1", {}), self->opts_.reset_timeout, "a health check");
+      co_await with_timeout(conn->query_params("SELECT 1", {}), self->opts_.reset_timeout);
       ok = conn->is_open();
     } catch (const std::exception&) {
       ok = false;

@@ -177,6 +177,7 @@ void pool_core::on_connected(std::size_t s, bool ok, pool_time now, const std::s
     return;
   }
   make_available(s, now);
+  grow(now);  // the backoff is over: waiters that came during it need connects
   schedule(now);
   refresh_gauges();
 }

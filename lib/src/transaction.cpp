@@ -86,6 +86,11 @@ asio::awaitable<std::uint64_t> transaction::execute_params(std::string_view sql,
 
 asio::awaitable<void> transaction::commit() {
   check_active("COMMIT");
+  if (!conn_->is_open()) {
+    done_ = true;
+    throw sql_error(errc::connection_lost,
+                    "the connection was lost before COMMIT was sent: the server rolled the transaction back");
+  }
   const std::string sql = savepoint_.empty() ? std::string("COMMIT") : "RELEASE SAVEPOINT " + savepoint_;
   try {
     // COMMIT of a failed transaction "succeeds" as a ROLLBACK: report it.

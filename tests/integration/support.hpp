@@ -1,5 +1,8 @@
 // Helpers for integration tests: the server under test and a fresh event
 // loop per test, every coroutine under a timeout.
+//
+// Never write co_await inside a Catch macro (CHECK(co_await f() == 1)):
+// GCC 12 evaluates the operand several times. Await into a variable first.
 #pragma once
 
 #include <pgq/pgq.hpp>

@@ -88,7 +88,8 @@ TEST_CASE("a unique violation gives 23505 with the constraint name", "[connectio
       CHECK_FALSE(e.diag().detail.empty());
       CHECK_FALSE(e.diag().schema.empty());
     }
-    CHECK((co_await conn.query("SELECT count(*)::int4 FROM u"))[0].get<int>(0) == 1);
+    auto count = co_await conn.query("SELECT count(*)::int4 FROM u");
+    CHECK(count[0].get<int>(0) == 1);
   });
 }
 
@@ -245,7 +246,8 @@ TEST_CASE("host names are resolved without blocking and all their addresses trie
     ci.erase("hostaddr");
     pgq::connection conn(co_await asio::this_coro::executor);
     co_await conn.connect(ci.to_string());
-    CHECK((co_await conn.query("SELECT 1"))[0].get<int>(0) == 1);
+    auto one = co_await conn.query("SELECT 1");
+    CHECK(one[0].get<int>(0) == 1);
   });
 }
 
@@ -407,5 +409,21 @@ TEST_CASE("a connection killed by the server fails pending requests with connect
     } catch (const pgq::sql_error& e) {
       CHECK(pgq::is_fatal(e.code()));
     }
+  });
+}
+
+TEST_CASE("with_timeout fails a slow query with errc::timeout and keeps the connection", "[connection][cancel]") {
+  run([]() -> asio::awaitable<void> {
+    auto conn = co_await connect();
+    const auto start = std::chrono::steady_clock::now();
+    try {
+      co_await pgq::with_timeout(conn.query("SELECT pg_sleep(10)"), std::chrono::milliseconds(100));
+      FAIL("no timeout");
+    } catch (const pgq::sql_error& e) {
+      CHECK(e.code() == pgq::errc::timeout);
+    }
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(2));
+    auto r = co_await pgq::with_timeout(conn.query("SELECT 7"), std::chrono::seconds(5));
+    CHECK(r[0].get<int>(0) == 7);
   });
 }

@@ -27,32 +27,38 @@ asio::awaitable<T> echo(pgq::connection& conn, const T& v, const std::string& ty
   co_return r[0].template get<T>("v");
 }
 
+// echo() and a check that the value came back unchanged. (Never co_await
+// inside a Catch macro: GCC 12 evaluates the operand more than once.)
+template <class T>
+asio::awaitable<void> check_echo(pgq::connection& conn, const T& v, const std::string& type,
+                                 const std::string& literal) {
+  const T back = co_await echo(conn, v, type, literal);
+  INFO("type " << type);
+  CHECK(back == v);
+}
+
 }  // namespace
 
 TEST_CASE("scalars round-trip through the server", "[roundtrip]") {
   run([]() -> asio::awaitable<void> {
     auto conn = co_await connect();
-    CHECK(co_await echo(conn, true, "bool", "true") == true);
-    CHECK(co_await echo(conn, false, "bool", "false") == false);
-    CHECK(co_await echo(conn, std::int16_t{-32768}, "int2", "-32768") == -32768);
-    CHECK(co_await echo(conn, std::int16_t{32767}, "int2", "32767") == 32767);
-    CHECK(co_await echo(conn, std::numeric_limits<std::int32_t>::min(), "int4", "-2147483648") ==
-          std::numeric_limits<std::int32_t>::min());
-    CHECK(co_await echo(conn, std::numeric_limits<std::int64_t>::max(), "int8", "9223372036854775807") ==
-          std::numeric_limits<std::int64_t>::max());
-    CHECK(co_await echo(conn, std::numeric_limits<std::int64_t>::min(), "int8", "-9223372036854775808") ==
-          std::numeric_limits<std::int64_t>::min());
-    CHECK(co_await echo(conn, 1.5f, "float4", "1.5") == 1.5f);
-    CHECK(co_await echo(conn, 0.1, "float8", "0.1") == 0.1);
-    CHECK(std::isnan(co_await echo(conn, std::numeric_limits<double>::quiet_NaN(), "float8", "'NaN'")));
-    CHECK(co_await echo(conn, std::numeric_limits<double>::infinity(), "float8", "'Infinity'") ==
-          std::numeric_limits<double>::infinity());
-    CHECK(co_await echo(conn, -std::numeric_limits<double>::infinity(), "float8", "'-Infinity'") ==
-          -std::numeric_limits<double>::infinity());
-    CHECK(co_await echo(conn, std::string(), "text", "''") == "");
-    CHECK(co_await echo(conn, std::string("żółw 🐢 \"quoted\" 'single'"), "text",
-                        "'żółw 🐢 \"quoted\" ''single'''") == "żółw 🐢 \"quoted\" 'single'");
-    CHECK(co_await echo(conn, std::string("  padded  "), "varchar", "'  padded  '") == "  padded  ");
+    co_await check_echo(conn, true, "bool", "true");
+    co_await check_echo(conn, false, "bool", "false");
+    co_await check_echo(conn, std::int16_t{-32768}, "int2", "-32768");
+    co_await check_echo(conn, std::int16_t{32767}, "int2", "32767");
+    co_await check_echo(conn, std::numeric_limits<std::int32_t>::min(), "int4", "-2147483648");
+    co_await check_echo(conn, std::numeric_limits<std::int64_t>::max(), "int8", "9223372036854775807");
+    co_await check_echo(conn, std::numeric_limits<std::int64_t>::min(), "int8", "-9223372036854775808");
+    co_await check_echo(conn, 1.5f, "float4", "1.5");
+    co_await check_echo(conn, 0.1, "float8", "0.1");
+    const double nan = co_await echo(conn, std::numeric_limits<double>::quiet_NaN(), "float8", "'NaN'");
+    CHECK(std::isnan(nan));
+    co_await check_echo(conn, std::numeric_limits<double>::infinity(), "float8", "'Infinity'");
+    co_await check_echo(conn, -std::numeric_limits<double>::infinity(), "float8", "'-Infinity'");
+    co_await check_echo(conn, std::string(), "text", "''");
+    co_await check_echo(conn, std::string("żółw 🐢 \"quoted\" 'single'"), "text",
+                        "'żółw 🐢 \"quoted\" ''single'''");
+    co_await check_echo(conn, std::string("  padded  "), "varchar", "'  padded  '");
   });
 }
 
@@ -61,11 +67,10 @@ TEST_CASE("bytes, numeric, uuid and json round-trip", "[roundtrip]") {
     auto conn = co_await connect();
     const std::string raw("a\0b\xff\x00z", 6);
     const pgq::bytea b(raw);
-    CHECK(co_await echo(conn, b, "bytea", "'\\x610062ff007a'::bytea") == b);
+    co_await check_echo(conn, b, "bytea", "'\\x610062ff007a'::bytea");
     const std::vector<std::byte> bv = b.data;
-    CHECK(co_await echo(conn, bv, "bytea", "'\\x610062ff007a'::bytea") == bv);
-    CHECK(co_await echo(conn, pgq::bytea(std::string_view()), "bytea", "''::bytea") ==
-          pgq::bytea(std::string_view()));
+    co_await check_echo(conn, bv, "bytea", "'\\x610062ff007a'::bytea");
+    co_await check_echo(conn, pgq::bytea(std::string_view()), "bytea", "''::bytea");
 
     for (const char* n : {"0", "-0.000", "12345678901234567890.123456789012345678901", "0.000000000000000000001",
                           "-99999999999999999999999999999999999999", "NaN", "Infinity", "-Infinity", "1e-5"}) {
@@ -76,10 +81,10 @@ TEST_CASE("bytes, numeric, uuid and json round-trip", "[roundtrip]") {
     }
 
     const auto u = pgq::uuid::parse("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
-    CHECK(co_await echo(conn, u, "uuid", "'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'") == u);
+    co_await check_echo(conn, u, "uuid", "'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'");
 
     const nlohmann::json j = {{"a", 1}, {"b", {true, nullptr, "x\"y"}}, {"c", 1.5}, {"ü", "ß"}};
-    CHECK(co_await echo(conn, j, "jsonb", "'{\"a\":1,\"b\":[true,null,\"x\\\"y\"],\"c\":1.5,\"ü\":\"ß\"}'") == j);
+    co_await check_echo(conn, j, "jsonb", "'{\"a\":1,\"b\":[true,null,\"x\\\"y\"],\"c\":1.5,\"ü\":\"ß\"}'");
     auto r = co_await conn.query("SELECT $1::json AS j", j);
     CHECK(r[0].get<nlohmann::json>(0) == j);
   });
@@ -91,20 +96,20 @@ TEST_CASE("dates and times round-trip, BC and infinity included", "[roundtrip]")
     co_await conn.execute("SET TimeZone = 'Asia/Kolkata'");  // +05:30: offsets must be honoured
 
     const pgq::timestamptz t = sys_days{2024y / February / 29} + 13h + 45min + 1s + 123456us;
-    CHECK(co_await echo(conn, t, "timestamptz", "'2024-02-29 13:45:01.123456+00'") == t);
-    CHECK(co_await echo(conn, pgq::timestamptz::max(), "timestamptz", "'infinity'") == pgq::timestamptz::max());
-    CHECK(co_await echo(conn, pgq::timestamptz::min(), "timestamptz", "'-infinity'") == pgq::timestamptz::min());
+    co_await check_echo(conn, t, "timestamptz", "'2024-02-29 13:45:01.123456+00'");
+    co_await check_echo(conn, pgq::timestamptz::max(), "timestamptz", "'infinity'");
+    co_await check_echo(conn, pgq::timestamptz::min(), "timestamptz", "'-infinity'");
     // Text results come in the session's zone; the value must not shift.
     auto r = co_await conn.query("SELECT '2024-02-29 13:45:01.123456+00'::timestamptz");
     CHECK(r[0].get<pgq::timestamptz>(0) == t);
 
     const pgq::timestamp lt = local_days{1999y / December / 31} + 23h + 59min + 59s;
-    CHECK(co_await echo(conn, lt, "timestamp", "'1999-12-31 23:59:59'") == lt);
+    co_await check_echo(conn, lt, "timestamp", "'1999-12-31 23:59:59'");
 
     const pgq::date d = 2024y / February / 29;
-    CHECK(co_await echo(conn, d, "date", "'2024-02-29'") == d);
+    co_await check_echo(conn, d, "date", "'2024-02-29'");
     const pgq::date bc = year{-43} / March / 15;
-    CHECK(co_await echo(conn, bc, "date", "'0044-03-15 BC'") == bc);
+    co_await check_echo(conn, bc, "date", "'0044-03-15 BC'");
     auto r2 = co_await conn.query("SELECT '0044-03-15 BC'::date");
     CHECK(r2[0].get<pgq::date>(0) == bc);
 
@@ -118,19 +123,20 @@ TEST_CASE("arrays round-trip, with NULLs and quoting", "[roundtrip]") {
   run([]() -> asio::awaitable<void> {
     auto conn = co_await connect();
     const std::vector<int> ints{1, -2, 2147483647};
-    CHECK(co_await echo(conn, ints, "int4[]", "'{1,-2,2147483647}'") == ints);
-    CHECK(co_await echo(conn, std::vector<int>{}, "int4[]", "'{}'") == std::vector<int>{});
+    co_await check_echo(conn, ints, "int4[]", "'{1,-2,2147483647}'");
+    const std::vector<int> none;
+    co_await check_echo(conn, none, "int4[]", "'{}'");
     const std::vector<std::string> words{"plain", "", "with space", "a,b", "q\"uote", "back\\slash", "NULL", "{}"};
-    CHECK(co_await echo(conn, words, "text[]",
-                        "ARRAY['plain','','with space','a,b','q\"uote','back\\slash','NULL','{}']") == words);
+    co_await check_echo(conn, words, "text[]",
+                        "ARRAY['plain','','with space','a,b','q\"uote','back\\slash','NULL','{}']");
     const std::vector<std::optional<std::int64_t>> holes{1, std::nullopt, 3};
-    CHECK(co_await echo(conn, holes, "int8[]", "'{1,NULL,3}'") == holes);
+    co_await check_echo(conn, holes, "int8[]", "'{1,NULL,3}'");
     const std::vector<double> doubles{0.5, -1e300};
-    CHECK(co_await echo(conn, doubles, "float8[]", "'{0.5,-1e300}'") == doubles);
+    co_await check_echo(conn, doubles, "float8[]", "'{0.5,-1e300}'");
     const std::vector<pgq::uuid> ids{pgq::uuid::parse("00000000-0000-0000-0000-000000000001")};
-    CHECK(co_await echo(conn, ids, "uuid[]", "'{00000000-0000-0000-0000-000000000001}'") == ids);
+    co_await check_echo(conn, ids, "uuid[]", "'{00000000-0000-0000-0000-000000000001}'");
     const std::vector<bool> flags{true, false};
-    CHECK(co_await echo(conn, flags, "bool[]", "'{t,f}'") == flags);
+    co_await check_echo(conn, flags, "bool[]", "'{t,f}'");
 
     // A NULL element read into a non-optional vector is an error, not a 0.
     auto r = co_await conn.query("SELECT '{1,NULL}'::int4[]");

@@ -7,5 +7,6 @@
 #include <pgq/json.hpp>
 #include <pgq/pool.hpp>
 #include <pgq/result.hpp>
+#include <pgq/timeout.hpp>
 #include <pgq/transaction.hpp>
 #include <pgq/types.hpp>

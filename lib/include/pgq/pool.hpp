@@ -32,7 +32,7 @@ using detail::pool_stats;
 /// Settings of a pool. Durations of zero switch the feature off.
 struct pool_options {
   /// libpq conninfo or URI; empty: the PG* environment and libpq's defaults.
-  std::string dsn;
+  std::string dsn{};
   std::size_t min_size = 0;   ///< connections kept open even when idle
   std::size_t max_size = 10;  ///< never more connections than this, opening ones included
   /// How long acquire() waits for a connection before errc::pool_timeout.
@@ -56,10 +56,10 @@ struct pool_options {
   std::chrono::milliseconds backoff_max{std::chrono::seconds(10)};
   /// Runs on each new connection before its first use (e.g. `SET
   /// search_path`). A throw counts as a failed connect.
-  std::function<boost::asio::awaitable<void>(connection&)> on_connect;
+  std::function<boost::asio::awaitable<void>(connection&)> on_connect{};
   /// Runs on each connection when its lease ends, before anyone else gets
   /// it (e.g. `RESET ALL`). A throw closes the connection.
-  std::function<boost::asio::awaitable<void>(connection&)> before_return;
+  std::function<boost::asio::awaitable<void>(connection&)> before_return{};
 };
 
 /// A connection on loan from a pool. Returns it when destroyed (or on
@@ -215,6 +215,12 @@ boost::asio::awaitable<transact_result_t<Fn>> transact_loop(Begin begin, tx_opti
 /// deadlock (40P01). `fn` is taken by value and kept alive in this call's
 /// frame, so a lambda's captures live as long as the scope. Returns what fn's
 /// awaitable returns.
+///
+/// GCC 12 destroys a temporary twice when it is a lambda with captures (or
+/// another brace-initialised object owning memory) written inside a co_await
+/// expression. Name the lambda first:
+/// `auto work = [id](pgq::transaction& tx) -> asio::awaitable<void> {...};`
+/// `co_await pgq::transact(pool, {}, work);`
 template <class Fn>
 boost::asio::awaitable<detail::transact_result_t<Fn>> transact(pool& p, tx_options opts, Fn fn) {
   return detail::transact_loop([&p](tx_options o) { return p.begin(o); }, opts, std::move(fn));
