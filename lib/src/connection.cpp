@@ -123,9 +123,48 @@ sql_error error_from_result(const pg_result* res, std::string_view statement) {
 
 }  // namespace
 
+const statement_cache::entry* statement_cache::find(const std::string& key) {
+  auto it = map_.find(key);
+  if (it == map_.end()) return nullptr;
+  lru_.splice(lru_.begin(), lru_, it->second.lru);
+  ++hits;
+  return &it->second;
+}
+
+const std::string& statement_cache::insert(const std::string& key, std::string& evicted) {
+  ++misses;
+  ++prepared;
+  if (map_.size() >= capacity && !lru_.empty()) {
+    auto victim = map_.find(lru_.back());
+    evicted = std::move(victim->second.name);
+    map_.erase(victim);
+    lru_.pop_back();
+  }
+  lru_.push_front(key);
+  auto [it, inserted] = map_.emplace(key, entry{"pgq_" + std::to_string(next_++), lru_.begin()});
+  (void)inserted;
+  return it->second.name;
+}
+
+void statement_cache::erase_name(const std::string& name) {
+  for (auto it = map_.begin(); it != map_.end(); ++it) {
+    if (it->second.name == name) {
+      lru_.erase(it->second.lru);
+      map_.erase(it);
+      return;
+    }
+  }
+}
+
+void statement_cache::clear() noexcept {
+  map_.clear();
+  lru_.clear();
+}
+
 request::~request() {
   if (res != nullptr) PQclear(res);
   if (error != nullptr) PQclear(error);
+  if (first_error != nullptr) PQclear(first_error);
 }
 
 driver::driver(asio::any_io_executor ex)
@@ -293,6 +332,8 @@ asio::awaitable<void> driver::connect_steps(std::string text, connect_options op
     throw sql_error(errc::protocol_error, "could not enter pipeline mode: " + conn_error(conn_));
   }
   cancel_ = std::shared_ptr<pg_cancel>(PQgetCancel(conn_), &PQfreeCancel);
+  cache_.clear();
+  cache_.capacity = opts.statement_cache_size;
   open_.store(true, std::memory_order_release);
   arm_read();
 }
@@ -318,6 +359,7 @@ void driver::enqueue_detached(std::string sql) {
   if (!is_open()) return;
   auto req = std::make_unique<request>();
   req->id = next_id_++;
+  req->detached = true;
   req->owned_sql = std::move(sql);
   req->sql = req->owned_sql;
   start(std::move(req));
@@ -356,12 +398,63 @@ bool driver::send(request& req) {
   const int n = p.size();
   boost::container::small_vector<const char*, param_set::inline_count> values(static_cast<std::size_t>(n));
   for (int i = 0; i < n; ++i) values[static_cast<std::size_t>(i)] = p.value(i);
-  if (PQsendQueryParams(conn_, sql_buffer.c_str(), n, p.types(), values.data(), p.lengths(),
-                        p.formats(), 0) != 1 ||
-      PQpipelineSync(conn_) != 1) {
+  bool ok = true;
+  std::string evicted;
+  if (cache_.capacity > 0 && !req.detached) {
+    // The same text with other parameter types is another statement.
+    thread_local std::string key;
+    key.assign(req.sql);
+    key.push_back('\0');
+    key.append(reinterpret_cast<const char*>(p.types()), static_cast<std::size_t>(n) * sizeof(oid));
+    if (const statement_cache::entry* e = cache_.find(key)) {
+      req.statement = e->name;
+    } else {
+      req.prepared = cache_.insert(key, evicted);
+      req.statement = req.prepared;
+      // Parse once under a name, in the same round trip as the first run.
+      ok = PQsendPrepare(conn_, req.prepared.c_str(), sql_buffer.c_str(), n, p.types()) == 1;
+    }
+    ok = ok && PQsendQueryPrepared(conn_, req.statement.c_str(), n, values.data(), p.lengths(), p.formats(), 0) == 1;
+  } else {
+    ok = PQsendQueryParams(conn_, sql_buffer.c_str(), n, p.types(), values.data(), p.lengths(), p.formats(), 0) == 1;
+  }
+  if (!ok || PQpipelineSync(conn_) != 1) {
     fail_all(errc::connection_lost, conn_error(conn_));
     return false;
   }
+  if (!evicted.empty()) send_detached_now("DEALLOCATE " + evicted);
+  return true;
+}
+
+void driver::send_detached_now(std::string sql) {
+  auto req = std::make_unique<request>();
+  req->id = next_id_++;
+  req->detached = true;
+  req->owned_sql = std::move(sql);
+  req->sql = req->owned_sql;
+  request& r = *req;
+  inflight_.push_back(std::move(req));
+  send(r);
+}
+
+bool driver::retry(std::unique_ptr<request>& req) {
+  if (req->retried) return false;
+  // The statement failed, so it changed nothing: in an implicit transaction
+  // that rolled back; in a transaction block the block is now failed and the
+  // rerun meets 25P02, upon which the first error is reported instead. (The
+  // server's transaction state cannot be read here: with other requests in
+  // the pipeline libpq only says "active".)
+  req->first_error = req->error;
+  if (req->res != nullptr) PQclear(req->res);
+  req->error = req->res = nullptr;
+  req->retried = true;
+  req->exposed = false;
+  req->stage = 0;
+  req->prepare_failed = false;
+  req->prepared.clear();
+  req->statement.clear();
+  waiting_.push_front(std::move(req));
+  if (cancels_in_flight_ == 0) send_waiting();
   return true;
 }
 
@@ -424,6 +517,7 @@ void driver::drain_results() {
       // One NULL ends a statement's results; a second in a row means libpq
       // has nothing more until more input arrives.
       if (++nulls > 1) break;
+      ++inflight_.front()->stage;
       continue;
     }
     nulls = 0;
@@ -436,6 +530,7 @@ void driver::drain_results() {
       case PGRES_FATAL_ERROR:
       case PGRES_PIPELINE_ABORTED:
       case PGRES_BAD_RESPONSE:
+        if (front.stage == 0 && !front.prepared.empty()) front.prepare_failed = true;
         if (front.error == nullptr) {
           front.error = r;
         } else {
@@ -457,24 +552,36 @@ void driver::drain_results() {
 void driver::complete_front() {
   std::unique_ptr<request> req = std::move(inflight_.front());
   inflight_.pop_front();
+  if (req->prepare_failed) cache_.erase_name(req->prepared);  // it never existed
+  if (req->res != nullptr && cache_.size() > 0) {
+    // The caller's own DISCARD ALL / DEALLOCATE ALL dropped our statements.
+    const std::string_view tag = PQcmdStatus(req->res);
+    if (tag == "DISCARD ALL" || tag == "DEALLOCATE ALL") cache_.clear();
+  }
   if (req->abandoned()) return;  // cancelled by its caller: drop the result
   if (req->error != nullptr) {
-    const char* state = PQresultErrorField(req->error, PG_DIAG_SQLSTATE);
-    const bool stray_cancel = req->exposed && !req->retried && state != nullptr &&
-                              query_canceled == state && PQtransactionStatus(conn_) == PQTRANS_IDLE;
-    if (stray_cancel) {
-      // A cancel aimed at another request hit this one. It ran in its own
-      // implicit transaction, which rolled back: run it again.
-      PQclear(req->error);
-      req->error = nullptr;
-      if (req->res != nullptr) {
-        PQclear(req->res);
-        req->res = nullptr;
+    const char* raw_state = PQresultErrorField(req->error, PG_DIAG_SQLSTATE);
+    const std::string_view state = raw_state != nullptr ? raw_state : "";
+    if (req->exposed && state == query_canceled && retry(req)) {
+      // A cancel aimed at another request hit this one: it ran again.
+      return;
+    }
+    if (!req->statement.empty() && !req->prepare_failed && (state == "0A000" || state == "26000")) {
+      // "cached plan must not change result type" after a schema change, or
+      // the statement is gone (DISCARD ALL sent behind our back): prepare
+      // again and rerun once, when no transaction block makes that unsafe.
+      ++cache_.invalidations;
+      if (state == "26000") {
+        cache_.clear();
+      } else {
+        cache_.erase_name(req->statement);
+        send_detached_now("DEALLOCATE " + req->statement);
       }
-      req->retried = true;
-      req->exposed = false;
-      waiting_.push_front(std::move(req));
-      if (cancels_in_flight_ == 0) send_waiting();
+      if (retry(req)) return;
+    }
+    if (req->first_error != nullptr && state == "25P02") {
+      // The rerun found the transaction block failed: report why it failed.
+      complete(*req, std::make_exception_ptr(error_from_result(req->first_error, req->sql)), {});
       return;
     }
     if (PQresultStatus(req->error) == PGRES_PIPELINE_ABORTED) {
@@ -650,6 +757,18 @@ int connection::backend_pid() const noexcept {
 
 int connection::server_version() const noexcept {
   return is_open() ? PQserverVersion(drv_->native_handle()) : 0;
+}
+
+connection_stats connection::stats() const noexcept {
+  connection_stats s;
+  if (!drv_) return s;
+  const auto& c = drv_->cache();
+  s.statements_prepared = c.prepared;
+  s.cache_hits = c.hits;
+  s.cache_misses = c.misses;
+  s.cache_invalidations = c.invalidations;
+  s.cached_statements = c.size();
+  return s;
 }
 
 std::size_t connection::pending_requests() const noexcept { return drv_ ? drv_->pending() : 0; }

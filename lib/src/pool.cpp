@@ -198,7 +198,10 @@ class pool_impl final : public std::enable_shared_from_this<pool_impl>, private 
     bool ok = true;
     std::string error;
     try {
-      co_await conn->connect(self->opts_.dsn, connect_options{.connect_timeout = self->opts_.connect_timeout});
+      connect_options copts;
+      copts.connect_timeout = self->opts_.connect_timeout;
+      copts.statement_cache_size = self->opts_.statement_cache_size;
+      co_await conn->connect(self->opts_.dsn, copts);
       if (self->opts_.on_connect) co_await self->opts_.on_connect(*conn);
     } catch (const std::exception& e) {
       ok = false;

@@ -222,11 +222,11 @@ void pool_core::on_checked(std::size_t s, bool ok, pool_time now) {
 
 void pool_core::on_timer(pool_time now) {
   if (closed_) return;
-  while (!waiters_.empty()) {
-    auto it = std::find_if(waiters_.begin(), waiters_.end(), [now](const waiter& w) { return w.deadline <= now; });
-    if (it == waiters_.end()) break;
-    const std::uint64_t id = it->id;
-    waiters_.erase(it);
+  // Every waiter has the same timeout, so deadlines grow along the queue:
+  // only the front can be due.
+  while (!waiters_.empty() && waiters_.front().deadline <= now) {
+    const std::uint64_t id = waiters_.front().id;
+    waiters_.pop_front();
     ++stats_.timeouts;
     refresh_gauges();
     std::string msg = "no connection became available within " +
@@ -262,7 +262,7 @@ void pool_core::schedule(pool_time now) {
     return;
   }
   pool_time next = pool_time::max();
-  for (const waiter& w : waiters_) next = std::min(next, w.deadline);
+  if (!waiters_.empty()) next = std::min(next, waiters_.front().deadline);  // the earliest: see on_timer
   const std::size_t open = count(slot_state::idle) + count(slot_state::leased) +
                            count(slot_state::resetting) + count(slot_state::checking);
   for (const slot& sl : slots_) {

@@ -52,6 +52,12 @@ struct connect_options {
   /// `hostaddr`, so that no lookup blocks the event loop. Off, libpq looks the
   /// names up itself (blocking).
   bool resolve_hosts = true;
+  /// Statements kept prepared on the connection (least recently used ones
+  /// are deallocated). A statement text seen again skips parsing and
+  /// planning. 0 turns the cache off: use that behind PgBouncer in
+  /// transaction mode, where a prepared statement may live on another
+  /// server connection.
+  std::size_t statement_cache_size = 256;
 };
 
 }  // namespace pgq

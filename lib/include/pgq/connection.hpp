@@ -32,6 +32,15 @@ enum class tx_status {
   unknown,         ///< closed or broken
 };
 
+/// Counters of one connection's prepared-statement cache.
+struct connection_stats {
+  std::uint64_t statements_prepared = 0;  ///< PREPAREs sent (one per cache miss)
+  std::uint64_t cache_hits = 0;           ///< statements run from the cache
+  std::uint64_t cache_misses = 0;
+  std::uint64_t cache_invalidations = 0;  ///< plans the server dropped (schema change, DISCARD)
+  std::size_t cached_statements = 0;
+};
+
 /// One PostgreSQL connection bound to one executor.
 ///
 /// Every operation is an awaitable; none blocks the thread. Requests made
@@ -121,6 +130,8 @@ class connection {
   int backend_pid() const noexcept;
   /// The server's version as an integer, e.g. 150018 (0 when closed).
   int server_version() const noexcept;
+  /// The statement cache's counters. Call from the connection's executor.
+  connection_stats stats() const noexcept;
   /// Number of requests sent or waiting and not yet completed.
   std::size_t pending_requests() const noexcept;
   /// The libpq connection, for what pgq does not wrap. Do not send or read

@@ -45,6 +45,9 @@ struct pool_options {
   double max_lifetime_jitter = 0.1;
   /// Idle connections are checked (`SELECT 1`) this often; a dead one is replaced.
   std::chrono::milliseconds health_check_period{std::chrono::seconds(30)};
+  /// Prepared statements kept per connection (see connect_options); 0 turns
+  /// the cache off, as PgBouncer in transaction mode needs.
+  std::size_t statement_cache_size = 256;
   /// Limit of one connection attempt.
   std::chrono::milliseconds connect_timeout{std::chrono::seconds(10)};
   /// Limit of cleaning a returned connection (waiting for its requests,

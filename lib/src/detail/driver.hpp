@@ -19,6 +19,8 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <list>
+#include <unordered_map>
 #include <exception>
 #include <memory>
 #include <string>
@@ -39,14 +41,52 @@ struct request {
   result_handler handler;  // empty once the caller has been completed
   pg_result* res = nullptr;        // the statement's result (owned)
   pg_result* error = nullptr;      // its error result, if any (owned)
+  pg_result* first_error = nullptr;  // the error that made pgq run it again (owned)
   bool exposed = false;    // a cancel meant for another request may hit it
   bool retried = false;
+  bool detached = false;   // sent by pgq itself (ROLLBACK, DEALLOCATE): never cached
+  std::string prepared;    // the statement this request prepared, if it did
+  std::string statement;   // the cached statement it ran, if any
+  int stage = 0;           // statements of this request finished so far
+  bool prepare_failed = false;
 
   request() = default;
   request(const request&) = delete;
   request& operator=(const request&) = delete;
   ~request();
   bool abandoned() const noexcept { return !handler; }
+};
+
+/// Per-connection LRU cache of prepared statements, keyed by SQL text and
+/// parameter types.
+class statement_cache {
+ public:
+  struct entry {
+    std::string name;
+    std::list<std::string>::iterator lru;
+  };
+
+  std::size_t capacity = 0;
+  std::uint64_t hits = 0;
+  std::uint64_t misses = 0;
+  std::uint64_t prepared = 0;
+  std::uint64_t invalidations = 0;
+
+  /// The entry for `key`, made most recently used; null on a miss.
+  const entry* find(const std::string& key);
+  /// Adds `key`; returns the name to prepare it as and, through `evicted`,
+  /// the name of a statement pushed out (to DEALLOCATE), if any.
+  const std::string& insert(const std::string& key, std::string& evicted);
+  /// Forgets the statement named `name` (it failed to prepare, or the server
+  /// dropped its plan).
+  void erase_name(const std::string& name);
+  void clear() noexcept;
+  std::size_t size() const noexcept { return map_.size(); }
+
+ private:
+  std::unordered_map<std::string, entry> map_;
+  std::list<std::string> lru_;  // most recent first
+  std::uint64_t next_ = 1;
 };
 
 class driver : public std::enable_shared_from_this<driver> {
@@ -66,6 +106,7 @@ class driver : public std::enable_shared_from_this<driver> {
   pg_conn* native_handle() const noexcept { return conn_; }
   std::size_t pending() const noexcept { return waiting_.size() + inflight_.size(); }
   void start(std::unique_ptr<request> req);
+  const statement_cache& cache() const noexcept { return cache_; }
 
  private:
   boost::asio::awaitable<void> connect_steps(std::string conninfo_text, connect_options opts);
@@ -86,6 +127,8 @@ class driver : public std::enable_shared_from_this<driver> {
   void send_waiting();
   void fail_all(errc why, const std::string& message) noexcept;
   void complete(request& req, std::exception_ptr ep, result res);
+  void send_detached_now(std::string sql);
+  bool retry(std::unique_ptr<request>& req);
 
   boost::asio::any_io_executor ex_;
   boost::asio::posix::stream_descriptor sock_;
@@ -101,6 +144,7 @@ class driver : public std::enable_shared_from_this<driver> {
   std::uint64_t next_id_ = 1;
   std::deque<std::unique_ptr<request>> waiting_;   // not yet handed to libpq
   std::deque<std::unique_ptr<request>> inflight_;  // sent, results pending
+  statement_cache cache_;
 };
 
 }  // namespace pgq::detail
