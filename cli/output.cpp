@@ -84,7 +84,7 @@ void write_table(std::ostream& out, const pgq::result& r) {
   for (auto row : r) {
     for (int c = 0; c < cols; ++c) {
       auto& w = width[static_cast<std::size_t>(c)];
-      w = std::max(w, display_width(row[c].bytes()));
+      w = std::max(w, display_width(row[c].text()));
     }
   }
   // Header centred over each column, as psql does.
@@ -105,7 +105,7 @@ void write_table(std::ostream& out, const pgq::result& r) {
   for (auto row : r) {
     for (int c = 0; c < cols; ++c) {
       const auto k = static_cast<std::size_t>(c);
-      const std::string_view v = row[c].bytes();
+      const std::string v = row[c].text();
       const std::size_t space = width[k] - display_width(v);
       out << (c == 0 ? " " : " | ");
       if (right[k]) pad(out, space);
@@ -142,7 +142,7 @@ void write_csv(std::ostream& out, const pgq::result& r) {
     for (int c = 0; c < cols; ++c) {
       if (c != 0) out << ',';
       auto f = row[c];
-      if (!f.is_null()) field(f.bytes(), true);
+      if (!f.is_null()) field(f.text(), true);
     }
     out << '\n';
   }

@@ -156,6 +156,16 @@ void statement_cache::erase_name(const std::string& name) {
   }
 }
 
+void statement_cache::describe(const std::string& name, bool binary, bool needs_utc) {
+  for (auto& [key, e] : map_) {
+    if (e.name == name) {
+      e.binary = binary;
+      e.needs_utc = needs_utc;
+      return;
+    }
+  }
+}
+
 void statement_cache::clear() noexcept {
   map_.clear();
   lru_.clear();
@@ -334,6 +344,7 @@ asio::awaitable<void> driver::connect_steps(std::string text, connect_options op
   cancel_ = std::shared_ptr<pg_cancel>(PQgetCancel(conn_), &PQfreeCancel);
   cache_.clear();
   cache_.capacity = opts.statement_cache_size;
+  binary_results_ = opts.binary_results;
   open_.store(true, std::memory_order_release);
   arm_read();
 }
@@ -406,15 +417,24 @@ bool driver::send(request& req) {
     key.assign(req.sql);
     key.push_back('\0');
     key.append(reinterpret_cast<const char*>(p.types()), static_cast<std::size_t>(n) * sizeof(oid));
+    int result_format = 0;
     if (const statement_cache::entry* e = cache_.find(key)) {
       req.statement = e->name;
+      // Binary results skip text parsing of numbers and timestamps; the
+      // codecs read both formats. timestamptz in binary has no zone, so it
+      // is rendered in UTC: only ask for it when the session is in UTC too.
+      if (e->binary && binary_results_ && (!e->needs_utc || session_in_utc())) result_format = 1;
     } else {
       req.prepared = cache_.insert(key, evicted);
       req.statement = req.prepared;
-      // Parse once under a name, in the same round trip as the first run.
-      ok = PQsendPrepare(conn_, req.prepared.c_str(), sql_buffer.c_str(), n, p.types()) == 1;
+      // Parse once under a name, in the same round trip as the first run;
+      // Describe tells which result format later runs can use.
+      ok = PQsendPrepare(conn_, req.prepared.c_str(), sql_buffer.c_str(), n, p.types()) == 1 &&
+           PQsendDescribePrepared(conn_, req.prepared.c_str()) == 1;
+      req.described = true;
     }
-    ok = ok && PQsendQueryPrepared(conn_, req.statement.c_str(), n, values.data(), p.lengths(), p.formats(), 0) == 1;
+    ok = ok && PQsendQueryPrepared(conn_, req.statement.c_str(), n, values.data(), p.lengths(), p.formats(),
+                                   result_format) == 1;
   } else {
     ok = PQsendQueryParams(conn_, sql_buffer.c_str(), n, p.types(), values.data(), p.lengths(), p.formats(), 0) == 1;
   }
@@ -424,6 +444,14 @@ bool driver::send(request& req) {
   }
   if (!evicted.empty()) send_detached_now("DEALLOCATE " + evicted);
   return true;
+}
+
+bool driver::session_in_utc() const noexcept {
+  const char* tz = PQparameterStatus(conn_, "TimeZone");
+  if (tz == nullptr) return false;
+  const std::string_view z(tz);
+  return z == "UTC" || z == "Etc/UTC" || z == "GMT" || z == "Etc/GMT" || z == "UCT" || z == "Etc/UCT" ||
+         z == "Universal" || z == "Etc/Universal" || z == "Zulu" || z == "Etc/Zulu";
 }
 
 void driver::send_detached_now(std::string sql) {
@@ -453,6 +481,7 @@ bool driver::retry(std::unique_ptr<request>& req) {
   req->prepare_failed = false;
   req->prepared.clear();
   req->statement.clear();
+  req->described = false;
   waiting_.push_front(std::move(req));
   if (cancels_in_flight_ == 0) send_waiting();
   return true;
@@ -542,11 +571,28 @@ void driver::drain_results() {
         }
         break;
       default:
+        if (front.described && front.stage == 1) {
+          note_description(front, r);
+          PQclear(r);
+          break;
+        }
         if (front.res != nullptr) PQclear(front.res);
         front.res = r;
         break;
     }
   }
+}
+
+void driver::note_description(const request& req, const pg_result* d) {
+  const int columns = PQnfields(d);
+  bool binary = columns > 0;
+  bool needs_utc = false;
+  for (int c = 0; c < columns && binary; ++c) {
+    const oid t = PQftype(d, c);
+    binary = binary_renderable(t);
+    needs_utc = needs_utc || t == oids::timestamptz || t == 1185;  // timestamptz[]
+  }
+  cache_.describe(req.prepared, binary, needs_utc);
 }
 
 void driver::complete_front() {

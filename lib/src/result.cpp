@@ -58,6 +58,11 @@ std::string_view field::name() const noexcept {
   return n != nullptr ? std::string_view(n) : std::string_view();
 }
 
+std::string field::text() const {
+  if (null_) return {};
+  return detail::render_text(value_);
+}
+
 nlohmann::json field::to_json() const {
   if (null_) return nullptr;
   return to_json_value(value_);

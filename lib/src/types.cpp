@@ -1389,6 +1389,34 @@ void throw_transient_view(std::string_view cpp_name) {
                                            "; read it as std::vector<std::string>");
 }
 
+bool binary_renderable(oid t) noexcept {
+  switch (t) {
+    case oids::bool_:
+    case oids::int2:
+    case oids::int4:
+    case oids::int8:
+    case oids::oid_:
+    case oids::float4:
+    case oids::float8:
+    case oids::numeric:
+    case oids::uuid:
+    case oids::date:
+    case oids::time:
+    case 1266:  // timetz
+    case oids::interval:
+    case oids::timestamp:
+    case oids::timestamptz:
+    case oids::bytea:
+    case oids::jsonb:
+      return true;
+    default:
+      break;
+  }
+  if (is_text_like(t)) return true;
+  const oid element = array_element_oid(t);
+  return element != 0 && binary_renderable(element);
+}
+
 std::string render_text(value_view v) {
   if (v.fmt == format::text) return std::string(v.bytes);
   return render_binary(v);
@@ -1636,7 +1664,12 @@ double codec<double>::decode(value_view v) {
 
 std::string codec<std::string>::decode(value_view v) { return detail::render_text(v); }
 
+bool codec<std::string_view>::accepts(oid t) noexcept {
+  return is_text_like(t) || t == oids::jsonb || !detail::binary_renderable(t);
+}
+
 std::string_view codec<std::string_view>::decode(value_view v) {
+  check_accepts(accepts(v.type), v, cpp_name);
   if (v.fmt == format::text || (is_text_like(v.type) && v.type != oids::char_)) return v.bytes;
   if (v.type == oids::char_) {
     check_size(v, 1);

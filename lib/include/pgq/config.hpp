@@ -58,6 +58,10 @@ struct connect_options {
   /// transaction mode, where a prepared statement may live on another
   /// server connection.
   std::size_t statement_cache_size = 256;
+  /// Let cached statements return binary results when every column has a
+  /// binary codec (numbers and timestamps then skip text parsing). The first
+  /// run of a statement is always text. Off: always text.
+  bool binary_results = true;
 };
 
 }  // namespace pgq

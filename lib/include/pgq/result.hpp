@@ -41,7 +41,12 @@ class field {
  public:
   /// True when the value is SQL NULL.
   bool is_null() const noexcept { return null_; }
-  /// The raw bytes as the server sent them (text or binary); empty for NULL.
+  /// The value as the server prints it (empty for NULL), whatever format it
+  /// came in: for display. Throws errc::type_mismatch for a binary value
+  /// pgq cannot render (never happens for results pgq asked for in binary).
+  std::string text() const;
+  /// The raw bytes as the server sent them (text or binary, see fmt());
+  /// empty for NULL.
   std::string_view bytes() const noexcept { return value_.bytes; }
   /// The Postgres type of the column.
   oid type() const noexcept { return value_.type; }

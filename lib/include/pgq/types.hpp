@@ -283,6 +283,11 @@ class array_encoder {
   bool has_null_ = false;
 };
 
+/// True when pgq decodes and renders binary values of `type` (then results
+/// may come in binary format): bool, integers, floats, numeric, uuid, dates
+/// and times, interval, bytea, text-like types, json(b), and arrays of these.
+bool binary_renderable(oid type) noexcept;
+
 /// The server's text for a value: text-format bytes as they are; binary
 /// values of the types codec<std::string> documents rendered as the server
 /// prints them; other binary values throw errc::type_mismatch.
@@ -447,7 +452,11 @@ struct codec<std::string_view> {
   static constexpr oid param_oid = 0;
   static constexpr oid array_oid = oids::text_array;
   static constexpr format param_format = format::text;
-  static bool accepts(oid) noexcept { return true; }
+  /// A view of the server's text: text-like types and json(b), and types
+  /// pgq has no binary codec for (always sent as text). Numbers, dates and
+  /// the like may arrive in binary format, so they are read as std::string
+  /// (or their own type), never as a view.
+  static bool accepts(oid t) noexcept;
   static void encode(const std::string_view& v, format, std::string& out) { out.append(v); }
   static std::string_view decode(value_view v);
 };

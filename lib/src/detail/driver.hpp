@@ -47,6 +47,7 @@ struct request {
   bool detached = false;   // sent by pgq itself (ROLLBACK, DEALLOCATE): never cached
   std::string prepared;    // the statement this request prepared, if it did
   std::string statement;   // the cached statement it ran, if any
+  bool described = false;  // it prepared with a Describe: stage 1 is its result
   int stage = 0;           // statements of this request finished so far
   bool prepare_failed = false;
 
@@ -64,6 +65,8 @@ class statement_cache {
   struct entry {
     std::string name;
     std::list<std::string>::iterator lru;
+    bool binary = false;      // every result column has a binary codec
+    bool needs_utc = false;   // ... and one is timestamptz, rendered in UTC
   };
 
   std::size_t capacity = 0;
@@ -82,6 +85,8 @@ class statement_cache {
   void erase_name(const std::string& name);
   void clear() noexcept;
   std::size_t size() const noexcept { return map_.size(); }
+  /// Records what Describe said about the statement named `name`.
+  void describe(const std::string& name, bool binary, bool needs_utc);
 
  private:
   std::unordered_map<std::string, entry> map_;
@@ -128,6 +133,8 @@ class driver : public std::enable_shared_from_this<driver> {
   void fail_all(errc why, const std::string& message) noexcept;
   void complete(request& req, std::exception_ptr ep, result res);
   void send_detached_now(std::string sql);
+  void note_description(const request& req, const pg_result* d);
+  bool session_in_utc() const noexcept;
   bool retry(std::unique_ptr<request>& req);
 
   boost::asio::any_io_executor ex_;
@@ -136,6 +143,7 @@ class driver : public std::enable_shared_from_this<driver> {
   boost::asio::steady_timer connect_timer_;
   pg_conn* conn_ = nullptr;
   std::shared_ptr<pg_cancel> cancel_;
+  bool binary_results_ = true;
   std::atomic<bool> open_{false};  // read from other threads by is_open()
   bool reading_ = false;
   bool writing_ = false;
