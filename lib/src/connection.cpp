@@ -517,6 +517,13 @@ void driver::arm_write() {
 void driver::on_readable(const error_code& ec) {
   reading_ = false;
   if (ec || !is_open()) return;
+  in_io_ = true;
+  process_input();
+  in_io_ = false;
+  deliver_ready();
+}
+
+void driver::process_input() {
   if (PQconsumeInput(conn_) != 1) {
     fail_all(errc::connection_lost, conn_error(conn_));
     return;
@@ -534,7 +541,25 @@ void driver::on_readable(const error_code& ec) {
 void driver::on_writable(const error_code& ec) {
   writing_ = false;
   if (ec || !is_open()) return;
+  in_io_ = true;
   flush();
+  in_io_ = false;
+  deliver_ready();
+}
+
+void driver::deliver_ready() {
+  if (ready_.empty()) return;
+  std::vector<ready_completion> items;
+  items.swap(ready_);
+  for (auto& c : items) {
+    auto ex = asio::get_associated_executor(c.handler, ex_);
+    // dispatch: runs the caller now when its executor is running on this
+    // thread (the usual case), else queues it there.
+    asio::dispatch(ex_, asio::bind_executor(ex, [h = std::move(c.handler), ep = std::move(c.error),
+                                                 res = std::move(c.res)]() mutable {
+      std::move(h)(std::move(ep), std::move(res));
+    }));
+  }
 }
 
 void driver::drain_results() {
@@ -650,9 +675,13 @@ void driver::complete(request& req, std::exception_ptr ep, result res) {
   auto slot = asio::get_associated_cancellation_slot(req.handler);
   if (slot.is_connected()) slot.clear();
   result_handler h = std::move(req.handler);
+  if (in_io_) {
+    ready_.push_back(ready_completion{std::move(h), std::move(ep), std::move(res)});
+    return;
+  }
   auto ex = asio::get_associated_executor(h, ex_);
-  // Post, never call inline: the caller may issue its next request from the
-  // completion, and that must not re-enter the result loop.
+  // Post, never call inline: this may run inside the caller's own request
+  // (an initiating function must not complete), or inside the result loop.
   asio::post(ex_, asio::bind_executor(ex, [h = std::move(h), ep = std::move(ep), res = std::move(res)]() mutable {
     std::move(h)(std::move(ep), std::move(res));
   }));

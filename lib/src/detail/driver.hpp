@@ -21,6 +21,7 @@
 #include <deque>
 #include <list>
 #include <unordered_map>
+#include <vector>
 #include <exception>
 #include <memory>
 #include <string>
@@ -124,6 +125,8 @@ class driver : public std::enable_shared_from_this<driver> {
   void arm_write();
   void on_readable(const error_code& ec);
   void on_writable(const error_code& ec);
+  void process_input();
+  void deliver_ready();
   void drain_results();
   void complete_front();
   void cancel(std::uint64_t id);
@@ -144,6 +147,16 @@ class driver : public std::enable_shared_from_this<driver> {
   pg_conn* conn_ = nullptr;
   std::shared_ptr<pg_cancel> cancel_;
   bool binary_results_ = true;
+  // Completions found while handling socket readiness are run when the
+  // handler is done (inline: the caller's next request goes out without
+  // another trip through the event loop); all others are posted.
+  struct ready_completion {
+    result_handler handler;
+    std::exception_ptr error;
+    result res;
+  };
+  bool in_io_ = false;
+  std::vector<ready_completion> ready_;
   std::atomic<bool> open_{false};  // read from other threads by is_open()
   bool reading_ = false;
   bool writing_ = false;
