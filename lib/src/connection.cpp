@@ -376,6 +376,35 @@ void driver::enqueue_detached(std::string sql) {
   start(std::move(req));
 }
 
+std::vector<std::uint64_t> driver::enqueue_batch(
+    const std::vector<std::pair<std::string_view, const param_set*>>& items,
+    std::function<void(std::size_t, std::exception_ptr, result)> on_done) {
+  std::vector<std::uint64_t> ids;
+  ids.reserve(items.size());
+  auto shared_done = std::make_shared<std::function<void(std::size_t, std::exception_ptr, result)>>(std::move(on_done));
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    auto req = std::make_unique<request>();
+    req->id = next_id_++;
+    req->sql = items[i].first;
+    req->params = *items[i].second;
+    result_handler h([shared_done, i](std::exception_ptr ep, result r) { (*shared_done)(i, std::move(ep), std::move(r)); });
+    req->handler.swap(h);
+    ids.push_back(req->id);
+    if (!is_open()) {
+      complete(*req, std::make_exception_ptr(sql_error(errc::not_connected, "the connection is not open",
+                                                       std::string(req->sql))),
+               {});
+      continue;
+    }
+    start(std::move(req));
+  }
+  return ids;
+}
+
+void driver::cancel_ids(const std::vector<std::uint64_t>& ids) {
+  for (std::uint64_t id : ids) cancel(id);
+}
+
 int driver::transaction_status() const noexcept {
   if (conn_ == nullptr || !is_open()) return PQTRANS_UNKNOWN;
   return PQtransactionStatus(conn_);
@@ -813,6 +842,107 @@ asio::awaitable<result> connection::query_params(std::string_view sql, detail::p
   if (!drv_) throw sql_error(errc::not_connected, "connection was moved from", std::string(sql));
   return asio::async_initiate<const asio::use_awaitable_t<>&, void(std::exception_ptr, result)>(
       initiate_query{drv_}, asio::use_awaitable, sql, std::move(params));
+}
+
+namespace {
+
+// What a batch collects while its statements complete.
+struct batch_state {
+  std::vector<result> results;
+  std::exception_ptr first_error;
+  std::size_t remaining = 0;
+  std::size_t offset = 0;  // 1 when a BEGIN goes first
+  std::size_t statements = 0;
+  asio::any_completion_handler<void(std::exception_ptr, std::vector<result>)> handler;
+  std::vector<std::uint64_t> ids;
+};
+
+void finish_batch(const std::shared_ptr<batch_state>& st, const asio::any_io_executor& fallback) {
+  auto h = std::move(st->handler);
+  if (!h) return;
+  auto slot = asio::get_associated_cancellation_slot(h);
+  if (slot.is_connected()) slot.clear();
+  auto ex = asio::get_associated_executor(h, fallback);
+  asio::post(fallback, asio::bind_executor(ex, [h = std::move(h), ep = st->first_error,
+                                                res = std::move(st->results)]() mutable {
+    std::move(h)(ep, std::move(res));
+  }));
+}
+
+struct initiate_batch {
+  std::shared_ptr<detail::driver> drv;
+  template <class Handler>
+  void operator()(Handler&& handler, const batch* b, std::vector<std::pair<std::string_view, const detail::param_set*>> items,
+                  bool atomic) {
+    auto st = std::make_shared<batch_state>();
+    asio::any_completion_handler<void(std::exception_ptr, std::vector<result>)> h(std::forward<Handler>(handler));
+    st->handler.swap(h);  // not operator=: it recurses in Boost 1.81
+    (void)b;
+    asio::dispatch(drv->get_executor(), [d = drv, st, items = std::move(items), atomic]() mutable {
+      static const detail::param_set no_params;
+      const int tx = d->transaction_status();
+      // Wrap in BEGIN/COMMIT unless a transaction block already holds it.
+      const bool wrap = atomic && tx != PQTRANS_INTRANS && tx != PQTRANS_INERROR;
+      if (wrap) {
+        items.insert(items.begin(), {std::string_view("BEGIN"), &no_params});
+        items.emplace_back(std::string_view("COMMIT"), &no_params);
+        st->offset = 1;
+      }
+      st->statements = items.size() - (wrap ? 2 : 0);
+      st->results.resize(st->statements);
+      st->remaining = items.size();
+      if (items.empty()) {
+        finish_batch(st, d->get_executor());
+        return;
+      }
+      auto ex = d->get_executor();
+      auto on_done = [st, ex, wrap, total = items.size()](std::size_t i, std::exception_ptr ep, result r) {
+        const bool is_statement = !wrap || (i != 0 && i + 1 != total);
+        if (is_statement) {
+          if (ep && !st->first_error) {
+            try {
+              std::rethrow_exception(ep);
+            } catch (const sql_error& e) {
+              diagnostics diag = e.diag();
+              diag.message = "statement " + std::to_string(i - st->offset + 1) + " of " +
+                             std::to_string(st->statements) + " in the batch: " + diag.message;
+              st->first_error = std::make_exception_ptr(sql_error(e.code(), std::move(diag)));
+            } catch (...) {
+              st->first_error = std::current_exception();
+            }
+          } else if (!ep) {
+            st->results[i - st->offset] = std::move(r);
+          }
+        } else if (ep && !st->first_error) {
+          st->first_error = ep;  // BEGIN or COMMIT itself failed
+        }
+        if (--st->remaining == 0) finish_batch(st, ex);
+      };
+      auto slot = asio::get_associated_cancellation_slot(st->handler);
+      st->ids = d->enqueue_batch(items, on_done);
+      if (slot.is_connected()) {
+        slot.assign([d, st, wrap](asio::cancellation_type) {
+          asio::post(d->get_executor(), [d, st, wrap] {
+            d->cancel_ids(st->ids);
+            // The COMMIT may have been dropped with the rest: do not leave
+            // the connection inside the batch's transaction.
+            if (wrap) d->enqueue_detached("ROLLBACK");
+          });
+        });
+      }
+    });
+  }
+};
+
+}  // namespace
+
+asio::awaitable<std::vector<result>> connection::run_batch(const batch& b, bool atomic) {
+  if (!drv_) throw sql_error(errc::not_connected, "connection was moved from");
+  std::vector<std::pair<std::string_view, const detail::param_set*>> items;
+  items.reserve(b.items_.size());
+  for (const auto& it : b.items_) items.emplace_back(it.sql, &it.params);
+  return asio::async_initiate<const asio::use_awaitable_t<>&, void(std::exception_ptr, std::vector<result>)>(
+      initiate_batch{drv_}, asio::use_awaitable, &b, std::move(items), atomic);
 }
 
 asio::awaitable<std::uint64_t> connection::execute_params(std::string_view sql, detail::param_set params) {

@@ -11,7 +11,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
+#include <vector>
 
 struct pg_conn;  // libpq's PGconn
 
@@ -39,6 +41,28 @@ struct connection_stats {
   std::uint64_t cache_misses = 0;
   std::uint64_t cache_invalidations = 0;  ///< plans the server dropped (schema change, DISCARD)
   std::size_t cached_statements = 0;
+};
+
+/// Statements to send together with `connection::run_batch()`. Owns copies
+/// of the SQL and the encoded parameters.
+class batch {
+ public:
+  /// Appends a statement with bound parameters.
+  template <class... Args>
+  batch& add(std::string sql, const Args&... args) {
+    items_.push_back(item{std::move(sql), detail::make_params(args...)});
+    return *this;
+  }
+  std::size_t size() const noexcept { return items_.size(); }
+  bool empty() const noexcept { return items_.empty(); }
+
+ private:
+  friend class connection;
+  struct item {
+    std::string sql;
+    detail::param_set params;
+  };
+  std::vector<item> items_;
 };
 
 /// One PostgreSQL connection bound to one executor.
@@ -104,6 +128,18 @@ class connection {
   boost::asio::awaitable<std::uint64_t> execute(std::string_view sql, const Args&... args) {
     return execute_params(sql, detail::make_params(args...));
   }
+
+  /// Sends every statement of `b` back to back, without waiting between
+  /// them (one round trip), and returns their results in order. With
+  /// `atomic`, the batch runs in its own transaction (BEGIN and COMMIT go in
+  /// the same round trip) unless a transaction block is already open, which
+  /// then holds it: all statements take effect or none does.
+  /// Throws the first failure, after every statement has completed; its
+  /// message says which statement failed. Without `atomic` the statements
+  /// that succeeded took effect. `b` must stay valid until this completes.
+  /// Cancellation: drops the statements not yet sent and cancels the running
+  /// one, as for query().
+  boost::asio::awaitable<std::vector<result>> run_batch(const batch& b, bool atomic = false);
 
   /// `query()` with parameters already encoded.
   boost::asio::awaitable<result> query_params(std::string_view sql, detail::param_set params);

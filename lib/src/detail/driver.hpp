@@ -23,6 +23,7 @@
 #include <unordered_map>
 #include <vector>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -105,6 +106,11 @@ class driver : public std::enable_shared_from_this<driver> {
   boost::asio::awaitable<void> connect(std::string conninfo_text, connect_options opts);
   void enqueue(std::string_view sql, param_set params, result_handler handler);
   void enqueue_detached(std::string sql);
+  /// Starts one request per statement; `on_done(i, error, result)` is
+  /// called for each, from this driver's executor. Returns their ids.
+  std::vector<std::uint64_t> enqueue_batch(const std::vector<std::pair<std::string_view, const param_set*>>& items,
+                                           std::function<void(std::size_t, std::exception_ptr, result)> on_done);
+  void cancel_ids(const std::vector<std::uint64_t>& ids);
   void close(errc why) noexcept;
 
   bool is_open() const noexcept { return open_.load(std::memory_order_acquire); }
