@@ -17,10 +17,22 @@ std::size_t pool_core::count(slot_state st) const noexcept {
 }
 
 void pool_core::refresh_gauges() {
-  stats_.idle = count(slot_state::idle);
-  stats_.in_use = count(slot_state::leased);
-  stats_.connecting = count(slot_state::connecting);
-  stats_.size = stats_.idle + stats_.in_use + count(slot_state::resetting) + count(slot_state::checking);
+  // One pass: this runs several times per event.
+  std::size_t idle = 0, leased = 0, connecting = 0, busy = 0;
+  for (const slot& sl : slots_) {
+    switch (sl.state) {
+      case slot_state::idle: ++idle; break;
+      case slot_state::leased: ++leased; break;
+      case slot_state::connecting: ++connecting; break;
+      case slot_state::resetting:
+      case slot_state::checking: ++busy; break;
+      case slot_state::empty: break;
+    }
+  }
+  stats_.idle = idle;
+  stats_.in_use = leased;
+  stats_.connecting = connecting;
+  stats_.size = idle + leased + busy;
   stats_.waiting = waiters_.size();
 }
 
