@@ -3,6 +3,8 @@
 //   W1  N sequential `SELECT 1` on one connection (latency bound);
 //   W2  pgbench's point select on C connections, one query in flight on each;
 //   W3  the point select on one connection with D queries in flight.
+//   W4  N times a 100,000-row result (int, text, numeric, timestamptz), every
+//       value decoded (pgq: binary results after the first run; libpq: text).
 //
 // --impl pgq runs them with pgq's coroutines; --impl libpq with the loops
 // libpq users (and pgbench) write: blocking PQexecPrepared for W1, a poll()
@@ -44,6 +46,8 @@ namespace {
 
 constexpr std::string_view select_one_sql = "SELECT 1";
 constexpr std::string_view point_sql = "SELECT abalance FROM pgbench_accounts WHERE aid = $1";
+constexpr std::string_view wide_sql = "SELECT i, i::text, i * 1.5, now() FROM generate_series(1, 100000) i";
+constexpr std::uint64_t wide_rows = 100000;
 
 struct bench_options {
   std::string dsn;
@@ -138,6 +142,36 @@ asio::awaitable<void> point_worker(Target* target, std::uint64_t n, unsigned see
   join->done(error);
 }
 
+// W4: every value of every row decoded; returns a checksum so that nothing
+// is optimised away.
+asio::awaitable<double> wide_once(pgq::connection* conn) {
+  pgq::result r = co_await conn->query(wide_sql);
+  if (static_cast<std::uint64_t>(r.size()) != wide_rows) fail("W4: wrong row count");
+  double sum = 0;
+  for (auto row : r) {
+    const int i = row.get<int>(0);
+    const std::string_view text = row.get<std::string_view>(1);
+    const double scaled = row.get<double>(2);
+    const pgq::timestamptz at = row.get<pgq::timestamptz>(3);
+    sum += i + static_cast<double>(text.size()) + scaled + static_cast<double>(at.time_since_epoch().count() & 1);
+  }
+  co_return sum;
+}
+
+asio::awaitable<void> pgq_w4(bench_options o, measurement* out) {
+  pgq::connection conn(co_await asio::this_coro::executor);
+  co_await conn.connect(o.dsn);
+  co_await conn.execute("SET TimeZone = 'UTC'");
+  co_await wide_once(&conn);  // warm-up: prepared, later runs may use binary results
+  stopwatch sw;
+  sw.start();
+  double total = 0;
+  for (std::uint64_t k = 0; k < o.queries; ++k) total += co_await wide_once(&conn);
+  *out = sw.stop(o.queries * wide_rows);
+  if (total <= 0) fail("W4: bad checksum");
+  conn.close();
+}
+
 asio::awaitable<void> pgq_w1(bench_options o, measurement* out) {
   pgq::connection conn(co_await asio::this_coro::executor);
   co_await conn.connect(o.dsn);
@@ -208,6 +242,8 @@ measurement run_pgq(const bench_options& o) {
   auto on_done = [&error](std::exception_ptr e) { error = e; };
   if (o.workload == "W1") {
     asio::co_spawn(ctx, pgq_w1(o, &m), on_done);
+  } else if (o.workload == "W4") {
+    asio::co_spawn(ctx, pgq_w4(o, &m), on_done);
   } else if (o.workload == "W2") {
     asio::co_spawn(ctx, pgq_w2(o, &m), on_done);
   } else {
@@ -395,8 +431,64 @@ measurement libpq_w3(const bench_options& o) {
   return sw.stop(o.queries);
 }
 
+// The text a timestamptz prints in UTC with DateStyle ISO, e.g.
+// "2024-02-29 13:45:01.123456+00", as microseconds since 1970.
+std::int64_t parse_timestamptz(std::string_view s) {
+  auto num = [&](std::size_t pos, std::size_t len) {
+    int v = 0;
+    std::from_chars(s.data() + pos, s.data() + pos + len, v);
+    return v;
+  };
+  if (s.size() < 22) fail("W4: short timestamp");
+  using namespace std::chrono;
+  const sys_days day = year{num(0, 4)} / month{unsigned(num(5, 2))} / unsigned(num(8, 2));
+  std::int64_t us = (day.time_since_epoch().count() * 86400LL + num(11, 2) * 3600LL + num(14, 2) * 60LL +
+                     num(17, 2)) * 1000000LL;
+  std::size_t pos = 19;
+  if (pos < s.size() && s[pos] == '.') {
+    std::size_t end = pos + 1;
+    while (end < s.size() && s[end] >= '0' && s[end] <= '9') ++end;
+    int frac = num(pos + 1, end - pos - 1);
+    for (std::size_t d = end - pos - 1; d < 6; ++d) frac *= 10;
+    us += frac;
+  }
+  return us;
+}
+
+measurement libpq_w4(const bench_options& o) {
+  conn_ptr c = pq_connect(o.dsn);
+  PQclear(PQexec(c.get(), "SET TimeZone = 'UTC'"));
+  pq_prepare(c.get(), "w4", wide_sql);
+  stopwatch sw;
+  sw.start();
+  double total = 0;
+  for (std::uint64_t k = 0; k < o.queries; ++k) {
+    PGresult* r = PQexecPrepared(c.get(), "w4", 0, nullptr, nullptr, nullptr, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || static_cast<std::uint64_t>(PQntuples(r)) != wide_rows)
+      fail("W4: bad result");
+    const int rows = PQntuples(r);
+    for (int i = 0; i < rows; ++i) {
+      int v = 0;
+      const char* a = PQgetvalue(r, i, 0);
+      std::from_chars(a, a + PQgetlength(r, i, 0), v);
+      const std::string_view text(PQgetvalue(r, i, 1), static_cast<std::size_t>(PQgetlength(r, i, 1)));
+      double scaled = 0;
+      const char* b = PQgetvalue(r, i, 2);
+      std::from_chars(b, b + PQgetlength(r, i, 2), scaled);
+      const std::int64_t at =
+          parse_timestamptz(std::string_view(PQgetvalue(r, i, 3), static_cast<std::size_t>(PQgetlength(r, i, 3))));
+      total += v + static_cast<double>(text.size()) + scaled + static_cast<double>(at & 1);
+    }
+    PQclear(r);
+  }
+  measurement m = sw.stop(o.queries * wide_rows);
+  if (total <= 0) fail("W4: bad checksum");
+  return m;
+}
+
 measurement run_libpq(const bench_options& o) {
   if (o.workload == "W1") return libpq_w1(o);
+  if (o.workload == "W4") return libpq_w4(o);
   if (o.workload == "W2") return libpq_w2(o);
   return libpq_w3(o);
 }
@@ -405,11 +497,13 @@ measurement run_libpq(const bench_options& o) {
 
 [[noreturn]] void usage(int status) {
   std::fprintf(status == 0 ? stdout : stderr,
-               "usage: pgq_bench_workloads --dsn DSN --workload W1|W2|W3 --impl pgq|libpq\n"
+               "usage: pgq_bench_workloads --dsn DSN --workload W1|W2|W3|W4 --impl pgq|libpq\n"
                "       [--queries N] [--connections C] [--depth D] [--scale S] [--json]\n"
                "  W1: N sequential SELECT 1 on one connection (default N 20000)\n"
                "  W2: N point selects over C connections, one in flight each (200000, 10)\n"
-               "  W3: N point selects on one connection, D in flight (200000, 100)\n");
+               "  W3: N point selects on one connection, D in flight (200000, 100)\n"
+               "  W4: N times 100000 rows (int, text, numeric, timestamptz), every value decoded (50);\n"
+               "      reports rows, not queries\n");
   std::exit(status);
 }
 
@@ -440,9 +534,9 @@ bench_options parse(int argc, char** argv) {
     else if (a == "--help" || a == "-h") usage(0);
     else usage(2);
   }
-  if (o.workload != "W1" && o.workload != "W2" && o.workload != "W3") usage(2);
+  if (o.workload != "W1" && o.workload != "W2" && o.workload != "W3" && o.workload != "W4") usage(2);
   if (o.impl != "pgq" && o.impl != "libpq") usage(2);
-  if (o.queries == 0) o.queries = o.workload == "W1" ? 20000 : 200000;
+  if (o.queries == 0) o.queries = o.workload == "W1" ? 20000 : o.workload == "W4" ? 50 : 200000;
   return o;
 }
 
