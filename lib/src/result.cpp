@@ -43,13 +43,34 @@ void rethrow_in_column(const pg_result* res, int col, std::string_view cpp, cons
 
 }  // namespace detail
 
-field::field(const pg_result* res, int r, int col) noexcept
-    : res_(res), col_(col), null_(PQgetisnull(res, r, col) != 0) {
-  value_.type = PQftype(res, col);
-  value_.fmt = PQfformat(res, col) == 1 ? format::binary : format::text;
+detail::result_data::result_data(pg_result* r) noexcept : res(r) {
+  if (res == nullptr) return;
+  rows = PQntuples(res);
+  columns = PQnfields(res);
+  try {
+    cols.resize(static_cast<std::size_t>(columns));
+  } catch (...) {
+    columns = 0;  // out of memory: an empty view rather than a crash
+    return;
+  }
+  for (int c = 0; c < columns; ++c) {
+    cols[static_cast<std::size_t>(c)] =
+        column_meta{PQftype(res, c), PQfformat(res, c) == 1 ? format::binary : format::text};
+  }
+}
+
+detail::result_data::~result_data() {
+  if (res != nullptr) PQclear(res);
+}
+
+field::field(const detail::result_data* d, int r, int col) noexcept
+    : res_(d->res), col_(col), null_(PQgetisnull(d->res, r, col) != 0) {
+  const detail::column_meta& m = d->cols[static_cast<std::size_t>(col)];
+  value_.type = m.type;
+  value_.fmt = m.fmt;
   if (!null_) {
-    value_.bytes = std::string_view(PQgetvalue(res, r, col),
-                                    static_cast<std::size_t>(PQgetlength(res, r, col)));
+    value_.bytes = std::string_view(PQgetvalue(d->res, r, col),
+                                    static_cast<std::size_t>(PQgetlength(d->res, r, col)));
   }
 }
 
@@ -68,57 +89,58 @@ nlohmann::json field::to_json() const {
   return to_json_value(value_);
 }
 
-int row::size() const noexcept { return res_ != nullptr ? PQnfields(res_) : 0; }
-
 field row::operator[](int col) const {
-  if (res_ == nullptr || col < 0 || col >= PQnfields(res_)) {
+  if (data_ == nullptr || col < 0 || col >= data_->columns) {
     throw sql_error(errc::out_of_range, "column index " + std::to_string(col) +
                                             " out of range (the row has " +
                                             std::to_string(size()) + " columns)");
   }
-  return field(res_, row_, col);
+  return field(data_, row_, col);
 }
 
 field row::operator[](std::string_view name) const {
   const std::string n(name);
-  const int col = res_ != nullptr ? PQfnumber(res_, n.c_str()) : -1;
+  const int col = data_ != nullptr ? PQfnumber(data_->res, n.c_str()) : -1;
   if (col < 0) throw sql_error(errc::out_of_range, "no column named \"" + n + "\" in the result");
-  return field(res_, row_, col);
+  return field(data_, row_, col);
 }
 
 nlohmann::json row::to_json() const {
   nlohmann::json obj = nlohmann::json::object();
   const int n = size();
   for (int c = 0; c < n; ++c) {
-    field f(res_, row_, c);
+    field f(data_, row_, c);
     obj[std::string(f.name())] = f.to_json();
   }
   return obj;
 }
 
-result::result(pg_result* res) noexcept : res_(res, &PQclear) {}
-
-int result::size() const noexcept { return res_ ? PQntuples(res_.get()) : 0; }
-
-int result::columns() const noexcept { return res_ ? PQnfields(res_.get()) : 0; }
+result::result(pg_result* res) noexcept {
+  if (res == nullptr) return;
+  try {
+    data_ = std::make_shared<const detail::result_data>(res);
+  } catch (...) {
+    PQclear(res);  // out of memory: an empty result, and no leak
+  }
+}
 
 std::string_view result::column_name(int col) const {
   if (col < 0 || col >= columns()) {
     throw sql_error(errc::out_of_range, "column index " + std::to_string(col) + " out of range");
   }
-  return PQfname(res_.get(), col);
+  return PQfname(data_->res, col);
 }
 
 oid result::column_type(int col) const {
   if (col < 0 || col >= columns()) {
     throw sql_error(errc::out_of_range, "column index " + std::to_string(col) + " out of range");
   }
-  return PQftype(res_.get(), col);
+  return data_->cols[static_cast<std::size_t>(col)].type;
 }
 
 int result::column_index(std::string_view name) const {
   const std::string n(name);
-  const int col = res_ ? PQfnumber(res_.get(), n.c_str()) : -1;
+  const int col = data_ ? PQfnumber(data_->res, n.c_str()) : -1;
   if (col < 0) throw sql_error(errc::out_of_range, "no column named \"" + n + "\" in the result");
   return col;
 }
@@ -132,14 +154,14 @@ row result::at(int r) const {
 }
 
 std::string_view result::command_tag() const noexcept {
-  if (!res_) return {};
-  const char* s = PQcmdStatus(res_.get());
+  if (!data_) return {};
+  const char* s = PQcmdStatus(data_->res);
   return s != nullptr ? std::string_view(s) : std::string_view();
 }
 
 std::uint64_t result::rows_affected() const noexcept {
-  if (!res_) return 0;
-  const char* s = PQcmdTuples(res_.get());
+  if (!data_) return 0;
+  const char* s = PQcmdTuples(data_->res);
   std::uint64_t n = 0;
   if (s != nullptr && *s != '\0') std::from_chars(s, s + std::char_traits<char>::length(s), n);
   return n;

@@ -15,6 +15,7 @@
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 struct pg_result;  // libpq's PGresult, kept out of our public headers
 
@@ -24,6 +25,23 @@ class result;
 class row;
 
 namespace detail {
+/// A column's type and format, read once per result.
+struct column_meta {
+  oid type = 0;
+  format fmt = format::text;
+};
+/// A result and the metadata that every field access needs.
+struct result_data {
+  pg_result* res = nullptr;
+  int rows = 0;
+  int columns = 0;
+  std::vector<column_meta> cols;
+  explicit result_data(pg_result* r) noexcept;
+  ~result_data();
+  result_data(const result_data&) = delete;
+  result_data& operator=(const result_data&) = delete;
+};
+
 template <class T>
 struct is_optional : std::false_type {};
 template <class T>
@@ -86,7 +104,7 @@ class field {
 
  private:
   friend class row;
-  field(const pg_result* res, int row, int col) noexcept;
+  field(const detail::result_data* data, int row, int col) noexcept;
 
   const pg_result* res_;
   int col_;
@@ -98,7 +116,7 @@ class field {
 class row {
  public:
   /// The number of columns.
-  int size() const noexcept;
+  int size() const noexcept { return data_ != nullptr ? data_->columns : 0; }
   /// The row's index in its result.
   int index() const noexcept { return row_; }
 
@@ -131,13 +149,13 @@ class row {
 
  private:
   friend class result;
-  row(const pg_result* res, int r) noexcept : res_(res), row_(r) {}
+  row(const detail::result_data* data, int r) noexcept : data_(data), row_(r) {}
   template <class... Ts, std::size_t... I>
   std::tuple<Ts...> as_impl(std::index_sequence<I...>) const {
     return std::tuple<Ts...>{get<Ts>(static_cast<int>(I))...};
   }
 
-  const pg_result* res_;
+  const detail::result_data* data_;
   int row_;
 };
 
@@ -155,9 +173,9 @@ class result {
     using reference = pgq::row;
 
     iterator() = default;
-    pgq::row operator*() const noexcept { return pgq::row(res_, i_); }
+    pgq::row operator*() const noexcept { return pgq::row(data_, i_); }
     pgq::row operator[](difference_type n) const noexcept {
-      return pgq::row(res_, i_ + static_cast<int>(n));
+      return pgq::row(data_, i_ + static_cast<int>(n));
     }
     iterator& operator++() noexcept { ++i_; return *this; }
     iterator operator++(int) noexcept { auto t = *this; ++i_; return t; }
@@ -176,8 +194,8 @@ class result {
 
    private:
     friend class result;
-    iterator(const pg_result* r, int i) noexcept : res_(r), i_(i) {}
-    const pg_result* res_ = nullptr;
+    iterator(const detail::result_data* d, int i) noexcept : data_(d), i_(i) {}
+    const detail::result_data* data_ = nullptr;
     int i_ = 0;
   };
 
@@ -187,10 +205,10 @@ class result {
   explicit result(pg_result* res) noexcept;
 
   /// Number of rows.
-  int size() const noexcept;
+  int size() const noexcept { return data_ ? data_->rows : 0; }
   bool empty() const noexcept { return size() == 0; }
   /// Number of columns.
-  int columns() const noexcept;
+  int columns() const noexcept { return data_ ? data_->columns : 0; }
   /// The name of column `col`. Throws `errc::out_of_range`.
   std::string_view column_name(int col) const;
   /// The type OID of column `col`. Throws `errc::out_of_range`.
@@ -199,11 +217,11 @@ class result {
   int column_index(std::string_view name) const;
 
   /// Row `r`, unchecked.
-  pgq::row operator[](int r) const noexcept { return pgq::row(res_.get(), r); }
+  pgq::row operator[](int r) const noexcept { return pgq::row(data_.get(), r); }
   /// Row `r`; throws `errc::out_of_range`.
   pgq::row at(int r) const;
-  iterator begin() const noexcept { return iterator(res_.get(), 0); }
-  iterator end() const noexcept { return iterator(res_.get(), size()); }
+  iterator begin() const noexcept { return iterator(data_.get(), 0); }
+  iterator end() const noexcept { return iterator(data_.get(), size()); }
 
   /// The command tag, e.g. "INSERT 0 3" or "SELECT 10".
   std::string_view command_tag() const noexcept;
@@ -214,10 +232,10 @@ class result {
   nlohmann::json to_json() const;
 
   /// The libpq result; null for an empty result.
-  pg_result* native_handle() const noexcept { return res_.get(); }
+  pg_result* native_handle() const noexcept { return data_ ? data_->res : nullptr; }
 
  private:
-  std::shared_ptr<pg_result> res_;
+  std::shared_ptr<const detail::result_data> data_;
 };
 
 }  // namespace pgq
