@@ -235,6 +235,30 @@ asio::awaitable<void> pgq_w2(bench_options o, measurement* out) {
   co_await pool.close();
 }
 
+// W2 without the pool: one connection per worker, to tell the pool's cost
+// from the connection's.
+asio::awaitable<void> pgq_w2_direct(bench_options o, measurement* out) {
+  auto ex = co_await asio::this_coro::executor;
+  std::vector<std::unique_ptr<pgq::connection>> conns;
+  for (std::size_t i = 0; i < o.connections; ++i) {
+    conns.push_back(std::make_unique<pgq::connection>(ex));
+    co_await conns.back()->connect(o.dsn);
+    pgq::result r = co_await conns.back()->query(point_sql, 1);  // prepared from now on
+    if (r.size() != 1) fail("warm-up point select failed");
+  }
+  join_state join(ex);
+  join.remaining = o.connections;
+  stopwatch sw;
+  sw.start();
+  for (std::size_t i = 0; i < o.connections; ++i) {
+    std::uint64_t n = o.queries / o.connections + (i < o.queries % o.connections ? 1 : 0);
+    asio::co_spawn(ex, point_worker(conns[i].get(), n, unsigned(i + 1), 100000 * o.scale, &join),
+                   asio::detached);
+  }
+  co_await join.wait();
+  *out = sw.stop(o.queries);
+}
+
 measurement run_pgq(const bench_options& o) {
   asio::io_context ctx(1);
   measurement m;
@@ -246,6 +270,8 @@ measurement run_pgq(const bench_options& o) {
     asio::co_spawn(ctx, pgq_w4(o, &m), on_done);
   } else if (o.workload == "W2") {
     asio::co_spawn(ctx, pgq_w2(o, &m), on_done);
+  } else if (o.workload == "W2d") {
+    asio::co_spawn(ctx, pgq_w2_direct(o, &m), on_done);
   } else {
     asio::co_spawn(ctx, pgq_w3(o, &m), on_done);
   }
@@ -501,6 +527,7 @@ measurement run_libpq(const bench_options& o) {
                "       [--queries N] [--connections C] [--depth D] [--scale S] [--json]\n"
                "  W1: N sequential SELECT 1 on one connection (default N 20000)\n"
                "  W2: N point selects over C connections, one in flight each (200000, 10)\n"
+               "  W2d: W2 with one pgq::connection per worker instead of a pool (pgq only)\n"
                "  W3: N point selects on one connection, D in flight (200000, 100)\n"
                "  W4: N times 100000 rows (int, text, numeric, timestamptz), every value decoded (50);\n"
                "      reports rows, not queries\n");
@@ -534,7 +561,9 @@ bench_options parse(int argc, char** argv) {
     else if (a == "--help" || a == "-h") usage(0);
     else usage(2);
   }
-  if (o.workload != "W1" && o.workload != "W2" && o.workload != "W3" && o.workload != "W4") usage(2);
+  if (o.workload == "W2d" && o.impl != "pgq") usage(2);
+  if (o.workload != "W1" && o.workload != "W2" && o.workload != "W2d" && o.workload != "W3" && o.workload != "W4")
+    usage(2);
   if (o.impl != "pgq" && o.impl != "libpq") usage(2);
   if (o.queries == 0) o.queries = o.workload == "W1" ? 20000 : o.workload == "W4" ? 50 : 200000;
   return o;
