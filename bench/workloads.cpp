@@ -58,6 +58,7 @@ struct bench_options {
   std::size_t depth = 100;
   int scale = 1;
   bool json = false;
+  bool single_thread_pool = false;  // W2: pool_options::strand_per_connection = false
 };
 
 struct measurement {
@@ -211,6 +212,7 @@ asio::awaitable<void> pgq_w2(bench_options o, measurement* out) {
   pgq::pool_options popts;
   popts.dsn = o.dsn;
   popts.max_size = o.connections;
+  popts.strand_per_connection = !o.single_thread_pool;
   pgq::pool pool(ex, popts);
   {
     // Warm-up: every connection open and the statement prepared on each.
@@ -528,6 +530,7 @@ measurement run_libpq(const bench_options& o) {
                "  W1: N sequential SELECT 1 on one connection (default N 20000)\n"
                "  W2: N point selects over C connections, one in flight each (200000, 10)\n"
                "  W2d: W2 with one pgq::connection per worker instead of a pool (pgq only)\n"
+               "  --no-strands: W2's pool without a strand per connection (one thread runs it)\n"
                "  W3: N point selects on one connection, D in flight (200000, 100)\n"
                "  W4: N times 100000 rows (int, text, numeric, timestamptz), every value decoded (50);\n"
                "      reports rows, not queries\n");
@@ -558,6 +561,7 @@ bench_options parse(int argc, char** argv) {
     else if (a == "--depth") o.depth = parse_number(value());
     else if (a == "--scale") o.scale = int(parse_number(value()));
     else if (a == "--json") o.json = true;
+    else if (a == "--no-strands") o.single_thread_pool = true;
     else if (a == "--help" || a == "-h") usage(0);
     else usage(2);
   }

@@ -188,7 +188,8 @@ class pool_impl final : public std::enable_shared_from_this<pool_impl>, private 
   // --- pool_actions: called with mutex_ held -------------------------------
 
   void connect(std::size_t slot) override {
-    auto conn = std::make_shared<connection>(asio::make_strand(ex_));
+    auto conn = opts_.strand_per_connection ? std::make_shared<connection>(asio::make_strand(ex_))
+                                            : std::make_shared<connection>(ex_);
     conns_[slot] = conn;
     spawn_later(conn->get_executor(), open(shared_from_this(), slot, conn));
   }

@@ -437,3 +437,22 @@ TEST_CASE("pool close waits for leases, then closes everything", "[pool]") {
     }
   });
 }
+
+TEST_CASE("a pool without a strand per connection, on one thread", "[pool]") {
+  run([]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    auto o = options(2);
+    o.strand_per_connection = false;
+    pgq::pool pool(ex, o);
+    task_outcomes out;
+    constexpr int n = 100;
+    for (int i = 0; i < n; ++i) {
+      asio::co_spawn(ex, pool_task(&pool, i * 10 + 3, static_cast<unsigned>(i), &out), asio::detached);
+    }
+    co_await wait_count(out.done, n);
+    CHECK(out.ok == n);
+    CHECK(out.wrong == 0);
+    CHECK(out.other == 0);
+    CHECK(pool.stats().created <= 2);
+  });
+}

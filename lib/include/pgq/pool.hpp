@@ -48,6 +48,11 @@ struct pool_options {
   /// Prepared statements kept per connection (see connect_options); 0 turns
   /// the cache off, as PgBouncer in transaction mode needs.
   std::size_t statement_cache_size = 256;
+  /// Give each connection a strand of its own (the default), so that the
+  /// pool and its leases are safe on an io_context run by several threads.
+  /// When one thread runs the executor, false saves a strand hop per request
+  /// and per returned lease.
+  bool strand_per_connection = true;
   /// Limit of one connection attempt.
   std::chrono::milliseconds connect_timeout{std::chrono::seconds(10)};
   /// Limit of cleaning a returned connection (waiting for its requests,
@@ -100,8 +105,9 @@ class lease {
 /// A pool of connections to one server.
 ///
 /// Thread-safety: all member functions may be called from any thread, also
-/// concurrently; the pool's state lives on a strand, and each connection runs
-/// on a strand of its own. A `lease`, like a connection, is used by one task
+/// concurrently: the pool's state is guarded by a mutex, and each connection
+/// runs on a strand of its own (unless `strand_per_connection` is false, which
+/// is only correct when one thread runs the executor). A `lease`, like a connection, is used by one task
 /// at a time.
 ///
 /// Cancellation: cancelling acquire() removes the waiter (nothing leaks);
