@@ -184,6 +184,25 @@ asio::awaitable<void> pgq_w1(bench_options o, measurement* out) {
   conn.close();
 }
 
+// Spreads o.queries point selects over `workers` coroutines, worker i on
+// targets[i % targets.size()], and times them together.
+template <class Target>
+asio::awaitable<measurement> timed_point_selects(std::vector<Target*> targets, std::size_t workers,
+                                                 bench_options o) {
+  auto ex = co_await asio::this_coro::executor;
+  join_state join(ex);
+  join.remaining = workers;
+  stopwatch sw;
+  sw.start();
+  for (std::size_t i = 0; i < workers; ++i) {
+    std::uint64_t n = o.queries / workers + (i < o.queries % workers ? 1 : 0);
+    asio::co_spawn(ex, point_worker(targets[i % targets.size()], n, unsigned(i + 1), 100000 * o.scale, &join),
+                   asio::detached);
+  }
+  co_await join.wait();
+  co_return sw.stop(o.queries);
+}
+
 asio::awaitable<void> pgq_w3(bench_options o, measurement* out) {
   auto ex = co_await asio::this_coro::executor;
   pgq::connection conn(ex);
@@ -192,18 +211,8 @@ asio::awaitable<void> pgq_w3(bench_options o, measurement* out) {
   warm.remaining = 1;
   asio::co_spawn(ex, point_worker(&conn, 100, 1, 100000 * o.scale, &warm), asio::detached);
   co_await warm.wait();
-
-  join_state join(ex);
-  join.remaining = o.depth;
-  stopwatch sw;
-  sw.start();
-  for (std::size_t i = 0; i < o.depth; ++i) {
-    std::uint64_t n = o.queries / o.depth + (i < o.queries % o.depth ? 1 : 0);
-    asio::co_spawn(ex, point_worker(&conn, n, unsigned(i + 1), 100000 * o.scale, &join),
-                   asio::detached);
-  }
-  co_await join.wait();
-  *out = sw.stop(o.queries);
+  const std::vector<pgq::connection*> targets{&conn};
+  *out = co_await timed_point_selects(targets, o.depth, o);
   conn.close();
 }
 
@@ -223,17 +232,8 @@ asio::awaitable<void> pgq_w2(bench_options o, measurement* out) {
       if (r.size() != 1) fail("warm-up point select failed");
     }
   }
-  join_state join(ex);
-  join.remaining = o.connections;
-  stopwatch sw;
-  sw.start();
-  for (std::size_t i = 0; i < o.connections; ++i) {
-    std::uint64_t n = o.queries / o.connections + (i < o.queries % o.connections ? 1 : 0);
-    asio::co_spawn(ex, point_worker(&pool, n, unsigned(i + 1), 100000 * o.scale, &join),
-                   asio::detached);
-  }
-  co_await join.wait();
-  *out = sw.stop(o.queries);
+  const std::vector<pgq::pool*> targets{&pool};
+  *out = co_await timed_point_selects(targets, o.connections, o);
   co_await pool.close();
 }
 
@@ -248,17 +248,9 @@ asio::awaitable<void> pgq_w2_direct(bench_options o, measurement* out) {
     pgq::result r = co_await conns.back()->query(point_sql, 1);  // prepared from now on
     if (r.size() != 1) fail("warm-up point select failed");
   }
-  join_state join(ex);
-  join.remaining = o.connections;
-  stopwatch sw;
-  sw.start();
-  for (std::size_t i = 0; i < o.connections; ++i) {
-    std::uint64_t n = o.queries / o.connections + (i < o.queries % o.connections ? 1 : 0);
-    asio::co_spawn(ex, point_worker(conns[i].get(), n, unsigned(i + 1), 100000 * o.scale, &join),
-                   asio::detached);
-  }
-  co_await join.wait();
-  *out = sw.stop(o.queries);
+  std::vector<pgq::connection*> targets;
+  for (auto& c : conns) targets.push_back(c.get());
+  *out = co_await timed_point_selects(targets, o.connections, o);
 }
 
 measurement run_pgq(const bench_options& o) {

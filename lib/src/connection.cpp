@@ -872,12 +872,11 @@ void finish_batch(const std::shared_ptr<batch_state>& st, const asio::any_io_exe
 struct initiate_batch {
   std::shared_ptr<detail::driver> drv;
   template <class Handler>
-  void operator()(Handler&& handler, const batch* b, std::vector<std::pair<std::string_view, const detail::param_set*>> items,
+  void operator()(Handler&& handler, std::vector<std::pair<std::string_view, const detail::param_set*>> items,
                   bool atomic) {
     auto st = std::make_shared<batch_state>();
     asio::any_completion_handler<void(std::exception_ptr, std::vector<result>)> h(std::forward<Handler>(handler));
     st->handler.swap(h);  // not operator=: it recurses in Boost 1.81
-    (void)b;
     asio::dispatch(drv->get_executor(), [d = drv, st, items = std::move(items), atomic]() mutable {
       static const detail::param_set no_params;
       const int tx = d->transaction_status();
@@ -942,7 +941,7 @@ asio::awaitable<std::vector<result>> connection::run_batch(const batch& b, bool 
   items.reserve(b.items_.size());
   for (const auto& it : b.items_) items.emplace_back(it.sql, &it.params);
   return asio::async_initiate<const asio::use_awaitable_t<>&, void(std::exception_ptr, std::vector<result>)>(
-      initiate_batch{drv_}, asio::use_awaitable, &b, std::move(items), atomic);
+      initiate_batch{drv_}, asio::use_awaitable, std::move(items), atomic);
 }
 
 asio::awaitable<std::uint64_t> connection::execute_params(std::string_view sql, detail::param_set params) {

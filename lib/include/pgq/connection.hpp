@@ -3,6 +3,7 @@
 
 #include <pgq/config.hpp>
 #include <pgq/detail/params.hpp>
+#include <pgq/detail/query_methods.hpp>
 #include <pgq/error.hpp>
 #include <pgq/result.hpp>
 
@@ -87,7 +88,7 @@ class batch {
 /// awaitable completes, which holds when it is awaited in the same expression
 /// (`co_await conn.query(sql, args...)`). Arguments are encoded when the call
 /// is made and always bound as parameters, never spliced into the text.
-class connection {
+class connection : public detail::query_methods<connection> {
  public:
   using executor_type = boost::asio::any_io_executor;
 
@@ -112,23 +113,6 @@ class connection {
   /// Cancellation: abandons the attempt; the connection stays closed.
   boost::asio::awaitable<void> connect(std::string_view conninfo, connect_options opts = {});
 
-  /// Runs one statement with bound parameters and returns its result.
-  /// Throws `pgq::sql_error`: the server's error (SQLSTATE and every field,
-  /// the statement in `diag().statement`), `errc::connection_lost`,
-  /// `errc::not_connected`, `errc::cancelled`. After a server error the
-  /// connection is still usable.
-  template <class... Args>
-  boost::asio::awaitable<result> query(std::string_view sql, const Args&... args) {
-    return query_params(sql, detail::make_params(args...));
-  }
-
-  /// Runs one statement and returns the number of rows it affected.
-  /// Throws as `query()`.
-  template <class... Args>
-  boost::asio::awaitable<std::uint64_t> execute(std::string_view sql, const Args&... args) {
-    return execute_params(sql, detail::make_params(args...));
-  }
-
   /// Sends every statement of `b` back to back, without waiting between
   /// them (one round trip), and returns their results in order. With
   /// `atomic`, the batch runs in its own transaction (BEGIN and COMMIT go in
@@ -141,9 +125,13 @@ class connection {
   /// one, as for query().
   boost::asio::awaitable<std::vector<result>> run_batch(const batch& b, bool atomic = false);
 
-  /// `query()` with parameters already encoded.
+  /// Runs one statement with bound parameters (what query() calls).
+  /// Throws `pgq::sql_error`: the server's error (SQLSTATE and every field,
+  /// the statement in `diag().statement`), `errc::connection_lost`,
+  /// `errc::not_connected`, `errc::cancelled`. After a server error the
+  /// connection is still usable.
   boost::asio::awaitable<result> query_params(std::string_view sql, detail::param_set params);
-  /// `execute()` with parameters already encoded.
+  /// As query_params(); returns the rows affected (what execute() calls).
   boost::asio::awaitable<std::uint64_t> execute_params(std::string_view sql,
                                                        detail::param_set params);
 

@@ -4,6 +4,7 @@
 #include <pgq/config.hpp>
 #include <pgq/connection.hpp>
 #include <pgq/detail/params.hpp>
+#include <pgq/detail/query_methods.hpp>
 #include <pgq/detail/pool_core.hpp>
 #include <pgq/result.hpp>
 #include <pgq/transaction.hpp>
@@ -114,7 +115,7 @@ class lease {
 /// cancelling query()/execute() while waiting does the same, and while the
 /// statement runs cancels it as `connection::query()` does, after which the
 /// pool cleans the connection.
-class pool {
+class pool : public detail::query_methods<pool> {
  public:
   using executor_type = boost::asio::any_io_executor;
 
@@ -135,18 +136,10 @@ class pool {
   /// errc::pool_closed, errc::cancelled.
   boost::asio::awaitable<lease> acquire();
 
-  /// Leases a connection, runs the statement, returns the connection.
-  /// Throws as acquire() and connection::query().
-  template <class... Args>
-  boost::asio::awaitable<result> query(std::string_view sql, const Args&... args) {
-    return query_params(sql, detail::make_params(args...));
-  }
-  /// As query(); returns the number of rows affected.
-  template <class... Args>
-  boost::asio::awaitable<std::uint64_t> execute(std::string_view sql, const Args&... args) {
-    return execute_params(sql, detail::make_params(args...));
-  }
+  /// Leases a connection, runs the statement, returns the connection (what
+  /// query() calls). Throws as acquire() and connection::query_params().
   boost::asio::awaitable<result> query_params(std::string_view sql, detail::param_set params);
+  /// As query_params(); returns the rows affected (what execute() calls).
   boost::asio::awaitable<std::uint64_t> execute_params(std::string_view sql, detail::param_set params);
 
   /// Leases a connection and begins a transaction on it; the transaction owns

@@ -3,6 +3,7 @@
 
 #include <pgq/connection.hpp>
 #include <pgq/detail/params.hpp>
+#include <pgq/detail/query_methods.hpp>
 #include <pgq/error.hpp>
 #include <pgq/result.hpp>
 
@@ -44,7 +45,7 @@ std::string begin_statement(const tx_options& opts);
 /// Lifetime: a transaction from `pool::begin()` owns its lease; one from
 /// `connection::begin()` refers to the connection, which must outlive it; a
 /// nested one refers to its parent's connection. Not thread-safe: one task.
-class transaction {
+class transaction : public detail::query_methods<transaction> {
  public:
   transaction(transaction&& other) noexcept;
   transaction& operator=(transaction&& other) noexcept;
@@ -52,17 +53,11 @@ class transaction {
   transaction& operator=(const transaction&) = delete;
   ~transaction();
 
-  /// Runs a statement in the transaction. Throws as `connection::query()`,
-  /// and errc::transaction_done once committed or rolled back.
-  template <class... Args>
-  boost::asio::awaitable<result> query(std::string_view sql, const Args&... args) {
-    return query_params(sql, detail::make_params(args...));
-  }
-  template <class... Args>
-  boost::asio::awaitable<std::uint64_t> execute(std::string_view sql, const Args&... args) {
-    return execute_params(sql, detail::make_params(args...));
-  }
+  /// Runs a statement in the transaction (what query() calls). Throws as
+  /// `connection::query_params()`, and errc::transaction_done once committed
+  /// or rolled back.
   boost::asio::awaitable<result> query_params(std::string_view sql, detail::param_set params);
+  /// As query_params(); returns the rows affected (what execute() calls).
   boost::asio::awaitable<std::uint64_t> execute_params(std::string_view sql, detail::param_set params);
 
   /// Commits (RELEASE SAVEPOINT for a nested one). Throws the server's error
