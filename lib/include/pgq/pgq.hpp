@@ -7,6 +7,7 @@
 #include <pgq/json.hpp>
 #include <pgq/pool.hpp>
 #include <pgq/result.hpp>
+#include <pgq/sql_split.hpp>
 #include <pgq/timeout.hpp>
 #include <pgq/transaction.hpp>
 #include <pgq/types.hpp>
