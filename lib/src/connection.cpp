@@ -14,6 +14,7 @@
 
 #include <libpq-fe.h>
 
+#include <cctype>
 #include <charconv>
 #include <cstdlib>
 #include <optional>
@@ -34,6 +35,34 @@ std::string trim_message(const char* m) {
 }
 
 std::string conn_error(pg_conn* conn) { return trim_message(PQerrorMessage(conn)); }
+
+bool is_copy_via_client(std::string_view sql) {
+  // COPY ... FROM STDIN / TO STDOUT cannot run in pipeline mode (libpq
+  // breaks the connection); it has its own calls.
+  std::size_t i = 0;
+  while (i < sql.size()) {
+    if (std::isspace(static_cast<unsigned char>(sql[i])) != 0) {
+      ++i;
+    } else if (sql.compare(i, 2, "--") == 0) {
+      i = sql.find('\n', i);
+      if (i == std::string_view::npos) return false;
+    } else if (sql.compare(i, 2, "/*") == 0) {
+      i = sql.find("*/", i + 2);
+      if (i == std::string_view::npos) return false;
+      i += 2;
+    } else {
+      break;
+    }
+  }
+  auto lower = [](std::string_view s) {
+    std::string out(s);
+    for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+  };
+  if (sql.size() - i < 5 || lower(sql.substr(i, 5)) != "copy ") return false;
+  const std::string rest = lower(sql.substr(i));
+  return rest.find("stdin") != std::string::npos || rest.find("stdout") != std::string::npos;
+}
 
 // PQcancel blocks (connect + write) before libpq 17: it runs here, off the
 // callers' event loops.
@@ -122,6 +151,14 @@ sql_error error_from_result(const pg_result* res, std::string_view statement) {
 }
 
 }  // namespace
+
+sql_error make_sql_error(const pg_result* res, std::string_view statement) {
+  return error_from_result(res, statement);
+}
+
+std::string connection_error_message(pg_conn* conn) { return conn_error(conn); }
+
+void driver::cancel_running() { issue_server_cancel(); }
 
 const statement_cache::entry* statement_cache::find(const std::string& key) {
   auto it = map_.find(key);
@@ -363,6 +400,13 @@ void driver::enqueue(std::string_view sql, param_set params, result_handler hand
              {});
     return;
   }
+  if (is_copy_via_client(sql)) {
+    complete(*req, std::make_exception_ptr(sql_error(errc::protocol_error,
+                                                     "COPY FROM STDIN / TO STDOUT needs copy_in() / copy_out()",
+                                                     std::string(sql))),
+             {});
+    return;
+  }
   start(std::move(req));
 }
 
@@ -421,8 +465,13 @@ void driver::start(std::unique_ptr<request> req) {
     });
     }
   }
-  if (cancels_in_flight_ > 0 || !waiting_.empty()) {
+  if (cancels_in_flight_ > 0 || !waiting_.empty() || exclusive_ || (req->exclusive && !inflight_.empty())) {
     waiting_.push_back(std::move(req));
+    return;
+  }
+  if (req->exclusive) {
+    waiting_.push_back(std::move(req));
+    grant_exclusive();
     return;
   }
   request& r = *req;
@@ -440,7 +489,7 @@ bool driver::send(request& req) {
   for (int i = 0; i < n; ++i) values[static_cast<std::size_t>(i)] = p.value(i);
   bool ok = true;
   std::string evicted;
-  if (cache_.capacity > 0 && !req.detached) {
+  if (cache_.capacity > 0 && !req.detached && !req.stream) {
     // The same text with other parameter types is another statement.
     thread_local std::string key;
     key.assign(req.sql);
@@ -530,7 +579,7 @@ void driver::flush() {
 }
 
 void driver::arm_read() {
-  if (reading_ || !is_open()) return;
+  if (reading_ || paused_ || exclusive_ || !is_open()) return;
   reading_ = true;
   sock_.async_wait(asio::posix::stream_descriptor::wait_read,
                    [self = shared_from_this()](const error_code& ec) { self->on_readable(ec); });
@@ -545,7 +594,7 @@ void driver::arm_write() {
 
 void driver::on_readable(const error_code& ec) {
   reading_ = false;
-  if (ec || !is_open()) return;
+  if (ec || !is_open() || exclusive_) return;  // a COPY reads for itself
   in_io_ = true;
   process_input();
   in_io_ = false;
@@ -558,8 +607,8 @@ void driver::process_input() {
     return;
   }
   drain_results();
-  while (PGnotify* n = PQnotifies(conn_)) PQfreemem(n);
   if (!is_open()) return;
+  take_notifications();
   if (PQstatus(conn_) == CONNECTION_BAD) {
     fail_all(errc::connection_lost, conn_error(conn_));
     return;
@@ -569,7 +618,7 @@ void driver::process_input() {
 
 void driver::on_writable(const error_code& ec) {
   writing_ = false;
-  if (ec || !is_open()) return;
+  if (ec || !is_open() || exclusive_) return;
   in_io_ = true;
   flush();
   in_io_ = false;
@@ -593,7 +642,14 @@ void driver::deliver_ready() {
 
 void driver::drain_results() {
   int nulls = 0;
-  while (is_open() && !inflight_.empty()) {
+  while (is_open() && !inflight_.empty() && !paused_) {
+    request& current = *inflight_.front();
+    if (current.stream && !current.single_row_set) {
+      // Before libpq parses any of this statement's rows (PQisBusy would):
+      // its results then come one row each.
+      current.single_row_set = true;
+      PQsetSingleRowMode(conn_);
+    }
     if (PQisBusy(conn_) != 0) break;
     PGresult* r = PQgetResult(conn_);
     if (r == nullptr) {
@@ -624,10 +680,31 @@ void driver::drain_results() {
           return;
         }
         break;
+      case PGRES_SINGLE_TUPLE:
+        if (front.stream) {
+          stream_state& st = *front.stream;
+          if (st.abandoned) {
+            PQclear(r);
+            break;
+          }
+          st.rows.emplace_back(r);
+          wake_stream(st);
+          // Leave the rest in the socket until the consumer catches up: the
+          // server waits, memory stays flat.
+          if (st.rows.size() >= stream_buffer_rows) paused_ = true;
+          break;
+        }
+        [[fallthrough]];
       default:
         if (front.described && front.stage == 1) {
           note_description(front, r);
           PQclear(r);
+          break;
+        }
+        if (front.stream && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0 &&
+            !front.stream->abandoned) {
+          // Single-row mode was refused: the rows came all at once.
+          front.stream->rows.emplace_back(r);
           break;
         }
         if (front.res != nullptr) PQclear(front.res);
@@ -635,6 +712,13 @@ void driver::drain_results() {
         break;
     }
   }
+  after_drain();
+}
+
+void driver::after_drain() {
+  // A COPY waiting for its turn starts once the pipeline is empty.
+  if (is_open() && inflight_.empty() && !waiting_.empty() && !exclusive_ && cancels_in_flight_ == 0)
+    send_waiting();
 }
 
 void driver::note_description(const request& req, const pg_result* d) {
@@ -659,10 +743,16 @@ void driver::complete_front() {
     if (tag == "DISCARD ALL" || tag == "DEALLOCATE ALL") cache_.clear();
   }
   if (req->abandoned()) return;  // cancelled by its caller: drop the result
+  if (req->stream && req->error == nullptr) {
+    pg_result* res = req->res;
+    req->res = nullptr;
+    complete(*req, nullptr, result(res));
+    return;
+  }
   if (req->error != nullptr) {
     const char* raw_state = PQresultErrorField(req->error, PG_DIAG_SQLSTATE);
     const std::string_view state = raw_state != nullptr ? raw_state : "";
-    if (req->exposed && state == query_canceled && retry(req)) {
+    if (req->exposed && state == query_canceled && !req->stream && retry(req)) {
       // A cancel aimed at another request hit this one: it ran again.
       return;
     }
@@ -700,6 +790,23 @@ void driver::complete_front() {
 }
 
 void driver::complete(request& req, std::exception_ptr ep, result res) {
+  if (req.stream) {
+    stream_state& st = *req.stream;
+    if (st.done) return;
+    st.done = true;
+    st.error = std::move(ep);
+    st.final = std::move(res);
+    wake_stream(st);
+    return;
+  }
+  if (req.exclusive) {
+    void_handler h = std::move(req.exclusive);
+    auto slot = asio::get_associated_cancellation_slot(h);
+    if (slot.is_connected()) slot.clear();
+    auto ex = asio::get_associated_executor(h, ex_);
+    asio::post(ex_, asio::bind_executor(ex, [h = std::move(h), ep = std::move(ep)]() mutable { std::move(h)(ep); }));
+    return;
+  }
   if (!req.handler) return;
   auto slot = asio::get_associated_cancellation_slot(req.handler);
   if (slot.is_connected()) slot.clear();
@@ -756,7 +863,11 @@ void driver::on_server_cancel_done() {
 
 void driver::send_waiting() {
   bool sent = false;
-  while (is_open() && !waiting_.empty() && cancels_in_flight_ == 0) {
+  while (is_open() && !waiting_.empty() && cancels_in_flight_ == 0 && !exclusive_) {
+    if (waiting_.front()->exclusive) {
+      if (inflight_.empty()) grant_exclusive();
+      break;
+    }
     std::unique_ptr<request> req = std::move(waiting_.front());
     waiting_.pop_front();
     request& r = *req;
@@ -765,6 +876,210 @@ void driver::send_waiting() {
     sent = true;
   }
   if (sent) flush();
+}
+
+
+void driver::enqueue_stream(std::string sql, param_set params, std::shared_ptr<stream_state> st) {
+  auto req = std::make_unique<request>();
+  req->id = next_id_++;
+  st->id = req->id;
+  req->owned_sql = std::move(sql);  // the stream may outlive the caller's text
+  req->sql = req->owned_sql;
+  req->params = std::move(params);
+  req->stream = st;
+  if (!is_open()) {
+    complete(*req, std::make_exception_ptr(sql_error(errc::not_connected, "the connection is not open",
+                                                     req->owned_sql)),
+             {});
+    return;
+  }
+  if (is_copy_via_client(req->sql)) {
+    complete(*req, std::make_exception_ptr(sql_error(errc::protocol_error,
+                                                     "COPY FROM STDIN / TO STDOUT needs copy_in() / copy_out()",
+                                                     req->owned_sql)),
+             {});
+    return;
+  }
+  start(std::move(req));
+}
+
+void driver::wake_stream(stream_state& st) {
+  if (!st.waiter || (st.rows.empty() && !st.done)) return;
+  rows_handler h = std::move(st.waiter);
+  auto slot = asio::get_associated_cancellation_slot(h);
+  if (slot.is_connected()) slot.clear();
+  std::vector<result> rows;
+  rows.swap(st.rows);
+  // Rows before an error first: the error comes with the next fetch.
+  const bool error_now = st.done && st.error && rows.empty();
+  std::exception_ptr ep = error_now ? st.error : nullptr;
+  const bool done = st.done && (!st.error || error_now);
+  auto ex = asio::get_associated_executor(h, ex_);
+  asio::post(ex_, asio::bind_executor(ex, [h = std::move(h), ep, rows = std::move(rows), done]() mutable {
+    std::move(h)(ep, std::move(rows), done);
+  }));
+}
+
+void driver::stream_fetch(const std::shared_ptr<stream_state>& st, rows_handler h) {
+  if (st->waiter) {
+    auto ex = asio::get_associated_executor(h, ex_);
+    asio::post(ex_, asio::bind_executor(ex, [h = std::move(h)]() mutable {
+      std::move(h)(std::make_exception_ptr(sql_error(errc::protocol_error, "a stream is read by one task at a time")),
+                   std::vector<result>{}, false);
+    }));
+    return;
+  }
+  st->waiter.swap(h);
+  auto slot = asio::get_associated_cancellation_slot(st->waiter);
+  if (slot.is_connected()) {
+    slot.assign([self = shared_from_this(), st](asio::cancellation_type) {
+      asio::post(self->ex_, [self, st] {
+        if (!st->waiter) return;
+        self->stream_abandon(st);
+      });
+    });
+  }
+  wake_stream(*st);
+  if (paused_) resume_reading();
+}
+
+void driver::resume_reading() {
+  paused_ = false;
+  drain_results();
+  if (!paused_) arm_read();
+}
+
+void driver::stream_abandon(const std::shared_ptr<stream_state>& st) {
+  if (st->abandoned) return;
+  st->abandoned = true;
+  st->rows.clear();
+  if (st->waiter) {
+    rows_handler h = std::move(st->waiter);
+    auto slot = asio::get_associated_cancellation_slot(h);
+    if (slot.is_connected()) slot.clear();
+    auto ex = asio::get_associated_executor(h, ex_);
+    asio::post(ex_, asio::bind_executor(ex, [h = std::move(h)]() mutable {
+      std::move(h)(std::make_exception_ptr(sql_error(errc::cancelled, "stream cancelled")), std::vector<result>{},
+                   true);
+    }));
+  }
+  if (st->done) return;
+  for (auto it = waiting_.begin(); it != waiting_.end(); ++it) {
+    if ((*it)->id == st->id) {
+      waiting_.erase(it);
+      return;
+    }
+  }
+  // The statement the server runs now is cancelled there; one queued behind
+  // others runs and its rows are dropped as they come.
+  if (!inflight_.empty() && inflight_.front()->id == st->id) issue_server_cancel();
+  if (paused_) resume_reading();
+}
+
+void driver::enqueue_exclusive(std::uint64_t& id, void_handler h) {
+  auto req = std::make_unique<request>();
+  req->id = next_id_++;
+  id = req->id;
+  req->exclusive.swap(h);
+  auto slot = asio::get_associated_cancellation_slot(req->exclusive);
+  if (slot.is_connected()) {
+    slot.assign([self = shared_from_this(), id = req->id](asio::cancellation_type) {
+      asio::post(self->ex_, [self, id] { self->cancel(id); });
+    });
+  }
+  if (!is_open()) {
+    complete(*req, std::make_exception_ptr(sql_error(errc::not_connected, "the connection is not open")), {});
+    return;
+  }
+  start(std::move(req));
+}
+
+void driver::grant_exclusive() {
+  std::unique_ptr<request> req = std::move(waiting_.front());
+  waiting_.pop_front();
+  if (PQexitPipelineMode(conn_) != 1) {
+    const std::string why = "could not leave pipeline mode: " + conn_error(conn_);
+    complete(*req, std::make_exception_ptr(sql_error(errc::protocol_error, why)), {});
+    fail_all(errc::protocol_error, why);
+    return;
+  }
+  exclusive_ = true;
+  complete(*req, nullptr, {});
+}
+
+void driver::end_exclusive() noexcept {
+  if (!exclusive_) return;
+  exclusive_ = false;
+  if (!is_open() || conn_ == nullptr) return;
+  if (PQenterPipelineMode(conn_) != 1) {
+    fail_all(errc::protocol_error, "could not re-enter pipeline mode: " + conn_error(conn_));
+    return;
+  }
+  try {
+    take_notifications();
+    arm_read();
+    send_waiting();
+  } catch (...) {
+    fail_all(errc::protocol_error, "out of memory");
+  }
+}
+
+void driver::take_notifications() {
+  if (conn_ == nullptr) return;
+  while (PGnotify* n = PQnotifies(conn_)) {
+    pending_notification p{n->relname != nullptr ? n->relname : "", n->extra != nullptr ? n->extra : "",
+                           n->be_pid};
+    PQfreemem(n);
+    if (notifications_.size() >= max_pending_notifications) {
+      notifications_.pop_front();
+      ++notifications_dropped_;
+    }
+    notifications_.push_back(std::move(p));
+  }
+  while (!notifications_.empty() && !notification_waiters_.empty()) {
+    notification_handler h = std::move(notification_waiters_.front().second);
+    notification_waiters_.pop_front();
+    auto slot = asio::get_associated_cancellation_slot(h);
+    if (slot.is_connected()) slot.clear();
+    auto ex = asio::get_associated_executor(h, ex_);
+    asio::post(ex_, asio::bind_executor(ex, [h = std::move(h), n = std::move(notifications_.front())]() mutable {
+      std::move(h)(nullptr, std::move(n));
+    }));
+    notifications_.pop_front();
+  }
+}
+
+void driver::next_notification(notification_handler h) {
+  if (!is_open() && notifications_.empty()) {
+    auto ex = asio::get_associated_executor(h, ex_);
+    asio::post(ex_, asio::bind_executor(ex, [h = std::move(h)]() mutable {
+      std::move(h)(std::make_exception_ptr(sql_error(errc::not_connected, "the connection is not open")),
+                   pending_notification{});
+    }));
+    return;
+  }
+  const std::uint64_t id = next_waiter_++;
+  auto slot = asio::get_associated_cancellation_slot(h);
+  if (slot.is_connected()) {
+    slot.assign([self = shared_from_this(), id](asio::cancellation_type) {
+      asio::post(self->ex_, [self, id] {
+        auto& q = self->notification_waiters_;
+        for (auto it = q.begin(); it != q.end(); ++it) {
+          if (it->first != id) continue;
+          notification_handler h = std::move(it->second);
+          q.erase(it);
+          auto ex = asio::get_associated_executor(h, self->ex_);
+          asio::post(self->ex_, asio::bind_executor(ex, [h = std::move(h)]() mutable {
+            std::move(h)(std::make_exception_ptr(sql_error(errc::cancelled, "wait for a notification cancelled")),
+                         pending_notification{});
+          }));
+          return;
+        }
+      });
+    });
+  }
+  notification_waiters_.emplace_back(id, std::move(h));
+  take_notifications();
 }
 
 void driver::fail_all(errc why, const std::string& message) noexcept {
@@ -782,8 +1097,20 @@ void driver::fail_all(errc why, const std::string& message) noexcept {
   };
   fail(inflight_);
   fail(waiting_);
+  auto waiters = std::move(notification_waiters_);
+  notification_waiters_.clear();
+  for (auto& [id, h] : waiters) {
+    try {
+      auto ex = asio::get_associated_executor(h, ex_);
+      asio::post(ex_, asio::bind_executor(ex, [h = std::move(h), why, message]() mutable {
+        std::move(h)(std::make_exception_ptr(sql_error(why, message)), pending_notification{});
+      }));
+    } catch (...) {
+    }
+  }
   release_socket();
   reading_ = writing_ = false;
+  paused_ = false;
 }
 
 void driver::close(errc why) noexcept {

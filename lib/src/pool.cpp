@@ -389,6 +389,13 @@ asio::awaitable<std::uint64_t> pool::execute_params(std::string_view sql, detail
   co_return co_await l->execute_params(sql, std::move(params));
 }
 
+asio::awaitable<row_stream> pool::stream_params(std::string_view sql, detail::param_set params) {
+  auto l = std::make_shared<lease>(co_await acquire());
+  row_stream s = co_await (*l)->stream_params(sql, std::move(params));
+  s.keep_alive(std::move(l));  // the connection returns when the stream ends
+  co_return s;
+}
+
 asio::awaitable<transaction> pool::begin(tx_options opts) {
   auto l = std::make_unique<lease>(co_await acquire());
   connection* conn = &**l;

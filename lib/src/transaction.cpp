@@ -84,6 +84,11 @@ asio::awaitable<std::uint64_t> transaction::execute_params(std::string_view sql,
   return conn_->execute_params(sql, std::move(params));
 }
 
+asio::awaitable<row_stream> transaction::stream_params(std::string_view sql, detail::param_set params) {
+  check_active(sql);
+  return conn_->stream_params(sql, std::move(params));
+}
+
 asio::awaitable<void> transaction::commit() {
   check_active("COMMIT");
   if (!conn_->is_open()) {

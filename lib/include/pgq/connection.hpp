@@ -2,6 +2,9 @@
 #pragma once
 
 #include <pgq/config.hpp>
+#include <pgq/copy.hpp>
+#include <pgq/notify.hpp>
+#include <pgq/stream.hpp>
 #include <pgq/detail/params.hpp>
 #include <pgq/detail/query_methods.hpp>
 #include <pgq/error.hpp>
@@ -12,6 +15,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <tuple>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -134,6 +138,58 @@ class connection : public detail::query_methods<connection> {
   /// As query_params(); returns the rows affected (what execute() calls).
   boost::asio::awaitable<std::uint64_t> execute_params(std::string_view sql,
                                                        detail::param_set params);
+
+  /// Runs one statement and returns its rows as they arrive (what stream()
+  /// calls). Throws as query_params() when the statement fails before its
+  /// first row.
+  boost::asio::awaitable<row_stream> stream_params(std::string_view sql, detail::param_set params);
+
+  /// Starts `COPY ... FROM STDIN` (`sql`, without parameters) once the
+  /// requests before it are done, and returns the writer of its data.
+  /// Throws the server's error (no such table...), errc::protocol_error when
+  /// `sql` is not a COPY FROM STDIN.
+  boost::asio::awaitable<copy_writer> copy_in(std::string_view sql);
+  /// COPY of a whole range of rows: each element a tuple (or pair) of
+  /// values, written with copy_writer::add_row(). Returns the rows copied.
+  template <class Range>
+  boost::asio::awaitable<std::uint64_t> copy_in(std::string_view sql, const Range& rows) {
+    copy_writer w = co_await copy_in(sql);
+    for (const auto& r : rows) {
+      std::apply([&w](const auto&... v) { w.add_row(v...); }, r);
+      if (w.buffered() >= 64 * 1024) co_await w.flush();
+    }
+    const std::uint64_t n = co_await w.finish();
+    co_return n;
+  }
+  /// Starts `COPY ... TO STDOUT` (`sql`) once the requests before it are
+  /// done, and returns the reader of its data.
+  boost::asio::awaitable<copy_reader> copy_out(std::string_view sql);
+  /// COPY TO STDOUT into `sink`, called with each row's bytes. Returns the
+  /// rows copied.
+  template <class Sink>
+  boost::asio::awaitable<std::uint64_t> copy_out(std::string_view sql, Sink sink) {
+    copy_reader r = co_await copy_out(sql);
+    while (true) {
+      std::optional<std::string_view> chunk = co_await r.next();
+      if (!chunk) break;
+      sink(*chunk);
+    }
+    co_return r.rows();
+  }
+
+  /// `LISTEN channel` / `UNLISTEN channel` (`"*"` for all). The channel is a
+  /// name, quoted by pgq.
+  boost::asio::awaitable<void> listen(std::string_view channel);
+  boost::asio::awaitable<void> unlisten(std::string_view channel);
+  /// `pg_notify(channel, payload)`, both bound as parameters.
+  boost::asio::awaitable<void> notify(std::string_view channel, std::string_view payload = {});
+  /// The next notification for a channel this connection listens to.
+  /// Notifications that arrive while requests run are kept (in order) until
+  /// taken. Waits until one comes: cancel it or use with_timeout. Throws
+  /// errc::connection_lost, errc::not_connected, errc::cancelled.
+  boost::asio::awaitable<notification> next_notification();
+  /// Notifications dropped because more than a million were kept unread.
+  std::size_t notifications_dropped() const noexcept;
 
   /// Begins a transaction (`BEGIN` with `opts`) on this connection, which
   /// must outlive it. Throws as query().

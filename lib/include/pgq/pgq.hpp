@@ -3,11 +3,14 @@
 
 #include <pgq/config.hpp>
 #include <pgq/connection.hpp>
+#include <pgq/copy.hpp>
 #include <pgq/error.hpp>
 #include <pgq/json.hpp>
+#include <pgq/notify.hpp>
 #include <pgq/pool.hpp>
 #include <pgq/result.hpp>
 #include <pgq/sql_split.hpp>
+#include <pgq/stream.hpp>
 #include <pgq/timeout.hpp>
 #include <pgq/transaction.hpp>
 #include <pgq/types.hpp>

@@ -141,6 +141,9 @@ class pool : public detail::query_methods<pool> {
   boost::asio::awaitable<result> query_params(std::string_view sql, detail::param_set params);
   /// As query_params(); returns the rows affected (what execute() calls).
   boost::asio::awaitable<std::uint64_t> execute_params(std::string_view sql, detail::param_set params);
+  /// Leases a connection and streams the statement's rows on it; the stream
+  /// holds the lease until it is destroyed (what stream() calls).
+  boost::asio::awaitable<row_stream> stream_params(std::string_view sql, detail::param_set params);
 
   /// Leases a connection and begins a transaction on it; the transaction owns
   /// the lease. Throws as acquire() and as the BEGIN statement.

@@ -59,6 +59,8 @@ class transaction : public detail::query_methods<transaction> {
   boost::asio::awaitable<result> query_params(std::string_view sql, detail::param_set params);
   /// As query_params(); returns the rows affected (what execute() calls).
   boost::asio::awaitable<std::uint64_t> execute_params(std::string_view sql, detail::param_set params);
+  /// As `connection::stream_params()` (what stream() calls).
+  boost::asio::awaitable<row_stream> stream_params(std::string_view sql, detail::param_set params);
 
   /// Commits (RELEASE SAVEPOINT for a nested one). Throws the server's error
   /// (e.g. 40001 at commit under serializable; the transaction is then over

@@ -34,6 +34,29 @@ struct pg_cancel;
 namespace pgq::detail {
 
 using result_handler = boost::asio::any_completion_handler<void(std::exception_ptr, result)>;
+using void_handler = boost::asio::any_completion_handler<void(std::exception_ptr)>;
+using rows_handler = boost::asio::any_completion_handler<void(std::exception_ptr, std::vector<result>, bool)>;
+
+/// The driver's side of a row_stream: rows received and not yet handed to
+/// the consumer. Touched only on the driver's executor.
+struct stream_state {
+  std::uint64_t id = 0;
+  std::vector<result> rows;  // each holds one row (or more, without single-row mode)
+  result final;              // the closing result (command tag), once done
+  std::exception_ptr error;
+  bool done = false;
+  bool abandoned = false;
+  rows_handler waiter;  // a fetch waiting for rows
+};
+
+/// A notification received and not yet taken.
+struct pending_notification {
+  std::string channel;
+  std::string payload;
+  int sender_pid = 0;
+};
+using notification_handler =
+    boost::asio::any_completion_handler<void(std::exception_ptr, pending_notification)>;
 
 struct request {
   std::uint64_t id = 0;
@@ -52,12 +75,18 @@ struct request {
   bool described = false;  // it prepared with a Describe: stage 1 is its result
   int stage = 0;           // statements of this request finished so far
   bool prepare_failed = false;
+  std::shared_ptr<stream_state> stream;  // rows go there, one at a time
+  bool single_row_set = false;
+  void_handler exclusive;  // granted the connection outside pipeline mode
 
   request() = default;
   request(const request&) = delete;
   request& operator=(const request&) = delete;
   ~request();
-  bool abandoned() const noexcept { return !handler; }
+  bool abandoned() const noexcept {
+    if (stream) return stream->abandoned;
+    return !handler && !exclusive;
+  }
 };
 
 /// Per-connection LRU cache of prepared statements, keyed by SQL text and
@@ -96,8 +125,19 @@ class statement_cache {
   std::uint64_t next_ = 1;
 };
 
+/// The sql_error for a failed libpq result.
+sql_error make_sql_error(const pg_result* res, std::string_view statement);
+/// libpq's message for the connection, trimmed.
+std::string connection_error_message(pg_conn* conn);
+
 class driver : public std::enable_shared_from_this<driver> {
  public:
+  /// Rows a stream buffers before the driver stops reading the socket.
+  static constexpr std::size_t stream_buffer_rows = 1024;
+  /// Notifications kept for a reader that does not come; older ones are
+  /// dropped beyond this (and counted).
+  static constexpr std::size_t max_pending_notifications = 1'000'000;
+
   explicit driver(boost::asio::any_io_executor ex);
   ~driver();
 
@@ -111,6 +151,30 @@ class driver : public std::enable_shared_from_this<driver> {
   std::vector<std::uint64_t> enqueue_batch(const std::vector<std::pair<std::string_view, const param_set*>>& items,
                                            std::function<void(std::size_t, std::exception_ptr, result)> on_done);
   void cancel_ids(const std::vector<std::uint64_t>& ids);
+
+  // Streaming: the request's rows are kept in `st` (at most a bounded number;
+  // reading stops until the consumer takes them).
+  void enqueue_stream(std::string sql, param_set params, std::shared_ptr<stream_state> st);
+  void stream_fetch(const std::shared_ptr<stream_state>& st, rows_handler h);
+  void stream_abandon(const std::shared_ptr<stream_state>& st);
+
+  // Exclusive use (COPY): `h` runs once every earlier request is done and
+  // the connection has left pipeline mode; later requests wait until
+  // end_exclusive(). The holder drives libpq directly, with wait_readable()
+  // and wait_writable().
+  void enqueue_exclusive(std::uint64_t& id, void_handler h);
+  void end_exclusive() noexcept;
+  bool exclusive() const noexcept { return exclusive_; }
+  boost::asio::posix::stream_descriptor& socket() noexcept { return sock_; }
+  /// Fails every request with a connection loss (after libpq said so).
+  void connection_lost(const std::string& message) noexcept { fail_all(errc::connection_lost, message); }
+  /// Cancels, on the server, whatever it runs for this connection now.
+  void cancel_running();
+
+  // Notifications (LISTEN).
+  void next_notification(notification_handler h);
+  void take_notifications();
+  std::size_t notifications_dropped() const noexcept { return notifications_dropped_; }
   void close(errc why) noexcept;
 
   bool is_open() const noexcept { return open_.load(std::memory_order_acquire); }
@@ -141,6 +205,10 @@ class driver : public std::enable_shared_from_this<driver> {
   void send_waiting();
   void fail_all(errc why, const std::string& message) noexcept;
   void complete(request& req, std::exception_ptr ep, result res);
+  void after_drain();
+  void wake_stream(stream_state& st);
+  void resume_reading();
+  void grant_exclusive();
   void send_detached_now(std::string sql);
   void note_description(const request& req, const pg_result* d);
   bool session_in_utc() const noexcept;
@@ -165,6 +233,12 @@ class driver : public std::enable_shared_from_this<driver> {
   std::vector<ready_completion> ready_;
   std::atomic<bool> open_{false};  // read from other threads by is_open()
   bool reading_ = false;
+  bool paused_ = false;     // a stream's buffer is full: input is left unread
+  bool exclusive_ = false;  // a COPY holds the connection (pipeline mode off)
+  std::deque<pending_notification> notifications_;
+  std::deque<std::pair<std::uint64_t, notification_handler>> notification_waiters_;
+  std::uint64_t next_waiter_ = 1;
+  std::size_t notifications_dropped_ = 0;
   bool writing_ = false;
   bool connect_timed_out_ = false;
   int cancels_in_flight_ = 0;

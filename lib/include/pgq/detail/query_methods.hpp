@@ -4,6 +4,7 @@
 
 #include <pgq/detail/params.hpp>
 #include <pgq/result.hpp>
+#include <pgq/stream.hpp>
 
 #include <boost/asio/awaitable.hpp>
 
@@ -30,6 +31,14 @@ class query_methods {
   template <class... Args>
   boost::asio::awaitable<std::uint64_t> execute(std::string_view sql, const Args&... args) {
     return static_cast<Derived&>(*this).execute_params(sql, make_params(args...));
+  }
+
+  /// Runs one statement and returns its rows as they arrive (see
+  /// `row_stream`), for results too big to hold. The stream keeps its own
+  /// copy of `sql`.
+  template <class... Args>
+  boost::asio::awaitable<row_stream> stream(std::string_view sql, const Args&... args) {
+    return static_cast<Derived&>(*this).stream_params(sql, make_params(args...));
   }
 };
 

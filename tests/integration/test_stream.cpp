@@ -1,0 +1,196 @@
+// Streaming rows: order, memory-independent reading, early exits.
+#include "support.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+using namespace pgq_test;
+namespace asio = boost::asio;
+
+TEST_CASE("stream: 1,000,000 rows arrive complete and in order", "[stream]") {
+  run([]() -> asio::awaitable<void> {
+    auto conn = co_await connect();
+    auto rows = co_await conn.stream("SELECT i, 'row ' || i AS label, i * 0.5::float8 AS half FROM generate_series(1, $1) i",
+                                     1'000'000);
+    CHECK(rows.columns() == 3);
+    CHECK(rows.column_name(1) == "label");
+    std::int64_t expected = 1;
+    std::int64_t wrong = 0;
+    while (auto r = co_await rows.next()) {
+      const auto [i, label, half] = r->as<int, std::string_view, double>();
+      if (i != expected || label != "row " + std::to_string(expected) || half != expected * 0.5) ++wrong;
+      ++expected;
+    }
+    CHECK(wrong == 0);
+    CHECK(expected == 1'000'001);
+    CHECK(rows.rows_read() == 1'000'000);
+    CHECK(rows.command_tag() == "SELECT 1000000");
+    CHECK(rows.done());
+  }, 120s);
+}
+
+TEST_CASE("stream: zero rows, and an error before the first row", "[stream]") {
+  run([]() -> asio::awaitable<void> {
+    auto conn = co_await connect();
+    auto empty = co_await conn.stream("SELECT 1 AS x WHERE false");
+    auto first = co_await empty.next();
+    CHECK_FALSE(first.has_value());
+    CHECK(empty.columns() == 1);
+    CHECK(empty.command_tag() == "SELECT 0");
+
+    bool threw = false;
+    try {
+      auto bad = co_await conn.stream("SELECT * FROM no_such_table_for_streams");
+    } catch (const pgq::sql_error& e) {
+      threw = true;
+      CHECK(e.diag().sqlstate == "42P01");
+    }
+    CHECK(threw);
+    auto r = co_await conn.query("SELECT 7");
+    CHECK(r[0].get<int>(0) == 7);
+  });
+}
+
+TEST_CASE("stream: rows before an error mid-way are delivered, then the error", "[stream]") {
+  run([]() -> asio::awaitable<void> {
+    auto conn = co_await connect();
+    // Division by zero at i = 3000, after rows went out.
+    auto rows = co_await conn.stream("SELECT i, 1 / (3000 - i) FROM generate_series(1, 5000) i");
+    int seen = 0;
+    std::string state;
+    try {
+      while (auto r = co_await rows.next()) {
+        if (r->get<int>(0) == seen + 1) ++seen;
+      }
+    } catch (const pgq::sql_error& e) {
+      state = e.diag().sqlstate;
+    }
+    CHECK(state == "22012");
+    CHECK(seen > 0);
+    CHECK(seen < 3000);
+    auto r = co_await conn.query("SELECT 1");
+    CHECK(r[0].get<int>(0) == 1);
+  });
+}
+
+TEST_CASE("stream: breaking out early cancels the rest; the connection goes on", "[stream]") {
+  run([]() -> asio::awaitable<void> {
+    auto conn = co_await connect();
+    const auto start = std::chrono::steady_clock::now();
+    {
+      // Far more rows than anyone reads, slow to produce: only a cancel on
+      // the server ends it quickly.
+      auto rows = co_await conn.stream("SELECT i, pg_sleep(0.001) FROM generate_series(1, 1000000) i");
+      int n = 0;
+      while (auto r = co_await rows.next()) {
+        if (++n == 10) break;
+      }
+      CHECK(n == 10);
+    }
+    auto r = co_await conn.query("SELECT 'after'::text");
+    CHECK(r[0].get<std::string>(0) == "after");
+    CHECK(std::chrono::steady_clock::now() - start < 20s);
+    // And a second stream on the same connection reads from the start.
+    auto again = co_await conn.stream("SELECT generate_series(1, 3)");
+    int sum = 0;
+    while (auto row = co_await again.next()) sum += row->get<int>(0);
+    CHECK(sum == 6);
+    CHECK(conn.pending_requests() == 0);
+  }, 60s);
+}
+
+namespace {
+asio::awaitable<void> read_all(pgq::row_stream* rows, int* read) {
+  while (auto r = co_await rows->next()) ++*read;
+}
+}  // namespace
+
+TEST_CASE("stream: cancelling next() (a timeout) stops the statement on the server", "[stream]") {
+  run([]() -> asio::awaitable<void> {
+    auto conn = co_await connect();
+    auto rows = co_await conn.stream("SELECT i, pg_sleep(0.01) FROM generate_series(1, 100000) i");
+    int read = 0;
+    std::string error;
+    try {
+      // The rows come one per 10 ms: the timeout finds next() waiting.
+      co_await pgq::with_timeout(read_all(&rows, &read), std::chrono::milliseconds(300));
+    } catch (const pgq::sql_error& e) {
+      error = e.code() == pgq::errc::timeout ? "timeout" : e.code() == pgq::errc::cancelled ? "cancelled" : e.what();
+    }
+    CHECK((error == "timeout" || error == "cancelled"));
+    CHECK(read > 0);
+    CHECK(read < 100000);
+    CHECK(rows.done());  // the cancelled next() ended the stream
+    auto r = co_await conn.query("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(0.01)%' AND state = 'active' AND pid <> pg_backend_pid()");
+    CHECK(r[0].get<std::int64_t>(0) == 0);
+  });
+}
+
+TEST_CASE("stream: a slow reader keeps memory flat; queries queued behind run after", "[stream]") {
+  run([]() -> asio::awaitable<void> {
+    auto conn = co_await connect();
+    auto rows = co_await conn.stream("SELECT i, repeat('x', 1000) FROM generate_series(1, 20000) i");
+    // Queued behind the stream: completes after it.
+    int read = 0;
+    while (auto r = co_await rows.next()) {
+      ++read;
+      if (read == 100) {
+        // The driver buffers a bounded number of rows, not 20,000.
+        CHECK(conn.pending_requests() == 1);
+      }
+    }
+    CHECK(read == 20000);
+    auto r = co_await conn.query("SELECT 1");
+    CHECK(r[0].get<int>(0) == 1);
+  });
+}
+
+TEST_CASE("stream: pipelined between other requests from other coroutines", "[stream]") {
+  run([]() -> asio::awaitable<void> {
+    auto conn = co_await connect();
+    auto ex = co_await asio::this_coro::executor;
+    auto before = asio::co_spawn(ex, conn.query("SELECT 1"), asio::use_awaitable);
+    auto rows = co_await conn.stream("SELECT generate_series(1, 5000)");
+    auto after = asio::co_spawn(ex, conn.query("SELECT 2"), asio::use_awaitable);
+    std::int64_t sum = 0;
+    while (auto r = co_await rows.next()) sum += r->get<int>(0);
+    CHECK(sum == 5000LL * 5001 / 2);
+    auto a = co_await std::move(before);
+    auto b = co_await std::move(after);
+    CHECK(a[0].get<int>(0) == 1);
+    CHECK(b[0].get<int>(0) == 2);
+  });
+}
+
+TEST_CASE("stream: from a pool (the lease lives as long as the stream) and in a transaction", "[stream]") {
+  run([]() -> asio::awaitable<void> {
+    pgq::pool_options opts;
+    opts.dsn = dsn();
+    opts.max_size = 1;
+    pgq::pool pool(co_await asio::this_coro::executor, opts);
+    {
+      auto rows = co_await pool.stream("SELECT generate_series(1, 100)");
+      CHECK(pool.stats().in_use == 1);
+      int n = 0;
+      while (auto r = co_await rows.next()) ++n;
+      CHECK(n == 100);
+    }
+    {
+      auto tx = co_await pool.begin();
+      co_await tx.execute("CREATE TEMP TABLE s (i int)");
+      co_await tx.execute("INSERT INTO s SELECT generate_series(1, 10)");
+      auto rows = co_await tx.stream("SELECT i FROM s ORDER BY i");
+      int sum = 0;
+      while (auto r = co_await rows.next()) sum += r->get<int>(0);
+      CHECK(sum == 55);
+      co_await tx.rollback();
+    }
+    auto r = co_await pool.query("SELECT 1");
+    CHECK(r[0].get<int>(0) == 1);
+    co_await pool.close();
+  });
+}
