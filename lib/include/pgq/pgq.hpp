@@ -5,6 +5,7 @@
 #include <pgq/connection.hpp>
 #include <pgq/error.hpp>
 #include <pgq/json.hpp>
+#include <pgq/migrate.hpp>
 #include <pgq/pool.hpp>
 #include <pgq/result.hpp>
 #include <pgq/sql_split.hpp>
