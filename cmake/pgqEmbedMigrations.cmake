@@ -42,7 +42,8 @@ if(CMAKE_SCRIPT_MODE_FILE AND DEFINED PGQ_EMBED_OUT_DIR)
     math(EXPR size "${hex_len} / 2")
     # Bytes as numbers: any content (quotes, backslashes, NUL) is safe.
     string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
-    string(REGEX REPLACE "((0x..,){24})" "\\1\n    " bytes "${bytes}")
+    string(REPEAT "0x..," 24 row)  # CMake regexes have no {n}
+    string(REGEX REPLACE "(${row})" "\\1\n    " bytes "${bytes}")
     string(APPEND cpp "// ${base}\nconst unsigned char file_${i}[] = {\n    ${bytes}0x00};\n")
     string(APPEND entries
            "      {\"${base}\", std::string(reinterpret_cast<const char*>(file_${i}), ${size})},\n")
