@@ -791,6 +791,7 @@ asio::awaitable<run_report> locked_run(const context* c, action what, std::optio
     for (const auto& s : steps) {
       const migration* m = find(c, s.version);
       auto done = co_await run_script(&conn, c, m, s.direction);
+      if (c->opts.on_step) c->opts.on_step(done);
       rep.steps.push_back(std::move(done));
     }
   }

@@ -9,12 +9,16 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <sys/wait.h>
 
 using namespace pgq_test;
 namespace asio = boost::asio;
@@ -580,3 +584,128 @@ TEST_CASE("migrate: a runner gives up after lock_timeout and names the holder", 
   CHECK_THAT(error, Catch::Contains("another migration run") && Catch::Contains("pgq migrate"));
   CHECK(a.steps.size() == 1);
 }
+
+// ================================================================ the CLI
+
+#ifdef PGQ_CLI_PATH
+namespace {
+
+struct cli_result {
+  int status = -1;
+  std::string out;  // stdout only
+};
+
+// Runs `pgq migrate ARGS` against `dsn`; stderr goes to the test log.
+cli_result pgq_migrate(const std::string& dsn, const std::string& args) {
+  const std::string cmd =
+      shell_quote(PGQ_CLI_PATH) + " migrate " + args + " --dsn " + shell_quote(dsn) + " 2>/dev/null";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  cli_result r;
+  char buf[4096];
+  while (std::fgets(buf, sizeof buf, p) != nullptr) r.out += buf;
+  const int raw = ::pclose(p);
+  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  return r;
+}
+
+void copy_migrations(const temp_dir& to) {
+  for (const auto& e : fs::directory_iterator(project_migrations_dir())) {
+    fs::copy_file(e.path(), to.path() / e.path().filename());
+  }
+}
+
+}  // namespace
+
+TEST_CASE("pgq migrate: exit codes for CI", "[migrate][cli]") {
+  scratch_database db;
+  temp_dir dir;
+  copy_migrations(dir);
+  const std::string d = "--dir " + shell_quote(dir.path().string());
+
+  auto r = pgq_migrate(db.dsn(), "status " + d);
+  CHECK(r.status == 5);  // pending
+  CHECK_THAT(r.out, Catch::Contains("0001_demo_schema") && Catch::Contains("pending"));
+
+  r = pgq_migrate(db.dsn(), "up --dry-run --to 2 " + d);
+  CHECK(r.status == 0);
+  CHECK(r.out == "would apply 0001_demo_schema (7 statements)\nwould apply 0002_demo_data (3 statements)\n");
+  CHECK(query_text(db.dsn(), "SELECT to_regclass('pgq_migrations') IS NULL") == "t\n");  // ran nothing
+
+  r = pgq_migrate(db.dsn(), "up " + d);
+  CHECK(r.status == 0);
+  CHECK_THAT(r.out, Catch::Contains("applied 0005_orders_by_account"));
+  r = pgq_migrate(db.dsn(), "up " + d);
+  CHECK(r.status == 0);
+  CHECK(r.out == "nothing to do\n");
+
+  r = pgq_migrate(db.dsn(), "status --format json " + d);
+  CHECK(r.status == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  CHECK(j["in_sync"] == true);
+  CHECK(j["migrations"].size() == 5);
+  CHECK(j["migrations"][4]["state"] == "applied");
+  CHECK(pgq_migrate(db.dsn(), "verify " + d).status == 0);
+
+  // An edited applied file: drift until repair.
+  {
+    std::ofstream f(dir.path() / "0003_accounts.down.sql", std::ios::app);
+    f << "-- a comment in a down file is not drift\n";
+  }
+  CHECK(pgq_migrate(db.dsn(), "status " + d).status == 0);
+  {
+    std::ofstream f(dir.path() / "0003_accounts.up.sql", std::ios::app);
+    f << "-- an edit\n";
+  }
+  r = pgq_migrate(db.dsn(), "status " + d);
+  CHECK(r.status == 5);
+  CHECK_THAT(r.out, Catch::Contains("drifted"));
+  CHECK(pgq_migrate(db.dsn(), "verify " + d).status == 5);
+  CHECK(pgq_migrate(db.dsn(), "up " + d).status == 1);
+  CHECK(pgq_migrate(db.dsn(), "repair " + d).status == 0);
+  CHECK(pgq_migrate(db.dsn(), "status " + d).status == 0);
+
+  // new: the next number, both files; the new one is pending.
+  r = pgq_migrate(db.dsn(), "new add_notes " + d);
+  CHECK(r.status == 0);
+  CHECK(fs::exists(dir.path() / "0006_add_notes.up.sql"));
+  CHECK(fs::exists(dir.path() / "0006_add_notes.down.sql"));
+  CHECK(pgq_migrate(db.dsn(), "status " + d).status == 5);
+  CHECK(pgq_migrate(db.dsn(), "up " + d).status == 0);
+  CHECK(pgq_migrate(db.dsn(), "new " + shell_quote("two words") + " " + d).status == 2);
+
+  // down: one step by default, or --to.
+  r = pgq_migrate(db.dsn(), "down " + d);
+  CHECK(r.status == 0);
+  CHECK_THAT(r.out, Catch::StartsWith("reverted 0006_add_notes"));
+  CHECK(pgq_migrate(db.dsn(), "down --to 0 " + d).status == 0);
+  CHECK(query_text(db.dsn(), "SELECT count(*) FROM pgq_migrations") == "0\n");
+
+  // Usage errors and a server that is not there.
+  CHECK(pgq_migrate(db.dsn(), "up --to abc " + d).status == 2);
+  CHECK(pgq_migrate(db.dsn(), "status --to 3 " + d).status == 2);
+  CHECK(pgq_migrate(db.dsn(), "status --format csv " + d).status == 2);
+  CHECK(pgq_migrate(db.dsn(), "sideways " + d).status == 2);
+  CHECK(pgq_migrate(db.dsn(), "status --dir /no/such/dir").status == 2);
+  CHECK(pgq_migrate("postgresql://postgres@127.0.0.1:1/none?connect_timeout=5", "status " + d).status == 3);
+}
+
+TEST_CASE("pgq migrate: a failing migration exits 1 and says which statement", "[migrate][cli]") {
+  scratch_database db;
+  temp_dir dir;
+  dir.write("1_ok.up.sql", "CREATE TABLE ok (a int);\n");
+  dir.write("2_bad.up.sql", "CREATE TABLE bad (a int);\nSELECT no_such_column FROM ok;\n");
+  const std::string cmd = shell_quote(PGQ_CLI_PATH) + " migrate up --dir " + shell_quote(dir.path().string()) +
+                          " --dsn " + shell_quote(db.dsn()) + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::string all;
+  char buf[4096];
+  while (std::fgets(buf, sizeof buf, p) != nullptr) all += buf;
+  const int raw = ::pclose(p);
+  CHECK(WEXITSTATUS(raw) == 1);
+  CHECK_THAT(all, Catch::Contains("applied 1_ok") && Catch::Contains("2_bad.up.sql") &&
+                      Catch::Contains("statement 2 of 2, line 2") && Catch::Contains("no_such_column"));
+  CHECK(query_text(db.dsn(), "SELECT version FROM pgq_migrations") == "1\n");
+}
+#endif

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -106,6 +107,16 @@ std::vector<migration> load_migrations(const std::filesystem::path& dir);
 
 // ------------------------------------------------------------ the runner
 
+/// One migration run (or, for a dry run, to be run).
+struct migration_step {
+  std::int64_t version = 0;
+  std::string name;
+  migration_direction direction = migration_direction::up;
+  bool no_transaction = false;
+  std::size_t statements = 0;
+  std::chrono::milliseconds took{0};  ///< zero in a dry run
+};
+
 /// How the runner behaves.
 struct migrator_options {
   /// Schema of the history table (created if missing).
@@ -122,6 +133,11 @@ struct migrator_options {
   /// Apply a pending migration whose version is below the newest applied one
   /// (e.g. from a merged branch). Off, up() refuses and names it.
   bool allow_out_of_order = false;
+  /// Called after each migration of up() or down() took effect (committed),
+  /// on the executor of the awaiting coroutine; for progress output, so that
+  /// what was done is known even when a later migration fails. Must not
+  /// throw.
+  std::function<void(const migration_step&)> on_step;
   /// Options of the runner's two connections (the statement cache is always
   /// off: migrations run each statement once).
   connect_options connection;
@@ -158,16 +174,6 @@ struct status_report {
   std::size_t count(migration_state s) const noexcept;
   /// No pending, drifted or missing-file migration.
   bool in_sync() const noexcept;
-};
-
-/// One migration run (or, for a dry run, to be run).
-struct migration_step {
-  std::int64_t version = 0;
-  std::string name;
-  migration_direction direction = migration_direction::up;
-  bool no_transaction = false;
-  std::size_t statements = 0;
-  std::chrono::milliseconds took{0};  ///< zero in a dry run
 };
 
 /// What up(), down() or repair() did.
