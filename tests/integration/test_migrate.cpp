@@ -11,6 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -106,12 +108,19 @@ std::string shell_quote(const std::string& s) {
   return out + "'";
 }
 
+// The newest pg_dump installed (a newer one dumps older servers, not the
+// other way round), else the one on PATH.
 std::string pg_dump_path() {
-  for (const char* p : {"/usr/lib/postgresql/15/bin/pg_dump", "/usr/local/bin/pg_dump", "/usr/bin/pg_dump"}) {
-    if (fs::exists(p)) return p;
+  int best = 0;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/usr/lib/postgresql", ec)) {
+    const std::string v = e.path().filename().string();
+    if (!v.empty() && std::all_of(v.begin(), v.end(), ::isdigit) && fs::exists(e.path() / "bin/pg_dump")) {
+      best = std::max(best, std::stoi(v));
+    }
   }
-  FAIL("pg_dump not found (install the PostgreSQL 15 client)");
-  return {};
+  if (best > 0) return "/usr/lib/postgresql/" + std::to_string(best) + "/bin/pg_dump";
+  return "pg_dump";
 }
 
 // `pg_dump --schema-only`, without the lines that differ between two dumps
