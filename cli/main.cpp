@@ -1,4 +1,5 @@
 // pgq - run PostgreSQL queries concurrently and print their results.
+#include "cmd_migrate.hpp"
 #include "output.hpp"
 
 #include <pgq/pgq.hpp>
@@ -112,12 +113,16 @@ int main(int argc, char** argv) {
   query->add_option("sql", statements, "SQL statements")->required();
   query->add_option("-p,--param", params, "a value bound to $1, $2, ... of every statement (text)");
 
+  int migrate_exit = -1;  // set when `pgq migrate` ran
+  pgq::cli::add_migrate_command(app, g.dsn, g.format, migrate_exit);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int rc = app.exit(e);
     return rc == 0 ? exit_ok : exit_usage;
   }
+  if (migrate_exit >= 0) return migrate_exit;
   try {
     if (*query) return run_query(g, statements, params);
   } catch (const std::exception& e) {

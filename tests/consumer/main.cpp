@@ -1,5 +1,7 @@
-// Uses the installed pgq: parses a conninfo and, when PGQ_TEST_DSN is set,
-// runs a query.
+// Uses the installed pgq: parses a conninfo, loads migrations embedded with
+// pgq_embed_migrations() and, when PGQ_TEST_DSN is set, runs a query.
+#include "consumer_migrations.hpp"
+
 #include <pgq/pgq.hpp>
 
 #include <boost/asio/co_spawn.hpp>
@@ -19,6 +21,8 @@ boost::asio::awaitable<void> ask(std::string dsn, int* answer) {
 int main() {
   auto ci = pgq::conninfo::parse("host=localhost port=5432 dbname=app");
   if (ci.get("dbname") != "app") return 1;
+  const auto migrations = pgq::load_migrations(consumer_migrations());
+  if (migrations.size() != 1 || migrations[0].name != "hello" || !migrations[0].down) return 1;
   const char* dsn = std::getenv("PGQ_TEST_DSN");
   if (dsn == nullptr) {
     std::cout << "consumer: built and linked against pgq (no server given)\n";

@@ -7,6 +7,7 @@
 #include <pgq/error.hpp>
 #include <pgq/json.hpp>
 #include <pgq/notify.hpp>
+#include <pgq/migrate.hpp>
 #include <pgq/pool.hpp>
 #include <pgq/result.hpp>
 #include <pgq/sql_split.hpp>

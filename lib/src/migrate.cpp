@@ -1,0 +1,873 @@
+// The migration runner: file names, checksums, the history table and the
+// advisory lock.
+#include <pgq/migrate.hpp>
+
+#include <pgq/connection.hpp>
+#include <pgq/error.hpp>
+#include <pgq/transaction.hpp>
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cstring>
+#include <exception>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <system_error>
+
+namespace asio = boost::asio;
+
+namespace pgq {
+
+// ================================================================ SHA-256
+// FIPS 180-4. Ours, so that the checksum needs no crypto library.
+
+namespace {
+
+constexpr std::array<std::uint32_t, 64> sha256_k = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+};
+
+constexpr std::uint32_t rotr(std::uint32_t x, int n) noexcept { return (x >> n) | (x << (32 - n)); }
+
+void sha256_block(std::array<std::uint32_t, 8>& h, const unsigned char* p) noexcept {
+  std::array<std::uint32_t, 64> w{};
+  for (int i = 0; i < 16; ++i) {
+    w[i] = (std::uint32_t{p[4 * i]} << 24) | (std::uint32_t{p[4 * i + 1]} << 16) |
+           (std::uint32_t{p[4 * i + 2]} << 8) | std::uint32_t{p[4 * i + 3]};
+  }
+  for (int i = 16; i < 64; ++i) {
+    const std::uint32_t s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3);
+    const std::uint32_t s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
+    w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+  }
+  std::uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7];
+  for (int i = 0; i < 64; ++i) {
+    const std::uint32_t s1 = rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25);
+    const std::uint32_t ch = (e & f) ^ (~e & g);
+    const std::uint32_t t1 = hh + s1 + ch + sha256_k[i] + w[i];
+    const std::uint32_t s0 = rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22);
+    const std::uint32_t maj = (a & b) ^ (a & c) ^ (b & c);
+    const std::uint32_t t2 = s0 + maj;
+    hh = g;
+    g = f;
+    f = e;
+    e = d + t1;
+    d = c;
+    c = b;
+    b = a;
+    a = t1 + t2;
+  }
+  h[0] += a;
+  h[1] += b;
+  h[2] += c;
+  h[3] += d;
+  h[4] += e;
+  h[5] += f;
+  h[6] += g;
+  h[7] += hh;
+}
+
+}  // namespace
+
+std::string sha256_hex(std::string_view data) {
+  std::array<std::uint32_t, 8> h = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                    0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+  const auto* bytes = reinterpret_cast<const unsigned char*>(data.data());
+  std::size_t full = data.size() / 64 * 64;
+  for (std::size_t i = 0; i < full; i += 64) sha256_block(h, bytes + i);
+
+  // The tail, the 0x80 marker and the length in bits: one or two blocks.
+  std::array<unsigned char, 128> tail{};
+  const std::size_t rest = data.size() - full;
+  if (rest > 0) std::memcpy(tail.data(), bytes + full, rest);
+  tail[rest] = 0x80;
+  const std::size_t tail_len = rest + 1 + 8 <= 64 ? 64 : 128;
+  const std::uint64_t bits = static_cast<std::uint64_t>(data.size()) * 8;
+  for (int i = 0; i < 8; ++i) tail[tail_len - 1 - i] = static_cast<unsigned char>(bits >> (8 * i));
+  for (std::size_t i = 0; i < tail_len; i += 64) sha256_block(h, tail.data() + i);
+
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(64);
+  for (std::uint32_t word : h) {
+    for (int shift = 28; shift >= 0; shift -= 4) out += hex[(word >> shift) & 0xF];
+  }
+  return out;
+}
+
+std::string normalize_line_endings(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '\r') {
+      out += '\n';
+      if (i + 1 < text.size() && text[i + 1] == '\n') ++i;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
+std::string migration_checksum(std::string_view text) { return sha256_hex(normalize_line_endings(text)); }
+
+bool is_no_transaction(std::string_view text) {
+  constexpr std::string_view directive = "-- pgq:no-transaction";
+  if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);  // a UTF-8 byte order mark
+  if (!text.starts_with(directive)) return false;
+  text.remove_prefix(directive.size());
+  for (char c : text) {
+    if (c == '\n' || c == '\r') return true;
+    if (c != ' ' && c != '\t') return false;
+  }
+  return true;
+}
+
+// ================================================================ file names
+
+namespace {
+
+bool is_name_char(char c) noexcept {
+  return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '-';
+}
+
+[[noreturn]] void bad_name(std::string_view file, std::string_view why) {
+  throw migration_error("migration file \"" + std::string(file) + "\": " + std::string(why) +
+                        " (expected NNNN_name.up.sql or NNNN_name.down.sql)");
+}
+
+}  // namespace
+
+std::optional<migration_file_name> parse_migration_file_name(std::string_view file) {
+  if (!file.ends_with(".sql")) return std::nullopt;
+  std::string_view stem = file.substr(0, file.size() - 4);
+  migration_file_name out;
+  if (stem.ends_with(".up")) {
+    out.direction = migration_direction::up;
+    stem.remove_suffix(3);
+  } else if (stem.ends_with(".down")) {
+    out.direction = migration_direction::down;
+    stem.remove_suffix(5);
+  } else {
+    bad_name(file, "the name does not end in .up.sql or .down.sql");
+  }
+  std::size_t digits = 0;
+  while (digits < stem.size() && std::isdigit(static_cast<unsigned char>(stem[digits])) != 0) ++digits;
+  if (digits == 0) bad_name(file, "the name does not start with a version number");
+  if (digits > 18) bad_name(file, "the version has more than 18 digits");
+  if (digits == stem.size() || stem[digits] != '_') bad_name(file, "the version is not followed by _name");
+  out.version_text = std::string(stem.substr(0, digits));
+  for (char c : out.version_text) out.version = out.version * 10 + (c - '0');
+  if (out.version == 0) bad_name(file, "the version must be greater than 0");
+  out.name = std::string(stem.substr(digits + 1));
+  if (out.name.empty()) bad_name(file, "the name after the version is empty");
+  if (!std::all_of(out.name.begin(), out.name.end(), is_name_char)) {
+    bad_name(file, "the name may hold only letters, digits, _ and -");
+  }
+  return out;
+}
+
+// ================================================================ loading
+
+namespace {
+
+std::string upper_first_word(std::string_view text) {
+  std::string w;
+  for (char c : text) {
+    if (std::isalpha(static_cast<unsigned char>(c)) == 0) break;
+    w += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  }
+  return w;
+}
+
+migration_script make_script(migration_file f) {
+  migration_script s;
+  s.no_transaction = is_no_transaction(f.text);
+  try {
+    s.statements = split_sql(f.text);
+  } catch (const sql_split_error& e) {
+    throw migration_error("migration file \"" + f.name + "\": " + e.what());
+  }
+  if (!s.no_transaction) {
+    for (std::size_t i = 0; i < s.statements.size(); ++i) {
+      const std::string w = upper_first_word(s.statements[i].text);
+      if (w == "BEGIN" || w == "START" || w == "COMMIT" || w == "END" || w == "ROLLBACK" || w == "ABORT") {
+        throw migration_error("migration file \"" + f.name + "\", line " +
+                              std::to_string(s.statements[i].line) + ": " + w +
+                              " controls the transaction, but pgq already runs the file in one; "
+                              "remove it, or make \"-- pgq:no-transaction\" the first line");
+      }
+    }
+  }
+  s.file = std::move(f.name);
+  s.text = std::move(f.text);
+  return s;
+}
+
+}  // namespace
+
+std::vector<migration> load_migrations(std::vector<migration_file> files) {
+  struct pair {
+    std::optional<migration_file_name> up_name, down_name;
+    std::optional<migration_file> up, down;
+  };
+  std::map<std::int64_t, pair> by_version;
+  for (auto& f : files) {
+    auto parsed = parse_migration_file_name(f.name);
+    if (!parsed) continue;
+    auto& p = by_version[parsed->version];
+    const bool up = parsed->direction == migration_direction::up;
+    auto& slot = up ? p.up : p.down;
+    if (slot) {
+      throw migration_error("migration file \"" + f.name + "\": version " + parsed->version_text +
+                            " already has " + (up ? "an up" : "a down") + " file, \"" + slot->name +
+                            "\"; versions must be unique");
+    }
+    const auto& other = up ? p.down_name : p.up_name;
+    if (other && other->name != parsed->name) {
+      throw migration_error("migration file \"" + f.name + "\": its name differs from \"" +
+                            (up ? p.down : p.up)->name + "\", which has the same version");
+    }
+    (up ? p.up_name : p.down_name) = *parsed;
+    slot = std::move(f);
+  }
+  std::vector<migration> out;
+  out.reserve(by_version.size());
+  for (auto& [version, p] : by_version) {
+    if (!p.up) {
+      throw migration_error("migration file \"" + p.down->name + "\": a down file without its up file");
+    }
+    migration m;
+    m.version = version;
+    m.name = p.up_name->name;
+    m.label = p.up_name->version_text + "_" + m.name;
+    m.checksum = migration_checksum(p.up->text);
+    m.up = make_script(std::move(*p.up));
+    if (p.down) m.down = make_script(std::move(*p.down));
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+std::vector<migration> load_migrations(const std::filesystem::path& dir) {
+  std::vector<migration_file> files;
+  std::error_code ec;
+  std::filesystem::directory_iterator it(dir, ec);
+  if (ec) throw migration_error("cannot read the migrations directory \"" + dir.string() + "\": " + ec.message());
+  for (const auto& entry : it) {
+    if (!entry.is_regular_file()) continue;
+    std::ifstream in(entry.path(), std::ios::binary);
+    std::ostringstream text;
+    text << in.rdbuf();
+    if (!in) throw migration_error("cannot read the migration file \"" + entry.path().string() + "\"");
+    files.push_back(migration_file{entry.path().filename().string(), std::move(text).str()});
+  }
+  return load_migrations(std::move(files));
+}
+
+// ================================================================ status
+
+std::string_view to_string(migration_state s) noexcept {
+  switch (s) {
+    case migration_state::pending: return "pending";
+    case migration_state::applied: return "applied";
+    case migration_state::drifted: return "drifted";
+    case migration_state::missing_file: return "missing file";
+  }
+  return "unknown";
+}
+
+std::size_t status_report::count(migration_state s) const noexcept {
+  return static_cast<std::size_t>(std::count_if(migrations.begin(), migrations.end(),
+                                                 [s](const migration_status& m) { return m.state == s; }));
+}
+
+bool status_report::in_sync() const noexcept {
+  return std::all_of(migrations.begin(), migrations.end(),
+                     [](const migration_status& m) { return m.state == migration_state::applied; });
+}
+
+// ================================================================ the runner
+
+namespace {
+
+std::string quote_ident(std::string_view id) {
+  std::string out = "\"";
+  for (char c : id) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  out += '"';
+  return out;
+}
+
+// The advisory lock key: FNV-1a 64 of the history table's name, so that
+// runners of different history tables in one database do not exclude each
+// other.
+std::int64_t lock_key(const migrator_options& o) {
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  const std::string text = "pgq_migrations:" + o.schema + "." + o.table;
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 0x100000001b3ULL;
+  }
+  return static_cast<std::int64_t>(h);
+}
+
+struct history_row {
+  std::int64_t version = 0;
+  std::string name;
+  std::string checksum;
+  std::string applied_at;
+  std::int64_t execution_ms = 0;
+  std::string applied_by;
+};
+
+// What a run needs: the options, the qualified table name, the migrations.
+struct context {
+  std::string conninfo;
+  const std::vector<migration>* migrations = nullptr;
+  migrator_options opts;
+  std::string table;  // "schema"."table", quoted
+  std::int64_t key = 0;
+};
+
+asio::awaitable<connection> open(const context* c) {
+  connection conn(co_await asio::this_coro::executor);
+  auto ci = conninfo::parse(c->conninfo);
+  if (!ci.get("application_name")) ci.set("application_name", "pgq migrate");
+  connect_options o = c->opts.connection;
+  o.statement_cache_size = 0;
+  o.binary_results = false;
+  const std::string text = ci.to_string();
+  co_await conn.connect(text, o);
+  co_return conn;
+}
+
+asio::awaitable<bool> history_exists(connection* conn, const context* c) {
+  auto r = co_await conn->query("SELECT to_regclass($1) IS NOT NULL", c->table);
+  co_return r[0].get<bool>(0);
+}
+
+asio::awaitable<std::vector<history_row>> read_history(connection* conn, const context* c) {
+  const std::string sql = "SELECT version, name, checksum, applied_at::text, execution_ms, applied_by FROM " +
+                          c->table + " ORDER BY version";
+  auto r = co_await conn->query(sql);
+  std::vector<history_row> rows;
+  for (auto row : r) {
+    history_row h;
+    h.version = row.get<std::int64_t>(0);
+    h.name = row.get<std::string>(1);
+    h.checksum = row.get<std::string>(2);
+    h.applied_at = row.get<std::string>(3);
+    h.execution_ms = row.get<std::int64_t>(4);
+    h.applied_by = row.get<std::string>(5);
+    rows.push_back(std::move(h));
+  }
+  co_return rows;
+}
+
+status_report compare(const context* c, bool exists, const std::vector<history_row>& history) {
+  status_report rep;
+  rep.history_exists = exists;
+  std::map<std::int64_t, const history_row*> applied;
+  std::int64_t newest_applied = 0;
+  for (const auto& h : history) {
+    applied[h.version] = &h;
+    newest_applied = std::max(newest_applied, h.version);
+  }
+  for (const auto& m : *c->migrations) {
+    migration_status s;
+    s.version = m.version;
+    s.name = m.name;
+    s.file_checksum = m.checksum;
+    if (auto it = applied.find(m.version); it != applied.end()) {
+      const history_row& h = *it->second;
+      s.recorded_checksum = h.checksum;
+      s.applied_at = h.applied_at;
+      s.execution_ms = h.execution_ms;
+      s.applied_by = h.applied_by;
+      s.state = h.checksum == m.checksum ? migration_state::applied : migration_state::drifted;
+      applied.erase(it);
+    } else {
+      s.state = migration_state::pending;
+      s.out_of_order = m.version < newest_applied;
+    }
+    rep.migrations.push_back(std::move(s));
+  }
+  for (const auto& [version, h] : applied) {
+    migration_status s;
+    s.version = version;
+    s.name = h->name;
+    s.state = migration_state::missing_file;
+    s.recorded_checksum = h->checksum;
+    s.applied_at = h->applied_at;
+    s.execution_ms = h->execution_ms;
+    s.applied_by = h->applied_by;
+    rep.migrations.push_back(std::move(s));
+  }
+  std::sort(rep.migrations.begin(), rep.migrations.end(),
+            [](const migration_status& a, const migration_status& b) { return a.version < b.version; });
+  return rep;
+}
+
+asio::awaitable<status_report> read_status(connection* conn, const context* c) {
+  const bool exists = co_await history_exists(conn, c);
+  std::vector<history_row> history;
+  if (exists) history = co_await read_history(conn, c);
+  co_return compare(c, exists, history);
+}
+
+const migration* find(const context* c, std::int64_t version) {
+  for (const auto& m : *c->migrations) {
+    if (m.version == version) return &m;
+  }
+  return nullptr;
+}
+
+std::string short_sum(const std::string& s) { return s.size() > 12 ? s.substr(0, 12) : s; }
+
+void check_no_drift(const context* c, const status_report& rep, const char* what) {
+  std::string msg;
+  for (const auto& s : rep.migrations) {
+    if (s.state != migration_state::drifted) continue;
+    const migration* m = find(c, s.version);
+    msg += "\n  " + m->up.file + ": applied with checksum " + short_sum(s.recorded_checksum) +
+           "..., the file now has " + short_sum(s.file_checksum) + "...";
+  }
+  if (msg.empty()) return;
+  throw migration_error(std::string("drift: applied migrations changed since they ran; ") + what +
+                        " refuses to run until they are restored, or until `repair` records the new "
+                        "checksums (when the change is harmless, e.g. a comment):" +
+                        msg);
+}
+
+std::vector<migration_step> plan_up_from(const context* c, const status_report& rep,
+                                         std::optional<std::int64_t> target) {
+  if (target && find(c, *target) == nullptr) {
+    throw migration_error("up: no migration file has version " + std::to_string(*target));
+  }
+  check_no_drift(c, rep, "up");
+  std::vector<migration_step> steps;
+  std::string out_of_order;
+  for (const auto& s : rep.migrations) {
+    if (s.state != migration_state::pending) continue;
+    if (target && s.version > *target) continue;
+    const migration* m = find(c, s.version);
+    if (s.out_of_order && !c->opts.allow_out_of_order) out_of_order += "\n  " + m->up.file;
+    migration_step st;
+    st.version = m->version;
+    st.name = m->name;
+    st.direction = migration_direction::up;
+    st.no_transaction = m->up.no_transaction;
+    st.statements = m->up.statements.size();
+    steps.push_back(std::move(st));
+  }
+  if (!out_of_order.empty()) {
+    throw migration_error(
+        "up: pending migrations are older than the newest applied one (merged from another branch?); "
+        "give them versions above the newest applied, or allow out-of-order migrations:" +
+        out_of_order);
+  }
+  return steps;
+}
+
+std::vector<migration_step> plan_down_from(const context* c, const status_report& rep, std::int64_t target) {
+  if (target < 0) throw migration_error("down: the target version must be 0 or more");
+  if (target != 0 && find(c, target) == nullptr &&
+      std::none_of(rep.migrations.begin(), rep.migrations.end(),
+                   [target](const migration_status& s) { return s.version == target; })) {
+    throw migration_error("down: no migration has version " + std::to_string(target));
+  }
+  check_no_drift(c, rep, "down");
+  std::vector<migration_step> steps;
+  for (auto it = rep.migrations.rbegin(); it != rep.migrations.rend(); ++it) {
+    if (it->version <= target || it->state == migration_state::pending) continue;
+    const migration* m = find(c, it->version);
+    if (m == nullptr) {
+      throw migration_error("down: migration " + std::to_string(it->version) + "_" + it->name +
+                            " is applied but has no file here, so it cannot be reverted; nothing was run");
+    }
+    if (!m->down) {
+      throw migration_error("down: " + m->up.file + " has no down file (" + m->label +
+                            ".down.sql), so it cannot be reverted; nothing was run");
+    }
+    migration_step st;
+    st.version = m->version;
+    st.name = m->name;
+    st.direction = migration_direction::down;
+    st.no_transaction = m->down->no_transaction;
+    st.statements = m->down->statements.size();
+    steps.push_back(std::move(st));
+  }
+  return steps;
+}
+
+// The 1-based line in the file of a server error's position (a 1-based
+// character offset into the statement).
+std::size_t error_line(const sql_statement& st, const diagnostics& d) {
+  std::size_t line = st.line;
+  if (!d.position || *d.position < 1) return line;
+  std::size_t chars = 0;
+  for (char c : st.text) {
+    if ((static_cast<unsigned char>(c) & 0xC0) != 0x80 && ++chars >= static_cast<std::size_t>(*d.position)) break;
+    if (c == '\n') ++line;
+  }
+  return line;
+}
+
+std::string server_error_text(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const sql_error& err) {
+    const auto& d = err.diag();
+    if (d.sqlstate.empty()) return err.what();
+    std::string s = (d.severity.empty() ? "ERROR" : d.severity) + " " + d.sqlstate + ": " + d.message;
+    if (!d.detail.empty()) s += "; DETAIL: " + d.detail;
+    if (!d.hint.empty()) s += "; HINT: " + d.hint;
+    return s;
+  } catch (const std::exception& err) {
+    return err.what();
+  }
+}
+
+std::string sqlstate_of_exception(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const sql_error& err) {
+    return err.diag().sqlstate;
+  } catch (...) {
+    return {};
+  }
+}
+
+bool is_fatal_exception(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const sql_error& err) {
+    return is_fatal(err.code());
+  } catch (...) {
+    return true;
+  }
+}
+
+std::size_t error_line_of(const sql_statement& st, const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const sql_error& err) {
+    return error_line(st, err.diag());
+  } catch (...) {
+    return st.line;
+  }
+}
+
+bool is_concurrent_index(const std::string& text) {
+  std::string up;
+  for (char c : text.substr(0, 200)) up += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return (up.starts_with("CREATE") || up.starts_with("REINDEX")) && up.find("CONCURRENTLY") != std::string::npos;
+}
+
+// Runs one script and writes (up) or deletes (down) its history row. Throws
+// migration_error saying what failed and what state it left.
+asio::awaitable<migration_step> run_script(connection* conn, const context* c, const migration* m,
+                                           migration_direction dir) {
+  const bool up = dir == migration_direction::up;
+  const migration_script& script = up ? m->up : *m->down;
+  const auto started = std::chrono::steady_clock::now();
+  migration_step step;
+  step.version = m->version;
+  step.name = m->name;
+  step.direction = dir;
+  step.no_transaction = script.no_transaction;
+  step.statements = script.statements.size();
+
+  const std::string insert_sql = "INSERT INTO " + c->table +
+                                 " (version, name, checksum, execution_ms, applied_by, no_transaction) "
+                                 "VALUES ($1, $2, $3, $4, coalesce(nullif($5, ''), current_user), $6)";
+  const std::string delete_sql = "DELETE FROM " + c->table + " WHERE version = $1";
+  const std::size_t total = script.statements.size();
+  std::exception_ptr failure;
+  std::size_t failed = total;  // index of the failing statement; total: the history row or COMMIT
+
+  if (!script.no_transaction) {
+    auto tx = co_await conn->begin();
+    for (std::size_t i = 0; i < total && !failure; ++i) {
+      try {
+        co_await tx.execute(script.statements[i].text);
+      } catch (...) {
+        failure = std::current_exception();
+        failed = i;
+      }
+    }
+    if (!failure) {
+      try {
+        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+        const std::int64_t took = ms.count();
+        if (up) {
+          co_await tx.execute(insert_sql, m->version, m->name, m->checksum, took, c->opts.applied_by, false);
+        } else {
+          co_await tx.execute(delete_sql, m->version);
+        }
+        co_await tx.commit();
+      } catch (...) {
+        failure = std::current_exception();
+      }
+    }
+    if (failure) {
+      if (tx.active() && !is_fatal_exception(failure)) co_await tx.rollback();
+      std::string msg = "migration " + m->label + " (" + script.file + ") failed";
+      if (failed < total) {
+        const auto& st = script.statements[failed];
+        msg += " at statement " + std::to_string(failed + 1) + " of " + std::to_string(total) + ", line " +
+               std::to_string(error_line_of(st, failure));
+      } else {
+        msg += up ? " while recording it in the history" : " while removing it from the history";
+      }
+      msg += ": " + server_error_text(failure) + ".\n";
+      if (is_fatal_exception(failure) && failed == total) {
+        msg += "The connection was lost at COMMIT: check the history table to see whether it was applied.";
+      } else {
+        msg += "Nothing of it took effect: its transaction rolled back and the history is unchanged. "
+               "Fix the file and run again.";
+      }
+      if (sqlstate_of_exception(failure) == "25001") {
+        msg += "\nThis statement cannot run inside a transaction: make \"-- pgq:no-transaction\" the "
+               "file's first line (its statements then run one by one, each on its own).";
+      }
+      throw migration_error(msg);
+    }
+  } else {
+    for (std::size_t i = 0; i < total && !failure; ++i) {
+      try {
+        co_await conn->execute(script.statements[i].text);
+      } catch (...) {
+        failure = std::current_exception();
+        failed = i;
+      }
+    }
+    if (!failure) {
+      try {
+        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+        const std::int64_t took = ms.count();
+        if (up) {
+          co_await conn->execute(insert_sql, m->version, m->name, m->checksum, took, c->opts.applied_by, true);
+        } else {
+          co_await conn->execute(delete_sql, m->version);
+        }
+      } catch (...) {
+        failure = std::current_exception();
+      }
+    }
+    if (failure) {
+      std::string msg = "migration " + m->label + " (" + script.file + ", run outside a transaction) failed";
+      if (failed < total) {
+        const auto& st = script.statements[failed];
+        msg += " at statement " + std::to_string(failed + 1) + " of " + std::to_string(total) + ", line " +
+               std::to_string(error_line_of(st, failure)) + ": " + server_error_text(failure) + ".\n";
+        if (failed == 0) {
+          msg += "No statement of it took effect. ";
+        } else {
+          msg += "Statements 1 to " + std::to_string(failed) + " took effect and stay; ";
+        }
+        msg += "statements " + std::to_string(failed + 1) + " to " + std::to_string(total) +
+               " did not run, and the migration is not recorded as " + (up ? "applied" : "reverted") +
+               ". Fix the cause, then make the file safe to run again from its first statement "
+               "(IF NOT EXISTS / IF EXISTS) or undo what took effect by hand, and run again.";
+        if (is_concurrent_index(st.text)) {
+          msg += "\nA failed CREATE INDEX CONCURRENTLY (or REINDEX CONCURRENTLY) leaves an INVALID index "
+                 "behind: drop it with DROP INDEX CONCURRENTLY before running again.";
+        }
+      } else {
+        msg += std::string(" while ") + (up ? "recording it in" : "removing it from") +
+               " the history: " + server_error_text(failure) +
+               ".\nAll its statements took effect, but the history does not say so: " +
+               (up ? "insert its row by hand, or make the file safe to run again, then run up again."
+                   : "delete its row by hand.");
+      }
+      throw migration_error(msg);
+    }
+  }
+  step.took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+  co_return step;
+}
+
+asio::awaitable<std::string> lock_holder(connection* conn, const context* c) {
+  const auto k = static_cast<std::uint64_t>(c->key);
+  const std::int64_t hi = static_cast<std::int64_t>(k >> 32);
+  const std::int64_t lo = static_cast<std::int64_t>(k & 0xFFFFFFFFu);
+  auto r = co_await conn->query(
+      "SELECT l.pid, coalesce(a.application_name, ''), coalesce(a.client_addr::text, 'local') "
+      "FROM pg_locks AS l LEFT JOIN pg_stat_activity AS a ON a.pid = l.pid "
+      "WHERE l.locktype = 'advisory' AND l.granted AND l.classid::int8 = $1 AND l.objid::int8 = $2 "
+      "AND l.objsubid = 1 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+      hi, lo);
+  if (r.empty()) co_return std::string("(it has just been released)");
+  co_return "server process " + std::to_string(r[0].get<int>(0)) + ", application \"" +
+      r[0].get<std::string>(1) + "\", client " + r[0].get<std::string>(2);
+}
+
+// Takes the advisory lock on `conn`, polling. Polling (rather than
+// pg_advisory_lock, which waits inside a statement) keeps the waiting
+// session idle between tries, so CREATE INDEX CONCURRENTLY in the holder's
+// migration never waits for the waiter's transaction.
+asio::awaitable<std::chrono::milliseconds> take_lock(connection* conn, const context* c) {
+  const auto started = std::chrono::steady_clock::now();
+  const auto deadline = started + c->opts.lock_timeout;
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  for (;;) {
+    auto r = co_await conn->query("SELECT pg_try_advisory_lock($1)", c->key);
+    if (r[0].get<bool>(0)) break;
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) {
+      const std::string holder = co_await lock_holder(conn, c);
+      throw sql_error(errc::timeout,
+                      "another migration run held the lock on " + c->table + " for longer than " +
+                          std::to_string(c->opts.lock_timeout.count()) + " ms: " + holder);
+    }
+    timer.expires_after(std::min<std::chrono::steady_clock::duration>(c->opts.lock_poll_interval, deadline - now));
+    co_await timer.async_wait(asio::use_awaitable);
+  }
+  co_return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+}
+
+asio::awaitable<void> release_lock(connection* conn, const context* c) {
+  co_await conn->query("SELECT pg_advisory_unlock($1)", c->key);
+  conn->close();
+}
+
+asio::awaitable<void> ensure_history(connection* conn, const context* c) {
+  const std::string schema = quote_ident(c->opts.schema);
+  auto r = co_await conn->query("SELECT to_regnamespace($1) IS NOT NULL", schema);
+  if (!r[0].get<bool>(0)) {
+    const std::string sql = "CREATE SCHEMA IF NOT EXISTS " + quote_ident(c->opts.schema);
+    co_await conn->execute(sql);
+  }
+  const std::string sql = "CREATE TABLE IF NOT EXISTS " + c->table +
+                          " (\n"
+                          "  version        bigint PRIMARY KEY,\n"
+                          "  name           text NOT NULL,\n"
+                          "  checksum       text NOT NULL,\n"
+                          "  applied_at     timestamptz NOT NULL DEFAULT now(),\n"
+                          "  execution_ms   bigint NOT NULL,\n"
+                          "  applied_by     text NOT NULL DEFAULT current_user,\n"
+                          "  no_transaction boolean NOT NULL DEFAULT false\n"
+                          ")";
+  co_await conn->execute(sql);
+}
+
+enum class action { up, down, repair };
+
+asio::awaitable<run_report> locked_run(const context* c, action what, std::optional<std::int64_t> target) {
+  run_report rep;
+  connection lock_conn = co_await open(c);
+  rep.waited_for_lock = co_await take_lock(&lock_conn, c);
+  connection conn = co_await open(c);
+  if (what == action::up) co_await ensure_history(&conn, c);
+  // Read after the lock: a runner that waited sees what the holder did.
+  const status_report st = co_await read_status(&conn, c);
+  if (what == action::repair) {
+    const std::string sql = "UPDATE " + c->table + " SET checksum = $2, name = $3 WHERE version = $1";
+    for (const auto& s : st.migrations) {
+      if (s.state != migration_state::drifted) continue;
+      const migration* m = find(c, s.version);
+      co_await conn.execute(sql, m->version, m->checksum, m->name);
+      rep.repaired.push_back(m->version);
+    }
+  } else {
+    const auto steps = what == action::up ? plan_up_from(c, st, target) : plan_down_from(c, st, *target);
+    for (const auto& s : steps) {
+      const migration* m = find(c, s.version);
+      auto done = co_await run_script(&conn, c, m, s.direction);
+      if (c->opts.on_step) c->opts.on_step(done);
+      rep.steps.push_back(std::move(done));
+    }
+  }
+  conn.close();
+  co_await release_lock(&lock_conn, c);
+  co_return rep;
+}
+
+context make_context(const std::string& conninfo, const std::vector<migration>* ms, const migrator_options& o) {
+  if (o.schema.empty() || o.table.empty()) throw migration_error("the history table's schema and name must not be empty");
+  context c;
+  c.conninfo = conninfo;
+  c.migrations = ms;
+  c.opts = o;
+  c.table = quote_ident(o.schema) + "." + quote_ident(o.table);
+  c.key = lock_key(o);
+  return c;
+}
+
+}  // namespace
+
+migrator::migrator(std::string conninfo, std::vector<migration> migrations, migrator_options opts)
+    : conninfo_(std::move(conninfo)), migrations_(std::move(migrations)), opts_(std::move(opts)) {}
+
+asio::awaitable<status_report> migrator::status() {
+  const context c = make_context(conninfo_, &migrations_, opts_);
+  connection conn = co_await open(&c);
+  auto rep = co_await read_status(&conn, &c);
+  co_return rep;
+}
+
+asio::awaitable<run_report> migrator::up(std::optional<std::int64_t> target) {
+  const context c = make_context(conninfo_, &migrations_, opts_);
+  auto rep = co_await locked_run(&c, action::up, target);
+  co_return rep;
+}
+
+asio::awaitable<run_report> migrator::down(std::int64_t target) {
+  const context c = make_context(conninfo_, &migrations_, opts_);
+  const std::optional<std::int64_t> t = target;
+  auto rep = co_await locked_run(&c, action::down, t);
+  co_return rep;
+}
+
+asio::awaitable<run_report> migrator::repair() {
+  const context c = make_context(conninfo_, &migrations_, opts_);
+  const std::optional<std::int64_t> none;
+  auto rep = co_await locked_run(&c, action::repair, none);
+  co_return rep;
+}
+
+asio::awaitable<std::vector<migration_step>> migrator::plan_up(std::optional<std::int64_t> target) {
+  const context c = make_context(conninfo_, &migrations_, opts_);
+  connection conn = co_await open(&c);
+  const auto st = co_await read_status(&conn, &c);
+  co_return plan_up_from(&c, st, target);
+}
+
+asio::awaitable<std::vector<migration_step>> migrator::plan_down(std::int64_t target) {
+  const context c = make_context(conninfo_, &migrations_, opts_);
+  connection conn = co_await open(&c);
+  const auto st = co_await read_status(&conn, &c);
+  co_return plan_down_from(&c, st, target);
+}
+
+asio::awaitable<std::vector<migration_status>> migrator::verify() {
+  const context c = make_context(conninfo_, &migrations_, opts_);
+  connection conn = co_await open(&c);
+  const auto st = co_await read_status(&conn, &c);
+  std::vector<migration_status> problems;
+  for (const auto& s : st.migrations) {
+    const bool bad = s.state == migration_state::drifted || s.state == migration_state::missing_file ||
+                     (s.state == migration_state::pending && s.out_of_order && !opts_.allow_out_of_order);
+    if (bad) problems.push_back(s);
+  }
+  co_return problems;
+}
+
+}  // namespace pgq

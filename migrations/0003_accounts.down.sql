@@ -1,0 +1,2 @@
+ALTER TABLE orders DROP COLUMN account_id;
+DROP TABLE accounts;

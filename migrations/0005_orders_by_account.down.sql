@@ -1,0 +1,2 @@
+-- pgq:no-transaction
+DROP INDEX CONCURRENTLY IF EXISTS orders_account_id_ordered_at_idx;
