@@ -148,43 +148,72 @@ void write_csv(std::ostream& out, const pgq::result& r) {
   }
 }
 
-void write_results(std::ostream& out, output_format fmt, const std::vector<pgq::result>& results) {
-  switch (fmt) {
-    case output_format::table:
-      for (std::size_t i = 0; i < results.size(); ++i) {
-        if (i != 0) out << '\n';
-        write_table(out, results[i]);
-      }
-      break;
+result_writer::result_writer(std::ostream& out, output_format fmt, std::size_t count, bool always_list)
+    : out_(out), fmt_(fmt), list_(always_list || count != 1) {
+  if (fmt_ == output_format::json && list_) out_ << '[';
+}
+
+void result_writer::separate() {
+  if (written_++ == 0) {
+    if (fmt_ == output_format::json && list_) out_ << '\n';
+    return;
+  }
+  switch (fmt_) {
     case output_format::json:
-      if (results.size() == 1) {
-        write_result_json(out, results[0], "");
-        out << '\n';
-      } else {
-        out << "[\n";
-        for (std::size_t i = 0; i < results.size(); ++i) {
-          out << "  ";
-          write_result_json(out, results[i], "  ");
-          out << (i + 1 < results.size() ? ",\n" : "\n");
-        }
-        out << "]\n";
-      }
+      if (list_) out_ << ",\n";
+      break;
+    case output_format::table:
+    case output_format::csv:
+      out_ << '\n';
       break;
     case output_format::ndjson:
-      for (const auto& r : results) {
-        for (auto row : r) {
-          write_row_json(out, row);
-          out << '\n';
-        }
+      break;
+  }
+}
+
+void result_writer::write(const pgq::result& r) {
+  switch (fmt_) {
+    case output_format::table:
+      // psql: a blank line after a table, none between command tags.
+      if (written_++ > 0 && (last_had_columns_ || r.columns() > 0)) out_ << '\n';
+      last_had_columns_ = r.columns() > 0;
+      write_table(out_, r);
+      break;
+    case output_format::json:
+      separate();
+      if (list_) out_ << "  ";
+      write_result_json(out_, r, list_ ? "  " : "");
+      if (!list_) out_ << '\n';
+      break;
+    case output_format::ndjson:
+      for (auto row : r) {
+        write_row_json(out_, row);
+        out_ << '\n';
       }
       break;
     case output_format::csv:
-      for (std::size_t i = 0; i < results.size(); ++i) {
-        if (i != 0) out << '\n';
-        write_csv(out, results[i]);
-      }
+      if (r.columns() == 0) break;  // no rows to write, not even a header
+      separate();
+      write_csv(out_, r);
       break;
   }
+}
+
+void result_writer::write_failed() {
+  if (fmt_ != output_format::json) return;
+  separate();
+  out_ << (list_ ? "  null" : "null\n");
+}
+
+void result_writer::finish() {
+  if (fmt_ != output_format::json || !list_) return;
+  out_ << (written_ == 0 ? "]\n" : "\n]\n");
+}
+
+void write_results(std::ostream& out, output_format fmt, const std::vector<pgq::result>& results) {
+  result_writer w(out, fmt, results.size());
+  for (const auto& r : results) w.write(r);
+  w.finish();
 }
 
 }  // namespace pgq::cli
