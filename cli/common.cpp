@@ -107,7 +107,8 @@ std::vector<char_span> utf8_chars(std::string_view s) {
 void print_position(std::ostream& out, std::string_view statement, int position) {
   const auto chars = utf8_chars(statement);
   if (position < 1 || chars.empty()) return;
-  std::size_t pos = std::min(static_cast<std::size_t>(position - 1), chars.size() - 1);
+  // "at end of input" points one past the last character.
+  std::size_t pos = std::min(static_cast<std::size_t>(position - 1), chars.size());
   std::size_t line_no = 1;
   std::size_t line_begin = 0;  // index into chars
   for (std::size_t i = 0; i < pos; ++i) {
