@@ -255,7 +255,9 @@ int create_migration(const migrate_args& a, bool json) {
   return migrate_exit_ok;
 }
 
-int run_migrate(const migrate_args& a, const std::string& dsn, const std::string& format) {
+int run_migrate(const migrate_args& a, const std::string& dsn, const std::string& format_option) {
+  // No --format: a table (migrate's output is for people first).
+  const std::string format = format_option.empty() ? std::string("table") : format_option;
   if (format != "table" && format != "json") {
     throw usage_error("migrate: --format must be table or json, not \"" + format + "\"");
   }

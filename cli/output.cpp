@@ -26,6 +26,98 @@ std::string dump(const nlohmann::json& j, int indent) {
   return j.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+constexpr pgq::oid numeric_oid = 1700;
+constexpr pgq::oid numeric_array_oid = 1231;
+constexpr pgq::oid json_oid = 114;
+constexpr pgq::oid json_array_oid = 199;
+constexpr pgq::oid jsonb_oid = 3802;
+constexpr pgq::oid jsonb_array_oid = 3807;
+
+// A numeric as to_json() writes it: its exact digits as a number (a double
+// would lose them), NaN and the infinities as strings.
+void write_numeric(std::ostream& out, std::string_view text) {
+  if (text == "NaN" || text == "Infinity" || text == "-Infinity") out << '"' << text << '"';
+  else out << text;
+}
+
+// An array of numeric, json or jsonb in the server's text form ({1.50,NULL},
+// {"{\"a\": 1}"}) as to_json() writes it: nested JSON arrays whose
+// elements are the element text itself (numbers keep their digits, json
+// keeps its spacing and key order). Returns false for text it cannot read.
+bool write_raw_array(std::ostream& out, std::string_view text, bool numeric) {
+  std::string json;
+  std::size_t i = 0;
+  // An optional dimension decoration "[1:2]=" precedes non-default bounds.
+  if (!text.empty() && text[0] == '[') {
+    i = text.find('=');
+    if (i == std::string_view::npos) return false;
+    ++i;
+  }
+  auto element = [&](const std::string& v, bool quoted) {
+    if (!quoted && v == "NULL") json += "null";
+    else if (numeric && (v == "NaN" || v == "Infinity" || v == "-Infinity")) json += '"' + v + '"';
+    else json += v;
+  };
+  bool expect_value = true;
+  for (; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '{') {
+      json += '[';
+    } else if (c == '}') {
+      json += ']';
+      expect_value = false;
+    } else if (c == ',') {
+      json += ',';
+      expect_value = true;
+    } else if (c == '"') {
+      std::string v;
+      for (++i; i < text.size() && text[i] != '"'; ++i) {
+        if (text[i] == '\\' && i + 1 < text.size()) ++i;
+        v += text[i];
+      }
+      if (i >= text.size()) return false;
+      element(v, true);
+      expect_value = false;
+    } else if (expect_value && c != ' ') {
+      const std::size_t end = text.find_first_of(",}", i);
+      if (end == std::string_view::npos) return false;
+      element(std::string(text.substr(i, end - i)), false);
+      i = end - 1;
+      expect_value = false;
+    }
+  }
+  out << json;
+  return true;
+}
+
+// One value as PostgreSQL's to_json() renders it. The library's to_json()
+// gives the same values; numeric, json and jsonb (and arrays of them) are
+// written from their text here so that the digits, spacing and key order are
+// the server's too.
+void write_value_json(std::ostream& out, const pgq::field& f) {
+  if (f.is_null()) {
+    out << "null";
+    return;
+  }
+  switch (f.type()) {
+    case numeric_oid:
+      write_numeric(out, f.text());
+      return;
+    case json_oid:
+    case jsonb_oid:
+      out << f.text();
+      return;
+    case numeric_array_oid:
+    case json_array_oid:
+    case jsonb_array_oid:
+      if (write_raw_array(out, f.text(), f.type() == numeric_array_oid)) return;
+      break;
+    default:
+      break;
+  }
+  out << dump(f.to_json(), -1);
+}
+
 // A row as a compact JSON object with its keys in column order (nlohmann::json
 // would sort them).
 void write_row_json(std::ostream& out, const pgq::row& row) {
@@ -33,7 +125,8 @@ void write_row_json(std::ostream& out, const pgq::row& row) {
   for (int c = 0; c < row.size(); ++c) {
     auto f = row[c];
     if (c != 0) out << ',';
-    out << dump(nlohmann::json(std::string(f.name())), -1) << ':' << dump(f.to_json(), -1);
+    out << dump(nlohmann::json(std::string(f.name())), -1) << ':';
+    write_value_json(out, f);
   }
   out << '}';
 }
@@ -148,43 +241,72 @@ void write_csv(std::ostream& out, const pgq::result& r) {
   }
 }
 
-void write_results(std::ostream& out, output_format fmt, const std::vector<pgq::result>& results) {
-  switch (fmt) {
-    case output_format::table:
-      for (std::size_t i = 0; i < results.size(); ++i) {
-        if (i != 0) out << '\n';
-        write_table(out, results[i]);
-      }
-      break;
+result_writer::result_writer(std::ostream& out, output_format fmt, std::size_t count, bool always_list)
+    : out_(out), fmt_(fmt), list_(always_list || count != 1) {
+  if (fmt_ == output_format::json && list_) out_ << '[';
+}
+
+void result_writer::separate() {
+  if (written_++ == 0) {
+    if (fmt_ == output_format::json && list_) out_ << '\n';
+    return;
+  }
+  switch (fmt_) {
     case output_format::json:
-      if (results.size() == 1) {
-        write_result_json(out, results[0], "");
-        out << '\n';
-      } else {
-        out << "[\n";
-        for (std::size_t i = 0; i < results.size(); ++i) {
-          out << "  ";
-          write_result_json(out, results[i], "  ");
-          out << (i + 1 < results.size() ? ",\n" : "\n");
-        }
-        out << "]\n";
-      }
+      if (list_) out_ << ",\n";
+      break;
+    case output_format::table:
+    case output_format::csv:
+      out_ << '\n';
       break;
     case output_format::ndjson:
-      for (const auto& r : results) {
-        for (auto row : r) {
-          write_row_json(out, row);
-          out << '\n';
-        }
+      break;
+  }
+}
+
+void result_writer::write(const pgq::result& r) {
+  switch (fmt_) {
+    case output_format::table:
+      // psql: a blank line after a table, none between command tags.
+      if (written_++ > 0 && (last_had_columns_ || r.columns() > 0)) out_ << '\n';
+      last_had_columns_ = r.columns() > 0;
+      write_table(out_, r);
+      break;
+    case output_format::json:
+      separate();
+      if (list_) out_ << "  ";
+      write_result_json(out_, r, list_ ? "  " : "");
+      if (!list_) out_ << '\n';
+      break;
+    case output_format::ndjson:
+      for (auto row : r) {
+        write_row_json(out_, row);
+        out_ << '\n';
       }
       break;
     case output_format::csv:
-      for (std::size_t i = 0; i < results.size(); ++i) {
-        if (i != 0) out << '\n';
-        write_csv(out, results[i]);
-      }
+      if (r.columns() == 0) break;  // no rows to write, not even a header
+      separate();
+      write_csv(out_, r);
       break;
   }
+}
+
+void result_writer::write_failed() {
+  if (fmt_ != output_format::json) return;
+  separate();
+  out_ << (list_ ? "  null" : "null\n");
+}
+
+void result_writer::finish() {
+  if (fmt_ != output_format::json || !list_) return;
+  out_ << (written_ == 0 ? "]\n" : "\n]\n");
+}
+
+void write_results(std::ostream& out, output_format fmt, const std::vector<pgq::result>& results) {
+  result_writer w(out, fmt, results.size());
+  for (const auto& r : results) w.write(r);
+  w.finish();
 }
 
 }  // namespace pgq::cli

@@ -23,6 +23,32 @@ bool parse_format(std::string_view name, output_format& out);
 /// tables with a row count, or the command tag for statements without rows.
 void write_results(std::ostream& out, output_format fmt, const std::vector<pgq::result>& results);
 
+/// Writes results one at a time, in order, as write_results() does for a
+/// whole vector: for streaming output while later statements still run.
+class result_writer {
+ public:
+  /// `count` results will follow. With `always_list`, json wraps even a
+  /// single result in an outer array (for --params-file, whose shape must
+  /// not depend on the number of input lines).
+  result_writer(std::ostream& out, output_format fmt, std::size_t count, bool always_list = false);
+  /// The next result.
+  void write(const pgq::result& r);
+  /// The next statement failed (its error went to stderr): json writes
+  /// null in its place, other formats nothing.
+  void write_failed();
+  /// Closes the json array. Call once, after the last result.
+  void finish();
+
+ private:
+  void separate();
+
+  std::ostream& out_;
+  output_format fmt_;
+  bool list_;
+  std::size_t written_ = 0;
+  bool last_had_columns_ = false;
+};
+
 /// One result as an aligned table (exposed for tests).
 void write_table(std::ostream& out, const pgq::result& r);
 /// One result as CSV (RFC 4180; NULL is an empty unquoted field, an empty

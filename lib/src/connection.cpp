@@ -850,10 +850,14 @@ void driver::issue_server_cancel() {
   if (!cancel_) return;
   ++cancels_in_flight_;
   for (std::size_t i = 1; i < inflight_.size(); ++i) inflight_[i]->exposed = true;
-  asio::post(blocking_pool(), [c = cancel_, self = shared_from_this()] {
+  // The tracked executor counts as work: the caller's io_context::run()
+  // does not return (and the context is not destroyed under us) while the
+  // cancel request is still on its way to the server.
+  auto work = asio::prefer(ex_, asio::execution::outstanding_work.tracked);
+  asio::post(blocking_pool(), [c = cancel_, self = shared_from_this(), work = std::move(work)] {
     char errbuf[256];
     PQcancel(c.get(), errbuf, sizeof errbuf);
-    asio::post(self->ex_, [self] { self->on_server_cancel_done(); });
+    asio::post(work, [self] { self->on_server_cancel_done(); });
   });
 }
 

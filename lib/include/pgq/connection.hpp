@@ -58,6 +58,13 @@ class batch {
     items_.push_back(item{std::move(sql), detail::make_params(args...)});
     return *this;
   }
+  /// Appends a statement with parameters already encoded, for callers
+  /// whose number of parameters is known only at run time (the CLI's bench
+  /// scripts).
+  batch& add_params(std::string sql, detail::param_set params) {
+    items_.push_back(item{std::move(sql), std::move(params)});
+    return *this;
+  }
   std::size_t size() const noexcept { return items_.size(); }
   bool empty() const noexcept { return items_.empty(); }
 
