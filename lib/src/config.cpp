@@ -4,8 +4,43 @@
 #include <libpq-fe.h>
 
 #include <memory>
+#include <string>
+#include <vector>
 
 namespace pgq {
+
+namespace {
+
+// The password-looking parts of a connection string: the password of a
+// URI's user info, and the value of every "password" parameter.
+std::vector<std::string> secrets_in(std::string_view text) {
+  std::vector<std::string> out;
+  const auto scheme = text.find("://");
+  if (scheme != std::string_view::npos) {
+    const auto start = scheme + 3;
+    const auto end = text.find_first_of("/?", start);
+    const std::string_view authority = text.substr(start, end == std::string_view::npos ? end : end - start);
+    const auto at = authority.rfind('@');
+    if (at != std::string_view::npos) {
+      const auto colon = authority.substr(0, at).find(':');
+      if (colon != std::string_view::npos) out.emplace_back(authority.substr(colon + 1, at - colon - 1));
+    }
+  }
+  for (auto p = text.find("password"); p != std::string_view::npos; p = text.find("password", p + 1)) {
+    auto v = p + 8;
+    while (v < text.size() && (text[v] == ' ' || text[v] == '\t')) ++v;
+    if (v >= text.size() || text[v] != '=') continue;
+    ++v;
+    while (v < text.size() && (text[v] == ' ' || text[v] == '\t')) ++v;
+    if (v < text.size() && text[v] == '\'') ++v;
+    auto e = v;
+    while (e < text.size() && text[e] != '&' && text[e] != ' ' && text[e] != '\'' && text[e] != '\t') ++e;
+    out.emplace_back(text.substr(v, e - v));
+  }
+  return out;
+}
+
+}  // namespace
 
 conninfo conninfo::parse(std::string_view text) {
   const std::string s(text);
@@ -15,6 +50,13 @@ conninfo conninfo::parse(std::string_view text) {
     std::string msg = err != nullptr ? err : "out of memory";
     if (err != nullptr) PQfreemem(err);
     while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+    // libpq quotes the text it could not parse, password included.
+    for (const std::string& secret : secrets_in(text)) {
+      if (secret.empty()) continue;
+      for (auto p = msg.find(secret); p != std::string::npos; p = msg.find(secret, p + 8)) {
+        msg.replace(p, secret.size(), "********");
+      }
+    }
     throw sql_error(errc::bad_conninfo, "invalid connection string: " + msg);
   }
   std::unique_ptr<PQconninfoOption, decltype(&PQconninfoFree)> guard(opts, &PQconninfoFree);

@@ -71,7 +71,6 @@ asio::thread_pool& blocking_pool() {
   return pool;
 }
 
-void ignore_notice(void*, const char*) {}
 
 std::vector<std::string> split_list(std::string_view s) {
   std::vector<std::string> out;
@@ -357,7 +356,9 @@ asio::awaitable<void> driver::connect_steps(std::string text, connect_options op
   conn_ = PQconnectStartParams(keys.data(), values.data(), 0);
   if (conn_ == nullptr) throw std::bad_alloc();
   if (PQstatus(conn_) == CONNECTION_BAD) throw sql_error(errc::connect_failed, conn_error(conn_));
-  PQsetNoticeProcessor(conn_, &ignore_notice, nullptr);
+  farewell_.clear();
+  lost_reason_.clear();
+  PQsetNoticeReceiver(conn_, &driver::note_notice, this);
 
   PostgresPollingStatusType st = PGRES_POLLING_WRITING;
   while (st != PGRES_POLLING_OK) {
@@ -386,6 +387,22 @@ asio::awaitable<void> driver::connect_steps(std::string text, connect_options op
   arm_read();
 }
 
+void driver::note_notice(void* self, const pg_result* res) {
+  const char* severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+  if (severity == nullptr) return;
+  const std::string_view sv(severity);
+  if (sv == "FATAL" || sv == "PANIC") {
+    static_cast<driver*>(self)->farewell_ = trim_message(PQresultErrorMessage(res));
+  }
+}
+
+sql_error driver::not_open_error(std::string_view sql) const {
+  if (!lost_reason_.empty()) {
+    return sql_error(errc::connection_lost, "the connection was lost: " + lost_reason_, std::string(sql));
+  }
+  return sql_error(errc::not_connected, "the connection is not open", std::string(sql));
+}
+
 void driver::enqueue(std::string_view sql, param_set params, result_handler handler) {
   auto req = std::make_unique<request>();
   req->id = next_id_++;
@@ -395,9 +412,7 @@ void driver::enqueue(std::string_view sql, param_set params, result_handler hand
   // (it copies from an lvalue through its converting constructor): swap.
   req->handler.swap(handler);
   if (!is_open()) {
-    complete(*req, std::make_exception_ptr(sql_error(errc::not_connected, "the connection is not open",
-                                                     std::string(sql))),
-             {});
+    complete(*req, std::make_exception_ptr(not_open_error(sql)), {});
     return;
   }
   if (is_copy_via_client(sql)) {
@@ -435,9 +450,7 @@ std::vector<std::uint64_t> driver::enqueue_batch(
     req->handler.swap(h);
     ids.push_back(req->id);
     if (!is_open()) {
-      complete(*req, std::make_exception_ptr(sql_error(errc::not_connected, "the connection is not open",
-                                                       std::string(req->sql))),
-               {});
+      complete(*req, std::make_exception_ptr(not_open_error(req->sql)), {});
       continue;
     }
     start(std::move(req));
@@ -882,7 +895,6 @@ void driver::send_waiting() {
   if (sent) flush();
 }
 
-
 void driver::enqueue_stream(std::string sql, param_set params, std::shared_ptr<stream_state> st) {
   auto req = std::make_unique<request>();
   req->id = next_id_++;
@@ -892,9 +904,7 @@ void driver::enqueue_stream(std::string sql, param_set params, std::shared_ptr<s
   req->params = std::move(params);
   req->stream = st;
   if (!is_open()) {
-    complete(*req, std::make_exception_ptr(sql_error(errc::not_connected, "the connection is not open",
-                                                     req->owned_sql)),
-             {});
+    complete(*req, std::make_exception_ptr(not_open_error(req->owned_sql)), {});
     return;
   }
   if (is_copy_via_client(req->sql)) {
@@ -1086,8 +1096,22 @@ void driver::next_notification(notification_handler h) {
   take_notifications();
 }
 
-void driver::fail_all(errc why, const std::string& message) noexcept {
+void driver::fail_all(errc why, const std::string& given) noexcept {
   open_.store(false, std::memory_order_release);
+  std::string message = given;
+  if (why == errc::connection_lost) {
+    try {
+      // The server's own reason first: "terminating connection due to
+      // idle-in-transaction timeout" says more than "server closed the
+      // connection unexpectedly".
+      if (!farewell_.empty() && message.find(farewell_) == std::string::npos) {
+        message = farewell_ + " (" + message + ")";
+      }
+      if (lost_reason_.empty()) lost_reason_ = message;
+    } catch (...) {
+      // Out of memory: report libpq's message alone.
+    }
+  }
   auto fail = [&](std::deque<std::unique_ptr<request>>& q) {
     while (!q.empty()) {
       std::unique_ptr<request> req = std::move(q.front());

@@ -3,10 +3,14 @@
 #include <catch2/catch.hpp>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
+#include <stdexcept>
 #include <exception>
 #include <unistd.h>
 
@@ -43,6 +47,93 @@ asio::awaitable<pgq::connection> connect() {
 std::string unique_name(const std::string& prefix) {
   static std::atomic<int> counter{0};
   return prefix + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
+}
+
+}  // namespace pgq_test
+
+namespace pgq_test {
+
+std::string run_command(const std::string& command) {
+  std::string out;
+  FILE* p = ::popen(command.c_str(), "r");
+  if (p == nullptr) throw std::runtime_error("could not run: " + command);
+  char buf[4096];
+  std::size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  const int status = ::pclose(p);
+  if (status != 0) {
+    throw std::runtime_error("command failed (status " + std::to_string(status) + "): " + command);
+  }
+  return out;
+}
+
+std::string scripts_dir() { return PGQ_SOURCE_DIR "/scripts"; }
+
+scoped_server::scoped_server(std::string name, std::string extra_args) : name_(std::move(name)) {
+  std::string out = run_command(scripts_dir() + "/pg start --name " + name_ + " " + extra_args);
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  dsn_ = out;
+  if (dsn_.rfind("postgresql://", 0) != 0) {
+    throw std::runtime_error("scripts/pg start --name " + name_ + " printed no DSN: " + out);
+  }
+}
+
+scoped_server::~scoped_server() {
+  try {
+    run_command(scripts_dir() + "/pg stop --name " + name_);
+  } catch (const std::exception&) {
+    // Reported on stderr by the script; a destructor must not throw.
+  }
+}
+
+void scoped_server::restart() { run_command(scripts_dir() + "/pg restart --name " + name_); }
+
+std::string with_setting(const std::string& dsn, const std::string& key, const std::string& value) {
+  auto ci = pgq::conninfo::parse(dsn);
+  ci.set(key, value);
+  return ci.to_string();
+}
+
+asio::awaitable<void> pause(std::chrono::milliseconds d) {
+  asio::steady_timer t(co_await asio::this_coro::executor, d);
+  co_await t.async_wait(asio::use_awaitable);
+}
+
+asio::awaitable<void> check_pool_settled(const pgq::pool& pool, std::chrono::milliseconds limit) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  pgq::pool_stats s = pool.stats();
+  while ((s.in_use != 0 || s.waiting != 0 || s.connecting != 0 || s.size != s.idle) &&
+         std::chrono::steady_clock::now() < until) {
+    co_await pause(std::chrono::milliseconds(10));
+    s = pool.stats();
+  }
+  INFO("pool: size " << s.size << " idle " << s.idle << " in use " << s.in_use << " connecting " << s.connecting
+                     << " waiting " << s.waiting << " created " << s.created << " closed broken "
+                     << s.closed_broken << " reset failed " << s.closed_reset_failed);
+  CHECK(s.in_use == 0);  // no leaked lease
+  CHECK(s.waiting == 0);
+  CHECK(s.connecting == 0);
+  CHECK(s.size == s.idle);
+  const std::uint64_t closed = s.closed_idle + s.closed_lifetime + s.closed_broken + s.closed_health_check +
+                               s.closed_reset_failed + s.closed_pool_closed;
+  CHECK(s.created == closed + s.size);
+}
+
+asio::awaitable<void> check_no_idle_in_transaction(pgq::connection& observer, const std::string& app,
+                                                   std::chrono::milliseconds limit) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  std::int64_t n = 0;
+  while (true) {
+    auto r = co_await observer.query(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 "
+        "AND state IN ('idle in transaction', 'idle in transaction (aborted)')",
+        app);
+    n = r[0].get<std::int64_t>(0);
+    if (n == 0 || std::chrono::steady_clock::now() >= until) break;
+    co_await pause(std::chrono::milliseconds(20));
+  }
+  INFO("backends of " << app << " left idle in transaction");
+  CHECK(n == 0);
 }
 
 }  // namespace pgq_test

@@ -34,3 +34,50 @@ asio::awaitable<pgq::connection> connect();
 std::string unique_name(const std::string& prefix);
 
 }  // namespace pgq_test
+
+namespace pgq_test {
+
+/// Runs `command` with /bin/sh, returns its stdout; throws std::runtime_error
+/// naming the command when it exits non-zero. Blocks: call it from a thread
+/// other than the event loop's when the loop must keep running.
+std::string run_command(const std::string& command);
+
+/// The repository's scripts/ directory (to start servers of our own).
+std::string scripts_dir();
+
+/// A throwaway server of its own (`scripts/pg start --name NAME ARGS`),
+/// stopped and deleted when destroyed. For tests that restart a server or
+/// need one configured differently from the shared one.
+class scoped_server {
+ public:
+  scoped_server(std::string name, std::string extra_args = {});
+  ~scoped_server();
+  scoped_server(const scoped_server&) = delete;
+  scoped_server& operator=(const scoped_server&) = delete;
+
+  const std::string& dsn() const noexcept { return dsn_; }
+  /// `scripts/pg restart`: a fast restart (sessions are cut). Blocks.
+  void restart();
+
+ private:
+  std::string name_;
+  std::string dsn_;
+};
+
+/// `dsn` with `key` set to `value` (conninfo or URI in, conninfo out).
+std::string with_setting(const std::string& dsn, const std::string& key, const std::string& value);
+
+/// Waits up to `limit` for the pool to settle (no lease out, nobody waiting,
+/// nothing connecting), then checks that its statistics add up: every
+/// connection created is either open or counted as closed for a reason.
+asio::awaitable<void> check_pool_settled(const pgq::pool& pool, std::chrono::milliseconds limit = 5s);
+
+/// Waits up to `limit` until no backend with `application_name` = `app` is
+/// `idle in transaction`, then checks that none is.
+asio::awaitable<void> check_no_idle_in_transaction(pgq::connection& observer, const std::string& app,
+                                                   std::chrono::milliseconds limit = 5s);
+
+/// Sleeps on the current executor.
+asio::awaitable<void> pause(std::chrono::milliseconds d);
+
+}  // namespace pgq_test

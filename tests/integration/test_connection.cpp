@@ -427,3 +427,37 @@ TEST_CASE("with_timeout fails a slow query with errc::timeout and keeps the conn
     CHECK(r[0].get<int>(0) == 7);
   });
 }
+
+TEST_CASE("with_timeout passes an operation's own failure on at once, not as a timeout", "[faults][timeout]") {
+  run([]() -> asio::awaitable<void> {
+    auto conn = co_await connect();
+    auto start = std::chrono::steady_clock::now();
+    try {
+      co_await pgq::with_timeout(conn.query("SELEC 1"), std::chrono::seconds(3));
+      FAIL("no error");
+    } catch (const pgq::sql_error& e) {
+      CHECK(e.sqlstate() == "42601");
+    }
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(1));
+    auto observer = co_await connect();
+    co_await observer.query("SELECT pg_terminate_backend($1::int4)", conn.backend_pid());
+    start = std::chrono::steady_clock::now();
+    try {
+      co_await pgq::with_timeout(conn.query("SELECT 1"), std::chrono::seconds(3));
+      FAIL("no error");
+    } catch (const pgq::sql_error& e) {
+      CHECK(pgq::is_fatal(e.code()));
+      CHECK(e.code() != pgq::errc::timeout);
+    }
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(1));
+    // A void operation too, and a success passes its value on.
+    auto value = co_await pgq::with_timeout(observer.query("SELECT 42"), std::chrono::seconds(3));
+    CHECK(value[0].get<int>(0) == 42);
+    try {
+      co_await pgq::with_timeout(pause(std::chrono::milliseconds(5000)), std::chrono::milliseconds(50));
+      FAIL("no timeout");
+    } catch (const pgq::sql_error& e) {
+      CHECK(e.code() == pgq::errc::timeout);
+    }
+  });
+}

@@ -204,6 +204,7 @@ class driver : public std::enable_shared_from_this<driver> {
   void on_server_cancel_done();
   void send_waiting();
   void fail_all(errc why, const std::string& message) noexcept;
+  sql_error not_open_error(std::string_view sql) const;
   void complete(request& req, std::exception_ptr ep, result res);
   void after_drain();
   void wake_stream(stream_state& st);
@@ -241,6 +242,13 @@ class driver : public std::enable_shared_from_this<driver> {
   std::size_t notifications_dropped_ = 0;
   bool writing_ = false;
   bool connect_timed_out_ = false;
+  // The server's last FATAL message (it says why it ends the session, e.g.
+  // an idle-in-transaction timeout; libpq hands it to the notice receiver
+  // when no request is running), and why the connection was lost: requests
+  // made after the loss are told that, not just "not open".
+  std::string farewell_;
+  std::string lost_reason_;
+  static void note_notice(void* self, const pg_result* res);
   int cancels_in_flight_ = 0;
   std::uint64_t next_id_ = 1;
   std::deque<std::unique_ptr<request>> waiting_;   // not yet handed to libpq
