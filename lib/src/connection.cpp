@@ -1155,6 +1155,13 @@ void driver::close(errc why) noexcept {
 
 }  // namespace detail
 
+// Out of line: GCC 12 inlines the small_vector moves into coroutine frames
+// and then warns (-Wstringop-overread) about sizes it cannot know.
+batch& batch::add_params(std::string sql, detail::param_set params) {
+  items_.push_back(item{std::move(sql), std::move(params)});
+  return *this;
+}
+
 connection::connection(executor_type ex) : drv_(std::make_shared<detail::driver>(ex)) {}
 
 connection::~connection() {

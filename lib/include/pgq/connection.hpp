@@ -55,16 +55,12 @@ class batch {
   /// Appends a statement with bound parameters.
   template <class... Args>
   batch& add(std::string sql, const Args&... args) {
-    items_.push_back(item{std::move(sql), detail::make_params(args...)});
-    return *this;
+    return add_params(std::move(sql), detail::make_params(args...));
   }
   /// Appends a statement with parameters already encoded, for callers
   /// whose number of parameters is known only at run time (the CLI's bench
   /// scripts).
-  batch& add_params(std::string sql, detail::param_set params) {
-    items_.push_back(item{std::move(sql), std::move(params)});
-    return *this;
-  }
+  batch& add_params(std::string sql, detail::param_set params);
   std::size_t size() const noexcept { return items_.size(); }
   bool empty() const noexcept { return items_.empty(); }
 
