@@ -83,8 +83,9 @@ TEST_CASE("stream: breaking out early cancels the rest; the connection goes on",
     const auto start = std::chrono::steady_clock::now();
     {
       // Far more rows than anyone reads, slow to produce: only a cancel on
-      // the server ends it quickly.
-      auto rows = co_await conn.stream("SELECT i, pg_sleep(0.001) FROM generate_series(1, 1000000) i");
+      // the server ends it quickly. (Wide rows: the server sends in 8 kB
+      // writes, so narrow slow rows would take seconds to show up at all.)
+      auto rows = co_await conn.stream("SELECT i, repeat('x', 2000), pg_sleep(0.001) FROM generate_series(1, 1000000) i");
       int n = 0;
       while (auto r = co_await rows.next()) {
         if (++n == 10) break;
@@ -112,11 +113,12 @@ asio::awaitable<void> read_all(pgq::row_stream* rows, int* read) {
 TEST_CASE("stream: cancelling next() (a timeout) stops the statement on the server", "[stream]") {
   run([]() -> asio::awaitable<void> {
     auto conn = co_await connect();
-    auto rows = co_await conn.stream("SELECT i, pg_sleep(0.01) FROM generate_series(1, 100000) i");
+    // Wide rows: the server flushes every 8 kB, here every few rows.
+    auto rows = co_await conn.stream("SELECT i, repeat('x', 2000), pg_sleep(0.01) FROM generate_series(1, 100000) i");
     int read = 0;
     std::string error;
     try {
-      // The rows come one per 10 ms: the timeout finds next() waiting.
+      // The rows come a few per 10 ms: the timeout finds next() waiting.
       co_await pgq::with_timeout(read_all(&rows, &read), std::chrono::milliseconds(300));
     } catch (const pgq::sql_error& e) {
       error = e.code() == pgq::errc::timeout ? "timeout" : e.code() == pgq::errc::cancelled ? "cancelled" : e.what();
