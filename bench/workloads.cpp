@@ -5,16 +5,24 @@
 //   W3  the point select on one connection with D queries in flight.
 //   W4  N times a 100,000-row result (int, text, numeric, timestamptz), every
 //       value decoded (pgq: binary results after the first run; libpq: text).
+//   W5  N rows (int, text, float8) into an unlogged table: W5c by COPY, W5i by
+//       multi-row INSERTs (R rows each) in one transaction, W5p by single-row
+//       INSERTs pipelined in one transaction; W5o reads them back by COPY TO.
+//   stream / result (pgq only): N rows (int, text, float8) read with
+//       conn.stream() / as one pgq::result, for the peak-RSS figure.
 //
 // --impl pgq runs them with pgq's coroutines; --impl libpq with the loops
 // libpq users (and pgbench) write: blocking PQexecPrepared for W1, a poll()
-// loop over non-blocking connections for W2, pipeline mode for W3. Every
+// loop over non-blocking connections for W2, pipeline mode for W3 and W5p,
+// PQputCopyData / PQgetCopyData for W5c / W5o. Every
 // value is decoded and checked. Prints one JSON line. See bench/README.md.
 
 #include <pgq/connection.hpp>
+#include <pgq/copy.hpp>
 #include <pgq/error.hpp>
 #include <pgq/pool.hpp>
 #include <pgq/result.hpp>
+#include <pgq/stream.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -27,6 +35,7 @@
 #include <poll.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cstdint>
@@ -59,6 +68,7 @@ struct bench_options {
   int scale = 1;
   bool json = false;
   bool single_thread_pool = false;  // W2: pool_options::strand_per_connection = false
+  std::uint64_t rows_per_insert = 1000;  // W5i
 };
 
 struct measurement {
@@ -66,6 +76,12 @@ struct measurement {
   double seconds = 0;
   double cpu_seconds = 0;
 };
+
+long max_rss_kib() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss;  // KiB on Linux
+}
 
 double cpu_now() {
   rusage ru{};
@@ -92,6 +108,70 @@ class stopwatch {
 };
 
 [[noreturn]] void fail(const std::string& what) { throw std::runtime_error(what); }
+
+
+// ------------------------------------------------------------------ W5 data
+
+// Row i of every W5 workload and of the streams: (i, 'row <i>', i * 0.25).
+constexpr std::string_view w5_copy_in_sql = "COPY pgq_bench_w5 (i, t, f) FROM STDIN";
+constexpr std::string_view w5_copy_in_binary_sql = "COPY pgq_bench_w5 (i, t, f) FROM STDIN (FORMAT binary)";
+constexpr std::string_view w5_copy_out_sql = "COPY pgq_bench_w5 (i, t, f) TO STDOUT";
+constexpr std::string_view w5_insert_one_sql = "INSERT INTO pgq_bench_w5 (i, t, f) VALUES ($1, $2, $3)";
+constexpr std::string_view rows_sql = "SELECT i, 'row ' || i, i * 0.25::float8 FROM generate_series(1, $1) i";
+
+void append_number(std::string& out, std::uint64_t v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
+
+void append_label(std::string& out, std::uint64_t i) {
+  out += "row ";
+  append_number(out, i);
+}
+
+double row_float(std::uint64_t i) { return static_cast<double>(i) * 0.25; }
+
+void append_float(std::string& out, double v) {
+  char buf[32];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
+
+// Row i in COPY's text format: what the libpq loop sends and what the file
+// for `psql \copy` holds.
+void append_copy_row(std::string& out, std::uint64_t i) {
+  append_number(out, i);
+  out += '\t';
+  append_label(out, i);
+  out += '\t';
+  append_float(out, row_float(i));
+  out += '\n';
+}
+
+// True when `label` is "row <i>".
+bool label_is(std::string_view label, std::uint64_t i) {
+  if (label.size() < 5 || label.substr(0, 4) != "row ") return false;
+  std::uint64_t v = 0;
+  auto [p, ec] = std::from_chars(label.data() + 4, label.data() + label.size(), v);
+  return ec == std::errc() && p == label.data() + label.size() && v == i;
+}
+
+// "INSERT INTO pgq_bench_w5 (i, t, f) VALUES ($1, $2, $3), ($4, $5, $6), ..."
+std::string multi_insert_sql(std::uint64_t rows) {
+  std::string s = "INSERT INTO pgq_bench_w5 (i, t, f) VALUES ";
+  for (std::uint64_t r = 0; r < rows; ++r) {
+    if (r > 0) s += ", ";
+    s += "($";
+    append_number(s, 3 * r + 1);
+    s += ", $";
+    append_number(s, 3 * r + 2);
+    s += ", $";
+    append_number(s, 3 * r + 3);
+    s += ')';
+  }
+  return s;
+}
 
 // ------------------------------------------------------------------ pgq
 
@@ -253,6 +333,147 @@ asio::awaitable<void> pgq_w2_direct(bench_options o, measurement* out) {
   *out = co_await timed_point_selects(targets, o.connections, o);
 }
 
+// W5c: write_row() per row, as an application copying its own values would;
+// W5cb: the same in COPY's binary format.
+asio::awaitable<void> pgq_w5_copy_in(bench_options o, measurement* out) {
+  pgq::connection conn(co_await asio::this_coro::executor);
+  co_await conn.connect(o.dsn);
+  const std::string_view sql = o.workload == "W5cb" ? w5_copy_in_binary_sql : w5_copy_in_sql;
+  stopwatch sw;
+  sw.start();
+  pgq::copy_writer w = co_await conn.copy_in(sql);
+  std::string label;
+  for (std::uint64_t i = 1; i <= o.queries; ++i) {
+    label.clear();
+    append_label(label, i);
+    const int id = static_cast<int>(i);
+    const double f = row_float(i);
+    co_await w.write_row(id, label, f);
+  }
+  const std::uint64_t copied = co_await w.finish();
+  *out = sw.stop(o.queries);
+  if (copied != o.queries) fail("W5c: the server took " + std::to_string(copied) + " rows");
+  conn.close();
+}
+
+// W5i: multi-row INSERTs of o.rows_per_insert rows, all in one transaction.
+asio::awaitable<void> pgq_w5_batched(bench_options o, measurement* out) {
+  pgq::connection conn(co_await asio::this_coro::executor);
+  co_await conn.connect(o.dsn);
+  const std::string full_sql = multi_insert_sql(o.rows_per_insert);
+  stopwatch sw;
+  sw.start();
+  co_await conn.execute("BEGIN");
+  std::string label;
+  for (std::uint64_t first = 1; first <= o.queries; first += o.rows_per_insert) {
+    const std::uint64_t rows = std::min(o.rows_per_insert, o.queries - first + 1);
+    const std::string tail_sql = rows == o.rows_per_insert ? std::string() : multi_insert_sql(rows);
+    pgq::detail::param_set params;
+    for (std::uint64_t i = first; i < first + rows; ++i) {
+      label.clear();
+      append_label(label, i);
+      params.add(static_cast<int>(i));
+      params.add(std::string_view(label));
+      params.add(row_float(i));
+    }
+    const std::string_view sql = rows == o.rows_per_insert ? std::string_view(full_sql) : std::string_view(tail_sql);
+    const std::uint64_t n = co_await conn.execute_params(sql, std::move(params));
+    if (n != rows) fail("W5i: INSERT inserted " + std::to_string(n) + " rows");
+  }
+  co_await conn.execute("COMMIT");
+  *out = sw.stop(o.queries);
+  conn.close();
+}
+
+// One of W5p's coroutines: rows first, first + step, ... up to last.
+asio::awaitable<void> insert_worker(pgq::connection* conn, std::uint64_t first, std::uint64_t step,
+                                    std::uint64_t last, join_state* join) {
+  std::exception_ptr error;
+  try {
+    std::string label;
+    for (std::uint64_t i = first; i <= last; i += step) {
+      label.clear();
+      append_label(label, i);
+      const int id = static_cast<int>(i);
+      const double f = row_float(i);
+      const std::uint64_t n = co_await conn->execute(w5_insert_one_sql, id, label, f);
+      if (n != 1) fail("W5p: INSERT did not insert one row");
+    }
+  } catch (...) {
+    error = std::current_exception();
+  }
+  join->done(error);
+}
+
+// W5p: single-row INSERTs from o.depth coroutines on one connection (pgq
+// pipelines them), between BEGIN and COMMIT.
+asio::awaitable<void> pgq_w5_pipelined(bench_options o, measurement* out) {
+  auto ex = co_await asio::this_coro::executor;
+  pgq::connection conn(ex);
+  co_await conn.connect(o.dsn);
+  stopwatch sw;
+  sw.start();
+  co_await conn.execute("BEGIN");
+  join_state join(ex);
+  join.remaining = o.depth;
+  for (std::size_t k = 0; k < o.depth; ++k)
+    asio::co_spawn(ex, insert_worker(&conn, k + 1, o.depth, o.queries, &join), asio::detached);
+  co_await join.wait();
+  co_await conn.execute("COMMIT");
+  *out = sw.stop(o.queries);
+  conn.close();
+}
+
+// W5o: COPY TO STDOUT, every row counted.
+asio::awaitable<void> pgq_w5_copy_out(bench_options o, measurement* out) {
+  pgq::connection conn(co_await asio::this_coro::executor);
+  co_await conn.connect(o.dsn);
+  std::uint64_t lines = 0, bytes = 0;
+  auto count = [&lines, &bytes](std::string_view row) {
+    ++lines;
+    bytes += row.size();
+  };
+  stopwatch sw;
+  sw.start();
+  const std::uint64_t rows = co_await conn.copy_out(w5_copy_out_sql, count);
+  *out = sw.stop(o.queries);
+  if (rows != o.queries || lines != o.queries || bytes < 10 * lines)
+    fail("W5o: " + std::to_string(lines) + " lines, the server said " + std::to_string(rows));
+  conn.close();
+}
+
+// stream / result: the same N rows read row by row, or as one result; every
+// value decoded and checked.
+asio::awaitable<void> pgq_rows(bench_options o, measurement* out) {
+  pgq::connection conn(co_await asio::this_coro::executor);
+  co_await conn.connect(o.dsn);
+  const int n = static_cast<int>(o.queries);
+  std::uint64_t count = 0, wrong = 0;
+  stopwatch sw;
+  sw.start();
+  if (o.workload == "stream") {
+    pgq::row_stream rows = co_await conn.stream(rows_sql, n);
+    while (auto r = co_await rows.next()) {
+      ++count;
+      if (r->get<int>(0) != static_cast<int>(count) || !label_is(r->get<std::string_view>(1), count) ||
+          r->get<double>(2) != row_float(count))
+        ++wrong;
+    }
+  } else {
+    pgq::result all = co_await conn.query(rows_sql, n);
+    for (auto r : all) {
+      ++count;
+      if (r.get<int>(0) != static_cast<int>(count) || !label_is(r.get<std::string_view>(1), count) ||
+          r.get<double>(2) != row_float(count))
+        ++wrong;
+    }
+  }
+  *out = sw.stop(count);
+  if (count != o.queries || wrong != 0)
+    fail(o.workload + ": " + std::to_string(count) + " rows, " + std::to_string(wrong) + " wrong");
+  conn.close();
+}
+
 measurement run_pgq(const bench_options& o) {
   asio::io_context ctx(1);
   measurement m;
@@ -266,6 +487,16 @@ measurement run_pgq(const bench_options& o) {
     asio::co_spawn(ctx, pgq_w2(o, &m), on_done);
   } else if (o.workload == "W2d") {
     asio::co_spawn(ctx, pgq_w2_direct(o, &m), on_done);
+  } else if (o.workload == "W5c" || o.workload == "W5cb") {
+    asio::co_spawn(ctx, pgq_w5_copy_in(o, &m), on_done);
+  } else if (o.workload == "W5i") {
+    asio::co_spawn(ctx, pgq_w5_batched(o, &m), on_done);
+  } else if (o.workload == "W5p") {
+    asio::co_spawn(ctx, pgq_w5_pipelined(o, &m), on_done);
+  } else if (o.workload == "W5o") {
+    asio::co_spawn(ctx, pgq_w5_copy_out(o, &m), on_done);
+  } else if (o.workload == "stream" || o.workload == "result") {
+    asio::co_spawn(ctx, pgq_rows(o, &m), on_done);
   } else {
     asio::co_spawn(ctx, pgq_w3(o, &m), on_done);
   }
@@ -506,10 +737,219 @@ measurement libpq_w4(const bench_options& o) {
   return m;
 }
 
+void pq_exec(PGconn* c, const std::string& sql) {
+  PGresult* r = PQexec(c, sql.c_str());
+  const ExecStatusType st = PQresultStatus(r);
+  PQclear(r);
+  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) fail(sql + ": " + PQerrorMessage(c));
+}
+
+// Takes the result of a finished command: COMMAND_OK with `rows` rows.
+void pq_expect_rows(PGconn* c, PGresult* r, std::uint64_t rows, const char* what) {
+  const bool ok = PQresultStatus(r) == PGRES_COMMAND_OK && std::strtoull(PQcmdTuples(r), nullptr, 10) == rows;
+  PQclear(r);
+  if (!ok) fail(std::string(what) + ": " + PQerrorMessage(c));
+}
+
+// Empties the W5 table (made on first use); with `fill`, puts rows 1..fill
+// in it. Never timed.
+void w5_prepare_table(const std::string& dsn, std::uint64_t fill) {
+  conn_ptr c = pq_connect(dsn);
+  pq_exec(c.get(), "SET client_min_messages = warning");
+  pq_exec(c.get(),
+          "CREATE UNLOGGED TABLE IF NOT EXISTS pgq_bench_w5 (i int NOT NULL, t text NOT NULL, f float8 NOT NULL)");
+  pq_exec(c.get(), "TRUNCATE pgq_bench_w5");
+  if (fill > 0) {
+    pq_exec(c.get(), "INSERT INTO pgq_bench_w5 SELECT i, 'row ' || i, i * 0.25::float8 FROM generate_series(1, " +
+                         std::to_string(fill) + ") i");
+    pq_exec(c.get(), "VACUUM pgq_bench_w5");  // hint bits set: COPY TO only reads
+  }
+}
+
+// Checks that the W5 table holds exactly the rows 1..n, each as written.
+void w5_verify(const std::string& dsn, std::uint64_t n) {
+  conn_ptr c = pq_connect(dsn);
+  PGresult* r = PQexec(c.get(),
+                       "SELECT count(*), count(DISTINCT i), coalesce(min(i), 0), coalesce(max(i), 0), "
+                       "count(*) FILTER (WHERE t <> 'row ' || i OR f <> i * 0.25::float8) FROM pgq_bench_w5");
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    PQclear(r);
+    fail(std::string("check: ") + PQerrorMessage(c.get()));
+  }
+  auto field = [r](int col) { return std::strtoull(PQgetvalue(r, 0, col), nullptr, 10); };
+  const std::uint64_t count = field(0), distinct = field(1), lo = field(2), hi = field(3), wrong = field(4);
+  PQclear(r);
+  if (count != n || distinct != n || (n > 0 && (lo != 1 || hi != n)) || wrong != 0)
+    fail("check: the table holds " + std::to_string(count) + " rows (" + std::to_string(distinct) +
+         " distinct, " + std::to_string(lo) + ".." + std::to_string(hi) + ", " + std::to_string(wrong) +
+         " wrong), expected 1.." + std::to_string(n));
+}
+
+// W5c: the COPY text built by hand, sent in 64 KiB PQputCopyData calls.
+measurement libpq_w5_copy_in(const bench_options& o) {
+  conn_ptr conn = pq_connect(o.dsn);
+  PGconn* c = conn.get();
+  const std::string sql(w5_copy_in_sql);
+  stopwatch sw;
+  sw.start();
+  PGresult* r = PQexec(c, sql.c_str());
+  const bool copying = PQresultStatus(r) == PGRES_COPY_IN;
+  PQclear(r);
+  if (!copying) fail(std::string("W5c: ") + PQerrorMessage(c));
+  std::string buf;
+  buf.reserve(64 * 1024 + 128);
+  for (std::uint64_t i = 1; i <= o.queries; ++i) {
+    append_copy_row(buf, i);
+    if (buf.size() >= 64 * 1024) {
+      if (PQputCopyData(c, buf.data(), static_cast<int>(buf.size())) != 1) fail(PQerrorMessage(c));
+      buf.clear();
+    }
+  }
+  if (!buf.empty() && PQputCopyData(c, buf.data(), static_cast<int>(buf.size())) != 1) fail(PQerrorMessage(c));
+  if (PQputCopyEnd(c, nullptr) != 1) fail(PQerrorMessage(c));
+  pq_expect_rows(c, PQgetResult(c), o.queries, "W5c");
+  while (PGresult* extra = PQgetResult(c)) PQclear(extra);
+  return sw.stop(o.queries);
+}
+
+// The text parameters of rows first..first+rows-1 in `text`, pointed to by `values`.
+void text_params(std::uint64_t first, std::uint64_t rows, std::string& text, std::vector<std::size_t>& offsets,
+                 std::vector<const char*>& values) {
+  text.clear();
+  offsets.clear();
+  for (std::uint64_t i = first; i < first + rows; ++i) {
+    offsets.push_back(text.size());
+    append_number(text, i);
+    text += '\0';
+    offsets.push_back(text.size());
+    append_label(text, i);
+    text += '\0';
+    offsets.push_back(text.size());
+    append_float(text, row_float(i));
+    text += '\0';
+  }
+  values.resize(offsets.size());
+  for (std::size_t k = 0; k < offsets.size(); ++k) values[k] = text.data() + offsets[k];
+}
+
+// W5i: the same multi-row INSERTs, prepared once, text parameters.
+measurement libpq_w5_batched(const bench_options& o) {
+  conn_ptr conn = pq_connect(o.dsn);
+  PGconn* c = conn.get();
+  const std::string full_sql = multi_insert_sql(o.rows_per_insert);
+  std::string text;
+  std::vector<std::size_t> offsets;
+  std::vector<const char*> values;
+  stopwatch sw;
+  sw.start();
+  pq_exec(c, "BEGIN");
+  pq_prepare(c, "ins", full_sql);
+  for (std::uint64_t first = 1; first <= o.queries; first += o.rows_per_insert) {
+    const std::uint64_t rows = std::min(o.rows_per_insert, o.queries - first + 1);
+    text_params(first, rows, text, offsets, values);
+    const int n = static_cast<int>(values.size());
+    PGresult* r = rows == o.rows_per_insert
+                      ? PQexecPrepared(c, "ins", n, values.data(), nullptr, nullptr, 0)
+                      : PQexecParams(c, multi_insert_sql(rows).c_str(), n, nullptr, values.data(), nullptr, nullptr, 0);
+    pq_expect_rows(c, r, rows, "W5i");
+  }
+  pq_exec(c, "COMMIT");
+  return sw.stop(o.queries);
+}
+
+// W5p: single-row INSERTs in pipeline mode, a sync after each (as W3 and as
+// pgq do), up to o.depth in flight, between BEGIN and COMMIT.
+measurement libpq_w5_pipelined(const bench_options& o) {
+  conn_ptr conn = pq_connect(o.dsn);
+  PGconn* c = conn.get();
+  std::string text;
+  std::vector<std::size_t> offsets;
+  std::vector<const char*> values;
+  stopwatch sw;
+  sw.start();
+  pq_exec(c, "BEGIN");
+  pq_prepare(c, "ins1", w5_insert_one_sql);
+  PQsetnonblocking(c, 1);
+  if (!PQenterPipelineMode(c)) fail("cannot enter pipeline mode");
+  std::uint64_t sent = 0, done = 0;
+  std::size_t in_flight = 0;
+  bool want_write = false;
+  while (done < o.queries) {
+    bool sent_some = false;
+    while (in_flight < o.depth && sent < o.queries) {
+      ++sent;
+      text_params(sent, 1, text, offsets, values);
+      if (!PQsendQueryPrepared(c, "ins1", 3, values.data(), nullptr, nullptr, 0))
+        fail(std::string("send: ") + PQerrorMessage(c));
+      if (!PQpipelineSync(c)) fail(PQerrorMessage(c));
+      ++in_flight;
+      sent_some = true;
+    }
+    if (sent_some || want_write) want_write = PQflush(c) == 1;
+    pollfd pfd{PQsocket(c), short(POLLIN | (want_write ? POLLOUT : 0)), 0};
+    if (poll(&pfd, 1, -1) < 0) fail("poll");
+    if (want_write && (pfd.revents & POLLOUT)) want_write = PQflush(c) == 1;
+    if (!(pfd.revents & POLLIN)) continue;
+    if (!PQconsumeInput(c)) fail(PQerrorMessage(c));
+    while (in_flight > 0 && !PQisBusy(c)) {
+      PGresult* r = PQgetResult(c);
+      if (r == nullptr) continue;  // the end of one query's results
+      switch (PQresultStatus(r)) {
+        case PGRES_PIPELINE_SYNC:
+          --in_flight;
+          ++done;
+          PQclear(r);
+          break;
+        case PGRES_COMMAND_OK:
+          pq_expect_rows(c, r, 1, "W5p");
+          break;
+        default:
+          PQclear(r);
+          fail(PQerrorMessage(c));
+      }
+    }
+  }
+  if (!PQexitPipelineMode(c)) fail(std::string("exit pipeline mode: ") + PQerrorMessage(c));
+  PQsetnonblocking(c, 0);
+  pq_exec(c, "COMMIT");
+  return sw.stop(o.queries);
+}
+
+// W5o: PQgetCopyData row by row (libpq hands out one row per call).
+measurement libpq_w5_copy_out(const bench_options& o) {
+  conn_ptr conn = pq_connect(o.dsn);
+  PGconn* c = conn.get();
+  const std::string sql(w5_copy_out_sql);
+  std::uint64_t lines = 0, bytes = 0;
+  stopwatch sw;
+  sw.start();
+  PGresult* r = PQexec(c, sql.c_str());
+  const bool copying = PQresultStatus(r) == PGRES_COPY_OUT;
+  PQclear(r);
+  if (!copying) fail(std::string("W5o: ") + PQerrorMessage(c));
+  char* buf = nullptr;
+  int len = 0;
+  while ((len = PQgetCopyData(c, &buf, 0)) > 0) {
+    ++lines;
+    bytes += static_cast<std::uint64_t>(len);
+    PQfreemem(buf);
+  }
+  if (len != -1) fail(std::string("W5o: ") + PQerrorMessage(c));
+  pq_expect_rows(c, PQgetResult(c), o.queries, "W5o");
+  while (PGresult* extra = PQgetResult(c)) PQclear(extra);
+  measurement m = sw.stop(o.queries);
+  if (lines != o.queries || bytes < 10 * lines) fail("W5o: " + std::to_string(lines) + " lines");
+  return m;
+}
+
 measurement run_libpq(const bench_options& o) {
   if (o.workload == "W1") return libpq_w1(o);
   if (o.workload == "W4") return libpq_w4(o);
   if (o.workload == "W2") return libpq_w2(o);
+  if (o.workload == "W5c") return libpq_w5_copy_in(o);
+  if (o.workload == "W5i") return libpq_w5_batched(o);
+  if (o.workload == "W5p") return libpq_w5_pipelined(o);
+  if (o.workload == "W5o") return libpq_w5_copy_out(o);
   return libpq_w3(o);
 }
 
@@ -517,15 +957,26 @@ measurement run_libpq(const bench_options& o) {
 
 [[noreturn]] void usage(int status) {
   std::fprintf(status == 0 ? stdout : stderr,
-               "usage: pgq_bench_workloads --dsn DSN --workload W1|W2|W3|W4 --impl pgq|libpq\n"
-               "       [--queries N] [--connections C] [--depth D] [--scale S] [--json]\n"
+               "usage: pgq_bench_workloads --dsn DSN --workload W --impl pgq|libpq\n"
+               "       [--queries N] [--connections C] [--depth D] [--scale S] [--rows-per-insert R] [--json]\n"
                "  W1: N sequential SELECT 1 on one connection (default N 20000)\n"
                "  W2: N point selects over C connections, one in flight each (200000, 10)\n"
                "  W2d: W2 with one pgq::connection per worker instead of a pool (pgq only)\n"
                "  --no-strands: W2's pool without a strand per connection (one thread runs it)\n"
                "  W3: N point selects on one connection, D in flight (200000, 100)\n"
                "  W4: N times 100000 rows (int, text, numeric, timestamptz), every value decoded (50);\n"
-               "      reports rows, not queries\n");
+               "      reports rows, not queries\n"
+               "  W5c: N rows (int, text, float8) into the unlogged table pgq_bench_w5 by COPY (200000)\n"
+               "  W5cb: W5c in COPY's binary format (pgq only)\n"
+               "  W5i: the same rows by INSERTs of R rows (1000) each, in one transaction (200000)\n"
+               "  W5p: N single-row INSERTs, D in flight on one connection, in one transaction (50000)\n"
+               "  W5o: N rows out of pgq_bench_w5 by COPY TO STDOUT (200000)\n"
+               "      W5 workloads report rows; they empty (W5o: fill) the table first and check it after\n"
+               "  stream: N rows (int, text, float8) read with conn.stream() (pgq only, 10000000)\n"
+               "  result: the same rows read as one pgq::result (pgq only)\n"
+               "  copydata: print rows 1..N in COPY text format (for psql \\copy); no --dsn needed\n"
+               "  check: exit 0 if pgq_bench_w5 holds exactly rows 1..N, else 1\n"
+               "  The JSON also has max_rss_kib: the process's peak resident set (getrusage).\n");
   std::exit(status);
 }
 
@@ -554,28 +1005,60 @@ bench_options parse(int argc, char** argv) {
     else if (a == "--scale") o.scale = int(parse_number(value()));
     else if (a == "--json") o.json = true;
     else if (a == "--no-strands") o.single_thread_pool = true;
+    else if (a == "--rows-per-insert") o.rows_per_insert = parse_number(value());
     else if (a == "--help" || a == "-h") usage(0);
     else usage(2);
   }
-  if (o.workload == "W2d" && o.impl != "pgq") usage(2);
-  if (o.workload != "W1" && o.workload != "W2" && o.workload != "W2d" && o.workload != "W3" && o.workload != "W4")
-    usage(2);
+  static const std::string_view workloads[] = {"W1",  "W2",  "W2d",    "W3",     "W4",       "W5c",  "W5cb", "W5i",
+                                               "W5p", "W5o", "stream", "result", "copydata", "check"};
+  if (std::find(std::begin(workloads), std::end(workloads), o.workload) == std::end(workloads)) usage(2);
+  const bool pgq_only = o.workload == "W2d" || o.workload == "W5cb" || o.workload == "stream" || o.workload == "result";
+  if (pgq_only && o.impl != "pgq") usage(2);
   if (o.impl != "pgq" && o.impl != "libpq") usage(2);
-  if (o.queries == 0) o.queries = o.workload == "W1" ? 20000 : o.workload == "W4" ? 50 : 200000;
+  if ((o.workload == "copydata" || o.workload == "check") && o.queries == 0) usage(2);
+  if (o.queries == 0) {
+    if (o.workload == "W1") o.queries = 20000;
+    else if (o.workload == "W4") o.queries = 50;
+    else if (o.workload == "W5p") o.queries = 50000;
+    else if (o.workload == "stream" || o.workload == "result") o.queries = 10000000;
+    else o.queries = 200000;
+  }
+  if (o.workload.starts_with("W5") && o.queries > 2147483647) usage(2);  // the table's i is an int
   return o;
 }
 
 }  // namespace
 
+// copydata: rows 1..n on stdout in COPY text format.
+int print_copy_data(std::uint64_t n) {
+  std::string buf;
+  for (std::uint64_t i = 1; i <= n; ++i) {
+    append_copy_row(buf, i);
+    if (buf.size() >= 64 * 1024 || i == n) {
+      if (std::fwrite(buf.data(), 1, buf.size(), stdout) != buf.size()) return 1;
+      buf.clear();
+    }
+  }
+  return std::fflush(stdout) == 0 ? 0 : 1;
+}
+
 int main(int argc, char** argv) {
   bench_options o = parse(argc, argv);
+  if (o.workload == "copydata") return print_copy_data(o.queries);
   if (o.dsn.empty()) {
     std::fprintf(stderr, "pgq_bench_workloads: no --dsn and no $PGQ_DSN\n");
     return 2;
   }
   measurement m;
   try {
+    if (o.workload == "check") {
+      w5_verify(o.dsn, o.queries);
+      return 0;
+    }
+    const bool w5 = o.workload.starts_with("W5");
+    if (w5) w5_prepare_table(o.dsn, o.workload == "W5o" ? o.queries : 0);
     m = o.impl == "pgq" ? run_pgq(o) : run_libpq(o);
+    if (w5 && o.workload != "W5o") w5_verify(o.dsn, o.queries);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "pgq_bench_workloads: %s %s: %s\n", o.workload.c_str(), o.impl.c_str(),
                  e.what());
@@ -587,8 +1070,8 @@ int main(int argc, char** argv) {
   // with the other benchmark.
   std::printf(
       "{\"workload\":\"%s\",\"impl\":\"%s\",\"queries\":%llu,\"seconds\":%.4f,\"qps\":%.1f,"
-      "\"cpu_us_per_query\":%.3f}\n",
+      "\"cpu_us_per_query\":%.3f,\"max_rss_kib\":%ld}\n",
       o.workload.c_str(), o.impl.c_str(), static_cast<unsigned long long>(m.queries), m.seconds,
-      qps, cpu_us);
+      qps, cpu_us, max_rss_kib());
   return 0;
 }
