@@ -306,9 +306,13 @@ void append_float(std::string& out, F v) {
     out.append(sci);
     return;
   }
-  std::string digits;
+  // The significant digits without the point (at most 17 for a double): a
+  // stack buffer, as this runs for every float of a COPY or a JSON render.
+  char digit_buf[32];
+  std::size_t n = 0;
   for (char c : body.substr(0, epos))
-    if (c != '.') digits += c;
+    if (c != '.' && n < sizeof digit_buf) digit_buf[n++] = c;
+  const std::string_view digits(digit_buf, n);
   if (neg) out += '-';
   if (exp < 0) {
     out += "0.";
@@ -321,9 +325,9 @@ void append_float(std::string& out, F v) {
     out += digits;
     out.append(int_len - digits.size(), '0');
   } else {
-    out.append(digits, 0, int_len);
+    out.append(digits.substr(0, int_len));
     out += '.';
-    out.append(digits, int_len);
+    out.append(digits.substr(int_len));
   }
 }
 
