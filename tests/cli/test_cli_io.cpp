@@ -230,7 +230,7 @@ TEST_CASE("copy: Ctrl-C aborts the COPY, commits nothing and exits 130", "[cli][
   server_value("DROP TABLE " + src() + ", " + dst());
 }
 
-TEST_CASE("listen: notifications arrive as NDJSON lines as they come; --count exits 0", "[cli][listen]") {
+TEST_CASE("listen: notifications arrive as NDJSON lines as they come, --count exits 0", "[cli][listen]") {
   const std::string plain = "pgq_cli_chan_" + std::to_string(::getpid());
   const std::string odd = "Odd \"Chan\" " + std::to_string(::getpid());
   child c({"listen", plain, odd, "--count", "2"});
