@@ -5,6 +5,8 @@
 // callback, which stores the exit code. Each subcommand registers itself
 // below; its implementation lives in its own cmd_*.cpp.
 #include "cmd_bench.hpp"
+#include "cmd_copy.hpp"
+#include "cmd_listen.hpp"
 #include "cmd_migrate.hpp"
 #include "cmd_sql.hpp"
 #include "common.hpp"
@@ -44,6 +46,8 @@ int main(int argc, char** argv) {
   cli::add_run_command(app, g, exit_code);
   cli::add_tx_command(app, g, exit_code);
   cli::add_bench_command(app, g, exit_code);
+  cli::add_listen_command(app, g, exit_code);
+  cli::add_copy_command(app, g, exit_code);
   cli::add_migrate_command(app, g.dsn, g.format, exit_code);
 
   try {

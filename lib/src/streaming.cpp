@@ -158,6 +158,10 @@ struct copy_state {
   enum class mode { idle, in, out };
   mode m = mode::idle;  // what the server is in, as far as we drive it
   bool held = false;    // we hold the connection (pipeline mode off)
+  // A COPY TO sent whose first answer has not come: the server sends
+  // CopyOutResponse only with its first buffer of rows, so a slow query
+  // can run for long before it; abandoned then, it must be cancelled.
+  bool out_pending = false;
 };
 
 void copy_escape_text(std::string& out, std::string_view value) {
@@ -291,7 +295,7 @@ asio::awaitable<void> clean_up(state_ptr st) {
   try {
     if (st->m == copy_state::mode::in) {
       co_await end_copy_in(st, "pgq: COPY abandoned");
-    } else if (st->m == copy_state::mode::out) {
+    } else if (st->m == copy_state::mode::out || st->out_pending) {
       st->d->cancel_running();
     }
     co_await drain_to_idle(st);
@@ -317,8 +321,10 @@ asio::awaitable<bool> copy_start(state_ptr st, ExecStatusType want) {
     if (PQstatus(c) == CONNECTION_BAD) lost(*st);
     throw sql_error(errc::protocol_error, detail::connection_error_message(c), st->statement);
   }
+  st->out_pending = want == PGRES_COPY_OUT;
   co_await flush_all(st);
   pg_result* r = co_await read_result(st);
+  st->out_pending = false;
   if (r == nullptr) throw sql_error(errc::protocol_error, "no result for the COPY statement", st->statement);
   const ExecStatusType status = PQresultStatus(r);
   if (status == want) {

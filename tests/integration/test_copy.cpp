@@ -218,6 +218,25 @@ TEST_CASE("copy: abort(), a writer dropped unfinished and a reader dropped early
   });
 }
 
+TEST_CASE("copy: a copy_out() cancelled before its first row cancels the query on the server", "[copy]") {
+  run([]() -> asio::awaitable<void> {
+    auto conn = co_await connect();
+    // The server announces the COPY with its first rows: while pg_sleep runs,
+    // copy_out() is still waiting.
+    const auto start = std::chrono::steady_clock::now();
+    bool timed_out = false;
+    try {
+      auto reader = co_await pgq::with_timeout(conn.copy_out("COPY (SELECT pg_sleep(20)) TO STDOUT"), 300ms);
+    } catch (const pgq::sql_error& e) {
+      timed_out = e.code() == pgq::errc::timeout;
+    }
+    CHECK(timed_out);
+    auto r = co_await conn.query("SELECT 44");
+    CHECK(r[0].get<int>(0) == 44);
+    CHECK(std::chrono::steady_clock::now() - start < 10s);
+  });
+}
+
 TEST_CASE("copy: wrong statements are refused with clear errors", "[copy]") {
   run([]() -> asio::awaitable<void> {
     auto conn = co_await connect();
