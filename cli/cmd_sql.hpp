@@ -16,13 +16,4 @@ void add_run_command(CLI::App& app, const global_options& g, int& exit_code);
 /// `pgq tx [SQL... | -f FILE] [--isolation L] [--read-only] [--retries N]`
 void add_tx_command(CLI::App& app, const global_options& g, int& exit_code);
 
-/// The parameter lines of --params-file: CSV with a header row (an empty
-/// unquoted field is NULL, "" an empty string) or NDJSON (each line an array
-/// of values, or an object whose values are taken in order; null is NULL,
-/// strings as they are, anything else as its JSON text). The format is
-/// chosen by the extension (.csv; .ndjson, .jsonl, .json) or else by the
-/// first character. Throws usage_error naming the line.
-std::vector<std::vector<std::optional<std::string>>> parse_params_file(std::string_view text,
-                                                                       std::string_view name);
-
 }  // namespace pgq::cli

@@ -8,6 +8,7 @@
 #pragma once
 
 #include "output.hpp"
+#include "usage_error.hpp"
 
 #include <pgq/pool.hpp>
 
@@ -49,12 +50,6 @@ struct global_options {
   std::size_t connections = 4;  ///< --connections: pool size
   std::string timeout;        ///< --timeout, e.g. "500ms", "2s", "1m"; empty: none
   bool verbose = false;       ///< -v: per-statement timings on stderr
-};
-
-/// A mistake on the command line or in an input file: exit code 2.
-class usage_error : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
 };
 
 /// Parses "500ms", "2s", "1.5s", "1m", "1h" or a bare number of seconds.

@@ -9,7 +9,6 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
-#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <libpq-fe.h>
@@ -17,7 +16,9 @@
 #include <cctype>
 #include <charconv>
 #include <cstdlib>
+#include <mutex>
 #include <optional>
+#include <thread>
 #include <vector>
 
 namespace asio = boost::asio;
@@ -64,12 +65,49 @@ bool is_copy_via_client(std::string_view sql) {
   return rest.find("stdin") != std::string::npos || rest.find("stdout") != std::string::npos;
 }
 
-// PQcancel blocks (connect + write) before libpq 17: it runs here, off the
-// callers' event loops.
-asio::thread_pool& blocking_pool() {
-  static asio::thread_pool pool(1);
-  return pool;
-}
+// Runs server-side cancels off the callers' event loops. PQcancel blocks
+// (connect, send, wait for the server to close) with no time limit before
+// libpq 17, so each runs on a thread of its own: one stuck on a black-holed
+// network holds up no other connection's cancel. At most max_threads run at
+// once; later ones queue until a thread is free. Threads end when the queue
+// is empty. Never destroyed: a thread may still be stuck at exit.
+class cancel_runner {
+ public:
+  static constexpr std::size_t max_threads = 64;
+
+  static cancel_runner& instance() {
+    static cancel_runner* runner = new cancel_runner;
+    return *runner;
+  }
+
+  void post(std::function<void()> job) {
+    std::lock_guard lock(mutex_);
+    if (running_ >= max_threads) {
+      queue_.push_back(std::move(job));
+      return;
+    }
+    ++running_;
+    std::thread([this, job = std::move(job)]() mutable { work(std::move(job)); }).detach();
+  }
+
+ private:
+  void work(std::function<void()> job) {
+    while (true) {
+      job();
+      std::lock_guard lock(mutex_);
+      if (queue_.empty()) {
+        --running_;
+        return;
+      }
+      job = std::move(queue_.front());
+      queue_.pop_front();
+    }
+  }
+
+  std::mutex mutex_;
+  std::deque<std::function<void()>> queue_;
+  std::size_t running_ = 0;
+};
 
 
 std::vector<std::string> split_list(std::string_view s) {
@@ -383,6 +421,7 @@ asio::awaitable<void> driver::connect_steps(std::string text, connect_options op
   cache_.clear();
   cache_.capacity = opts.statement_cache_size;
   binary_results_ = opts.binary_results;
+  cancel_timeout_ = opts.cancel_timeout;
   open_.store(true, std::memory_order_release);
   arm_read();
 }
@@ -859,23 +898,71 @@ void driver::cancel(std::uint64_t id) {
   }
 }
 
+// One server-side cancel on its way, shared by the driver and the thread
+// that sends it. Once `abandoned` (the driver stopped waiting), the thread
+// touches nothing but the ticket: the driver and its io_context may be gone.
+struct cancel_ticket {
+  std::mutex mutex;
+  bool abandoned = false;  // under mutex
+  // A tracked executor: the caller's io_context::run() does not return (and
+  // the context is not destroyed under the thread) while the cancel is on its
+  // way. Under mutex; reset when the driver is done with the cancel.
+  asio::any_io_executor work;
+  std::shared_ptr<driver> owner;  // driver's executor only
+};
+
 void driver::issue_server_cancel() {
   if (!cancel_) return;
   ++cancels_in_flight_;
   for (std::size_t i = 1; i < inflight_.size(); ++i) inflight_[i]->exposed = true;
-  // The tracked executor counts as work: the caller's io_context::run()
-  // does not return (and the context is not destroyed under us) while the
-  // cancel request is still on its way to the server.
-  auto work = asio::prefer(ex_, asio::execution::outstanding_work.tracked);
-  asio::post(blocking_pool(), [c = cancel_, self = shared_from_this(), work = std::move(work)] {
+  auto ticket = std::make_shared<cancel_ticket>();
+  ticket->work = asio::prefer(ex_, asio::execution::outstanding_work.tracked);
+  ticket->owner = shared_from_this();
+  pending_cancels_.emplace_back(ticket, ex_);
+  if (cancel_timeout_.count() > 0) {
+    // A cancel that does not arrive in time (a black-holed network) is not
+    // waited for any longer: requests queued behind it go out.
+    auto& timer = pending_cancels_.back().second;
+    timer.expires_after(cancel_timeout_);
+    timer.async_wait([ticket](const error_code& ec) {
+      if (ec || !ticket->owner) return;
+      const std::shared_ptr<driver> d = ticket->owner;  // settling the ticket drops its reference
+      d->on_server_cancel_done(ticket);
+    });
+  }
+  cancel_runner::instance().post([c = cancel_, ticket] {
     char errbuf[256];
     PQcancel(c.get(), errbuf, sizeof errbuf);
-    asio::post(work, [self] { self->on_server_cancel_done(); });
+    std::lock_guard lock(ticket->mutex);
+    if (ticket->abandoned) return;
+    asio::post(ticket->work, [ticket] {
+      if (!ticket->owner) return;  // timed out meanwhile
+      const std::shared_ptr<driver> d = ticket->owner;
+      d->on_server_cancel_done(ticket);
+    });
   });
 }
 
-void driver::on_server_cancel_done() {
+void driver::on_server_cancel_done(const std::shared_ptr<cancel_ticket>& ticket) {
+  settle_cancel(ticket);
   if (--cancels_in_flight_ == 0) send_waiting();
+}
+
+void driver::settle_cancel(const std::shared_ptr<cancel_ticket>& ticket) noexcept {
+  for (auto it = pending_cancels_.begin(); it != pending_cancels_.end(); ++it) {
+    if (it->first == ticket) {
+      it->second.cancel();
+      pending_cancels_.erase(it);
+      break;
+    }
+  }
+  asio::any_io_executor work;
+  {
+    std::lock_guard lock(ticket->mutex);
+    ticket->abandoned = true;
+    work.swap(ticket->work);
+  }
+  ticket->owner.reset();
 }
 
 void driver::send_waiting() {
@@ -1151,6 +1238,12 @@ void driver::close(errc why) noexcept {
     conn_ = nullptr;
   }
   cancel_.reset();
+  // Cancels still on their way concern a session that is gone.
+  while (!pending_cancels_.empty()) {
+    auto ticket = pending_cancels_.front().first;
+    settle_cancel(ticket);
+  }
+  cancels_in_flight_ = 0;
 }
 
 }  // namespace detail

@@ -585,7 +585,11 @@ void append_timestamp(std::string& out, std::int64_t usecs, std::int64_t epoch_d
   bool bc = false;
   append_date_part(out, days + epoch_days, bc);
   out += ' ';
-  append_time_of_day(out, usecs - days * usecs_per_day);
+  // The floored remainder, not usecs - days * usecs_per_day: near INT64_MIN
+  // that product overflows.
+  std::int64_t time_of_day = usecs % usecs_per_day;
+  if (time_of_day < 0) time_of_day += usecs_per_day;
+  append_time_of_day(out, time_of_day);
   if (utc_offset) out += "+00";
   if (bc) out += " BC";
 }

@@ -96,6 +96,7 @@ void fault_proxy::start_accepting() {
 void fault_proxy::on_accept(std::shared_ptr<tcp::socket> client) {
   auto s = std::make_shared<session>(ctx_, std::move(*client));
   sessions_.insert(s);
+  if (black_hole_new_.load()) return;  // held until cut
   s->server.async_connect(target_, [this, s](const boost::system::error_code& ec) {
     if (ec || s->closed) {
       s->cut();

@@ -49,6 +49,11 @@ class fault_proxy {
   /// After `bytes` more bytes have been forwarded in `d` (counted over all
   /// connections), the connection that carried the last of them is cut.
   void cut_after(direction d, std::size_t bytes);
+  /// While on, connections accepted are black holes: held open, never
+  /// forwarded, nothing read (a firewall that drops new connections' packets;
+  /// the kernel has already completed the handshake). Connections open
+  /// before are not affected.
+  void black_hole_new(bool on) { black_hole_new_ = on; }
   /// Cuts every open connection now (both sockets reset).
   void cut_all();
   /// While on, new connections are refused (the port is closed); off, the
@@ -83,6 +88,7 @@ class fault_proxy {
   std::set<std::shared_ptr<session>> sessions_;  // proxy thread only
   std::atomic<std::int64_t> latency_ms_{0};
   std::atomic<bool> stalled_[2] = {false, false};
+  std::atomic<bool> black_hole_new_{false};
   std::atomic<std::int64_t> budget_[2] = {-1, -1};  // -1: no cut armed
   std::atomic<std::uint64_t> forwarded_[2] = {0, 0};
   std::atomic<std::uint64_t> received_[2] = {0, 0};

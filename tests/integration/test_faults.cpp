@@ -290,6 +290,79 @@ TEST_CASE("a black-holed connection: the query times out in its bound, the pool 
   });
 }
 
+namespace {
+
+struct timed_outcome {
+  std::optional<int> value;  // the query's int4, when it succeeded
+  boost::system::error_code error;
+  std::string what;
+  milliseconds took{0};
+};
+
+// Runs `sql` (one int4 column) on `conn` under `limit`.
+// `sql` is a pointer: no temporary that owns memory sits in the caller's
+// co_await expression (GCC 12).
+asio::awaitable<timed_outcome> timed_query(pgq::connection* conn, const char* sql, milliseconds limit) {
+  timed_outcome out;
+  const auto start = steady_clock::now();
+  try {
+    auto r = co_await pgq::with_timeout(conn->query(sql), limit);
+    out.value = r[0].get<int>(0);
+  } catch (const pgq::sql_error& e) {
+    out.error = e.code();
+    out.what = e.what();
+  }
+  out.took = std::chrono::duration_cast<milliseconds>(steady_clock::now() - start);
+  co_return out;
+}
+
+}  // namespace
+
+TEST_CASE("a cancel lost in a black hole holds up no other connection's cancel; its own connection goes on",
+          "[faults][cancel]") {
+  run([]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    fault_proxy proxy(server_port());
+    pgq::connect_options opts;
+    opts.cancel_timeout = milliseconds(500);
+    pgq::connection lost(ex);
+    co_await lost.connect(proxy.route(dsn()), opts);
+    auto healthy = co_await connect();
+
+    // The cancel request opens a new connection: the proxy swallows it, so
+    // PQcancel waits for the server's answer for ever.
+    proxy.black_hole_new(true);
+    const auto t0 = steady_clock::now();
+    const auto first = co_await timed_query(&lost, "SELECT 1 FROM pg_sleep(1.5)", milliseconds(200));
+    CHECK(first.error == pgq::errc::timeout);
+
+    // Another connection's cancel goes through at once: its long statement
+    // stops on the server, so the next statement runs promptly.
+    const auto slow = co_await timed_query(&healthy, "SELECT 1 FROM pg_sleep(10)", milliseconds(200));
+    CHECK(slow.error == pgq::errc::timeout);
+    const auto after = co_await timed_query(&healthy, "SELECT 7", milliseconds(3000));
+    REQUIRE(after.value);
+    CHECK(*after.value == 7);
+    CHECK(after.took < milliseconds(1000));
+
+    // The connection whose cancel is lost stops waiting for it after
+    // cancel_timeout and sends what was queued; it runs once the uncancelled
+    // pg_sleep(1.5) is over.
+    const auto next = co_await timed_query(&lost, "SELECT 2", milliseconds(5000));
+    INFO(next.what);
+    REQUIRE(next.value);
+    CHECK(*next.value == 2);
+    const auto since_start = std::chrono::duration_cast<milliseconds>(steady_clock::now() - t0);
+    CHECK(since_start >= milliseconds(1400));
+    CHECK(since_start < milliseconds(3000));
+    const auto last = co_await timed_query(&lost, "SELECT 3", milliseconds(1000));
+    REQUIRE(last.value);
+    CHECK(*last.value == 3);
+    CHECK(lost.is_open());
+    proxy.black_hole_new(false);
+  });
+}
+
 TEST_CASE("a connection cut during COMMIT gives commit_unknown, whatever the server did", "[faults][transaction]") {
   run([]() -> asio::awaitable<void> {
     auto ex = co_await asio::this_coro::executor;

@@ -185,3 +185,36 @@ TEST_CASE("arrays become JSON arrays", "[json]") {
   CHECK(thrown([] { text("{1,2", oids::int4_array); }) == code(pgq::errc::invalid_value));
   CHECK(thrown([] { text("{{1},{2,3}}", oids::int4_array); }) == code(pgq::errc::invalid_value));
 }
+
+TEST_CASE("json nested deeper than the codec's limit is refused, not parsed", "[json]") {
+  constexpr std::size_t limit = pgq::codec<json>::max_depth;
+  const auto nested = [](std::size_t depth, char open, char close) {
+    return std::string(depth, open) + std::string(depth, close);
+  };
+  // At the limit: decoded and printed back.
+  const std::string deepest = nested(limit, '[', ']');
+  CHECK(text(deepest, oids::jsonb).dump() == deepest);
+  const std::string objects = [&] {
+    std::string s;
+    for (std::size_t i = 0; i < limit; ++i) s += "{\"k\":";
+    s += "1";
+    s += std::string(limit, '}');
+    return s;
+  }();
+  CHECK(text(objects, oids::json).dump() == objects);
+  // One more level: a clear error naming the limit, in text and binary.
+  const std::string too_deep = nested(limit + 1, '[', ']');
+  CHECK(thrown([&] { text(too_deep, oids::jsonb); }) == static_cast<int>(pgq::errc::invalid_value));
+  const std::string binary_deep = "\x01" + too_deep;
+  CHECK(thrown([&] { to_json_value({binary_deep, oids::jsonb, format::binary}); }) ==
+        static_cast<int>(pgq::errc::invalid_value));
+  try {
+    pgq::codec<json>::decode({too_deep, oids::jsonb, format::text});
+    FAIL("a document deeper than the limit was parsed");
+  } catch (const pgq::sql_error& e) {
+    CHECK(std::string(e.what()).find("nested deeper than 1000 levels") != std::string::npos);
+  }
+  // Brackets inside strings (escaped quotes too) are not nesting.
+  const std::string in_strings = "[\"" + std::string(limit + 5, '[') + "\\\"" + std::string(limit + 5, '{') + "\"]";
+  CHECK(text(in_strings, oids::jsonb).at(0).get<std::string>().size() == 2 * (limit + 5) + 1);
+}

@@ -62,6 +62,13 @@ struct connect_options {
   /// binary codec (numbers and timestamps then skip text parsing). The first
   /// run of a statement is always text. Off: always text.
   bool binary_results = true;
+  /// How long the connection waits for a server-side cancel request (sent
+  /// when a running statement is cancelled, e.g. by a timeout) to reach the
+  /// server. Requests made meanwhile wait, so that the cancel cannot hit them.
+  /// Past this limit (a cancel lost in a black-holed network) they are sent
+  /// anyway; should the cancel still arrive later, the statement it hits fails
+  /// with SQLSTATE 57014. Zero waits as long as the cancel takes.
+  std::chrono::milliseconds cancel_timeout{std::chrono::seconds(5)};
 };
 
 }  // namespace pgq

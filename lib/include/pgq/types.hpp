@@ -543,9 +543,14 @@ struct codec<uuid> {
 
 /// json and jsonb. Parameters are jsonb sent as text (compact dump()); the
 /// binary encoding is jsonb's (version byte 1, then the text). Decoding
-/// parses; malformed JSON is errc::invalid_value. Defined in json.cpp.
+/// parses; malformed JSON is errc::invalid_value, and so is a document nested
+/// deeper than `max_depth` arrays and objects: nlohmann::json prints, copies
+/// and compares recursively, and a deeper document could overflow the stack
+/// (the server's default limit lets jsonb nest about 10,000 deep). Defined in
+/// json.cpp.
 template <>
 struct codec<nlohmann::json> {
+  static constexpr std::size_t max_depth = 1000;
   static constexpr std::string_view cpp_name = "nlohmann::json";
   static constexpr oid param_oid = oids::jsonb;
   static constexpr oid array_oid = oids::jsonb_array;

@@ -125,6 +125,8 @@ class statement_cache {
   std::uint64_t next_ = 1;
 };
 
+struct cancel_ticket;
+
 /// The sql_error for a failed libpq result.
 sql_error make_sql_error(const pg_result* res, std::string_view statement);
 /// libpq's message for the connection, trimmed.
@@ -201,7 +203,8 @@ class driver : public std::enable_shared_from_this<driver> {
   void complete_front();
   void cancel(std::uint64_t id);
   void issue_server_cancel();
-  void on_server_cancel_done();
+  void on_server_cancel_done(const std::shared_ptr<cancel_ticket>& ticket);
+  void settle_cancel(const std::shared_ptr<cancel_ticket>& ticket) noexcept;
   void send_waiting();
   void fail_all(errc why, const std::string& message) noexcept;
   sql_error not_open_error(std::string_view sql) const;
@@ -250,6 +253,10 @@ class driver : public std::enable_shared_from_this<driver> {
   std::string lost_reason_;
   static void note_notice(void* self, const pg_result* res);
   int cancels_in_flight_ = 0;
+  // Server-side cancels on their way, each with the timer that stops the
+  // wait for it after cancel_timeout_.
+  std::list<std::pair<std::shared_ptr<cancel_ticket>, boost::asio::steady_timer>> pending_cancels_;
+  std::chrono::milliseconds cancel_timeout_{std::chrono::seconds(5)};
   std::uint64_t next_id_ = 1;
   std::deque<std::unique_ptr<request>> waiting_;   // not yet handed to libpq
   std::deque<std::unique_ptr<request>> inflight_;  // sent, results pending
