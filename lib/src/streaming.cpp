@@ -711,6 +711,10 @@ listener::~listener() { close(); }
 
 asio::awaitable<void> listener::listen(std::string channel) {
   auto l = impl_;
+  if (l->conn && !l->conn->is_open() && !l->gap) {
+    l->gap = true;  // reported by the next next()
+    l->lost_reason = "the connection was lost";
+  }
   co_await ensure_connected(l.get());
   l->connected_once = true;
   co_await l->conn->listen(channel);
@@ -732,10 +736,16 @@ asio::awaitable<listener_event> listener::next() {
       l->gap = false;
       listener_event ev;
       ev.what = listener_event::kind::reconnected;
-      ev.reason = l->lost_reason;
+      ev.reason = std::move(l->lost_reason);
+      l->lost_reason.clear();
       co_return ev;
     }
     if (!l->conn || !l->conn->is_open()) {
+      if (l->conn && !l->gap) {
+        // Lost while nobody waited in next(): a gap all the same.
+        l->gap = true;
+        l->lost_reason = "the connection was lost";
+      }
       l->connected_once = true;
       co_await ensure_connected(l.get());
       continue;
