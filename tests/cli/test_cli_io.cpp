@@ -186,15 +186,22 @@ TEST_CASE("copy: 40 MB in from a file and back out with flat memory", "[cli][cop
   CHECK(in.err == "COPY 400000\n");
   CHECK(server_value("SELECT count(*) FROM " + t) == "400000");
   CHECK(server_value("SELECT sum(length(t)) FROM " + t) == "36000000");
-  // Streamed in chunks: far less than the file's 40 MB more than copying a line.
+  // Streamed in chunks: far less than the file's 40 MB more than copying a
+  // line. (Under ASan freed chunks sit in its 256 MiB quarantine: the bound
+  // there only catches gross growth; the normal build enforces 12 MB.)
+#if defined(__SANITIZE_ADDRESS__)
+  const long slack_kib = 300'000;
+#else
+  const long slack_kib = 12'000;
+#endif
   INFO("baseline " << baseline.max_rss_kib << " KiB");
-  CHECK(in.max_rss_kib < baseline.max_rss_kib + 12'000);
+  CHECK(in.max_rss_kib < baseline.max_rss_kib + slack_kib);
 
   const std::string back = temp_file("big_out.txt", "");
   auto out = pgq({"copy", "out", "SELECT * FROM " + t + " ORDER BY id", "--file", back});
   REQUIRE(out.code == 0);
   CHECK(out.err == "COPY 400000\n");
-  CHECK(out.max_rss_kib < baseline.max_rss_kib + 12'000);
+  CHECK(out.max_rss_kib < baseline.max_rss_kib + slack_kib);
   CHECK(same_file(path, back));
   std::remove(path.c_str());
   std::remove(back.c_str());
