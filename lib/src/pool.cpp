@@ -7,6 +7,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -44,7 +45,8 @@ class pool_impl final : public std::enable_shared_from_this<pool_impl>, private 
         core_(limits_of(opts_), *this, [this] { return jitter_(rng_); }),
         conns_(core_.limits().max_size),
         timer_(ex_),
-        rng_(std::random_device{}()) {}
+        rng_(std::random_device{}()),
+        use_strands_(opts_.strand_per_connection && !single_threaded(ex_)) {}
 
   void start() {
     std::lock_guard lock(mutex_);
@@ -68,6 +70,16 @@ class pool_impl final : public std::enable_shared_from_this<pool_impl>, private 
     }
     core_.acquire(id, now());
     publish();
+  }
+
+  // A lease now, without waiting, when a connection is idle and nobody
+  // waits; an empty lease otherwise (then acquire()).
+  lease try_acquire() {
+    std::lock_guard lock(mutex_);
+    std::optional<std::size_t> slot = core_.try_acquire(now());
+    publish();
+    if (!slot) return lease();
+    return lease(shared_from_this(), *slot, conns_[*slot].get());
   }
 
   // Called by a lease, from any thread: the connection is classified on its
@@ -145,6 +157,17 @@ class pool_impl final : public std::enable_shared_from_this<pool_impl>, private 
 
   static pool_time now() { return pool_clock::now(); }
 
+  // An io_context made with concurrency hint 1 is run by one thread (the
+  // promise Asio itself relies on to drop its locks): strands would only cost.
+  static bool single_threaded(const asio::any_io_executor& ex) {
+    using plain = asio::io_context::executor_type;
+    using tracked = decltype(asio::require(std::declval<plain>(), asio::execution::outstanding_work.tracked));
+    asio::io_context* ctx = nullptr;
+    if (const auto* e = ex.target<plain>()) ctx = &e->context();
+    if (const auto* e = ex.target<tracked>()) ctx = &e->context();
+    return ctx != nullptr && asio::use_service<asio::detail::scheduler>(*ctx).concurrency_hint() == 1;
+  }
+
   // Copies the numbers for stats(), which any thread may call.
   void publish() {
     std::lock_guard lock(stats_mutex_);
@@ -188,8 +211,8 @@ class pool_impl final : public std::enable_shared_from_this<pool_impl>, private 
   // --- pool_actions: called with mutex_ held -------------------------------
 
   void connect(std::size_t slot) override {
-    auto conn = opts_.strand_per_connection ? std::make_shared<connection>(asio::make_strand(ex_))
-                                            : std::make_shared<connection>(ex_);
+    auto conn = use_strands_ ? std::make_shared<connection>(asio::make_strand(ex_))
+                                : std::make_shared<connection>(ex_);
     conns_[slot] = conn;
     spawn_later(conn->get_executor(), open(shared_from_this(), slot, conn));
   }
@@ -292,19 +315,20 @@ class pool_impl final : public std::enable_shared_from_this<pool_impl>, private 
     fail(take_waiter(waiter), why, message);
   }
 
+  // The timer is re-armed only for an earlier time: most events move the
+  // next deadline later (a released connection's idle timeout), and a timer
+  // that fires early costs one on_timer() that finds nothing due, where
+  // re-arming it costs a system call per event.
   void wake_at(pool_time when) override {
-    if (when == wake_) return;
-    wake_ = when;
-    if (when == pool_time::max()) {
-      timer_.cancel();
-      return;
-    }
+    if (when >= armed_) return;
+    armed_ = when;
     timer_.expires_at(when);
     timer_.async_wait([weak = weak_from_this(), when](const error_code& ec) {
       if (ec) return;
       if (auto self = weak.lock()) {
         std::lock_guard lock(self->mutex_);
-        if (self->wake_ == when) self->wake_ = pool_time::max();
+        if (self->armed_ != when) return;  // re-armed earlier meanwhile
+        self->armed_ = pool_time::max();
         self->core_.on_timer(now());
         self->publish();
       }
@@ -318,12 +342,13 @@ class pool_impl final : public std::enable_shared_from_this<pool_impl>, private 
   std::vector<std::shared_ptr<connection>> conns_;
   std::unordered_map<std::uint64_t, lease_handler> waiters_;
   asio::steady_timer timer_;
-  pool_time wake_ = pool_time::max();
+  pool_time armed_ = pool_time::max();  // when timer_ fires; max: not armed
   std::uint64_t next_waiter_ = 1;
   std::mt19937 rng_;
   std::uniform_real_distribution<double> jitter_{0.0, 1.0};
   mutable std::mutex stats_mutex_;
   pool_stats stats_;
+  bool use_strands_;
 };
 
 }  // namespace detail
@@ -374,18 +399,27 @@ struct initiate_acquire {
 };
 }  // namespace
 
-asio::awaitable<lease> pool::acquire() {
+// Waits in the pool's queue (acquire() without the fast path).
+asio::awaitable<lease> pool::wait_for_lease() {
   return asio::async_initiate<const asio::use_awaitable_t<>&, void(std::exception_ptr, lease)>(
       initiate_acquire{impl_}, asio::use_awaitable);
 }
 
+asio::awaitable<lease> pool::acquire() {
+  lease l = impl_->try_acquire();
+  if (!l) l = co_await wait_for_lease();
+  co_return l;
+}
+
 asio::awaitable<result> pool::query_params(std::string_view sql, detail::param_set params) {
-  lease l = co_await acquire();
+  lease l = impl_->try_acquire();
+  if (!l) l = co_await wait_for_lease();
   co_return co_await l->query_params(sql, std::move(params));
 }
 
 asio::awaitable<std::uint64_t> pool::execute_params(std::string_view sql, detail::param_set params) {
-  lease l = co_await acquire();
+  lease l = impl_->try_acquire();
+  if (!l) l = co_await wait_for_lease();
   co_return co_await l->execute_params(sql, std::move(params));
 }
 

@@ -41,32 +41,40 @@ bool pool_core::drained() const noexcept {
                      [](const slot& s) { return s.state == slot_state::empty; });
 }
 
+// The most recently used idle connection (the others then age out), with
+// expired ones closed on the way; leased and counted.
+std::optional<std::size_t> pool_core::take_idle(pool_time now) {
+  if (closed_ || !waiters_.empty()) return std::nullopt;  // first come, first served
+  while (true) {
+    std::size_t best = slots_.size();
+    for (std::size_t i = 0; i < slots_.size(); ++i) {
+      if (slots_[i].state == slot_state::idle &&
+          (best == slots_.size() || slots_[i].idle_since > slots_[best].idle_since)) {
+        best = i;
+      }
+    }
+    if (best == slots_.size()) return std::nullopt;
+    if (now >= slots_[best].expires) {
+      close_slot(best, close_reason::lifetime);
+      continue;
+    }
+    slots_[best].state = slot_state::leased;
+    ++stats_.acquires;
+    refresh_gauges();
+    return best;
+  }
+}
+
+std::optional<std::size_t> pool_core::try_acquire(pool_time now) { return take_idle(now); }
+
 void pool_core::acquire(std::uint64_t id, pool_time now) {
   if (closed_) {
     actions_.reject(id, errc::pool_closed, "the pool is closed");
     return;
   }
-  if (waiters_.empty()) {
-    // The most recently used idle connection: the others then age out.
-    while (true) {
-      std::size_t best = slots_.size();
-      for (std::size_t i = 0; i < slots_.size(); ++i) {
-        if (slots_[i].state == slot_state::idle &&
-            (best == slots_.size() || slots_[i].idle_since > slots_[best].idle_since)) {
-          best = i;
-        }
-      }
-      if (best == slots_.size()) break;
-      if (now >= slots_[best].expires) {
-        close_slot(best, close_reason::lifetime);
-        continue;
-      }
-      slots_[best].state = slot_state::leased;
-      ++stats_.acquires;
-      refresh_gauges();
-      actions_.grant(id, best);
-      return;
-    }
+  if (std::optional<std::size_t> s = take_idle(now)) {
+    actions_.grant(id, *s);
+    return;
   }
   const pool_time deadline =
       limits_.acquire_timeout.count() > 0 ? now + limits_.acquire_timeout : pool_time::max();

@@ -438,6 +438,28 @@ TEST_CASE("pool close waits for leases, then closes everything", "[pool]") {
   });
 }
 
+TEST_CASE("idle connections close after idle_timeout while other leases come and go", "[pool]") {
+  // The pool's timer is only re-armed for earlier deadlines: this checks that
+  // a deadline pushed later by each release still closes the idle connection.
+  run([]() -> asio::awaitable<void> {
+    auto o = options(2);
+    o.idle_timeout = std::chrono::milliseconds(150);
+    pgq::pool pool(co_await asio::this_coro::executor, o);
+    {
+      auto a = co_await pool.acquire();
+      auto b = co_await pool.acquire();
+    }
+    CHECK(pool.stats().size == 2);
+    for (int i = 0; i < 10; ++i) {  // one connection kept busy for 200 ms
+      co_await pool.execute("SELECT 1");
+      co_await sleep_for(std::chrono::milliseconds(20));
+    }
+    for (int i = 0; i < 100 && pool.stats().size > 0; ++i) co_await sleep_for(std::chrono::milliseconds(10));
+    CHECK(pool.stats().size == 0);
+    CHECK(pool.stats().closed_idle == 2);
+  });
+}
+
 TEST_CASE("a pool without a strand per connection, on one thread", "[pool]") {
   run([]() -> asio::awaitable<void> {
     auto ex = co_await asio::this_coro::executor;

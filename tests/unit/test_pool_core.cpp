@@ -284,6 +284,35 @@ TEST_CASE("pool_core grants an idle connection at once and opens one when none i
   CHECK_FALSE(h.core.drained());
 }
 
+TEST_CASE("pool_core try_acquire grants an idle connection and never queues or opens", "[pool]") {
+  auto limits = quiet(2);
+  limits.max_lifetime = 10s;
+  harness h{limits};
+  CHECK_FALSE(h.core.try_acquire(h.now).has_value());  // nothing open: acquire() must open one
+  CHECK(h.take().empty());
+  CHECK(h.now_gauges() == gauges{});
+
+  const auto s = lease(h, 1);
+  h.core.release(s, release_kind::clean, h.now);
+  const std::optional<std::size_t> got = h.core.try_acquire(h.now);
+  REQUIRE(got.has_value());
+  CHECK(*got == s);
+  CHECK(h.take().empty());
+  CHECK(h.core.stats().acquires == 2);
+  CHECK(h.now_gauges() == gauges{.size = 1, .in_use = 1});
+  CHECK_FALSE(h.core.try_acquire(h.now).has_value());  // the only one is leased
+  CHECK(h.take().empty());
+
+  // An expired idle connection is closed, not handed out.
+  h.core.release(s, release_kind::clean, h.now);
+  CHECK_FALSE(h.core.try_acquire(t0 + 11s).has_value());
+  CHECK(h.take() == actions{a_close(s, close_reason::lifetime)});
+  CHECK(h.now_gauges() == gauges{});
+
+  h.core.close();
+  CHECK_FALSE(h.core.try_acquire(h.now).has_value());
+}
+
 TEST_CASE("pool_core hands out the most recently idle connection first", "[pool]") {
   harness h{quiet(3)};
   const auto a = lease(h, 1);

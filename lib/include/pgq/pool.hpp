@@ -52,7 +52,9 @@ struct pool_options {
   /// Give each connection a strand of its own (the default), so that the
   /// pool and its leases are safe on an io_context run by several threads.
   /// When one thread runs the executor, false saves a strand hop per request
-  /// and per returned lease.
+  /// and per returned lease. An `io_context` made with concurrency hint 1
+  /// (`io_context ctx(1)`, a promise that one thread runs it) gets no strands
+  /// either way.
   bool strand_per_connection = true;
   /// Limit of one connection attempt.
   std::chrono::milliseconds connect_timeout{std::chrono::seconds(10)};
@@ -157,6 +159,8 @@ class pool : public detail::query_methods<pool> {
   boost::asio::awaitable<void> close(std::chrono::milliseconds deadline = std::chrono::seconds(30));
 
  private:
+  boost::asio::awaitable<lease> wait_for_lease();
+
   std::shared_ptr<detail::pool_impl> impl_;
 };
 

@@ -101,6 +101,11 @@ class pool_core {
   /// A task wants a connection. Granted at once when one is idle, else
   /// queued (FIFO) until `now + acquire_timeout`.
   void acquire(std::uint64_t waiter, pool_time now);
+  /// acquire() without a waiter: the slot of an idle connection granted at
+  /// once (counted as acquire() counts it), or nullopt when acquire() would
+  /// queue (call acquire() then). Calls no action but close() (of expired
+  /// idle connections).
+  std::optional<std::size_t> try_acquire(pool_time now);
   /// The task stopped waiting (cancellation). Returns false if it was not
   /// waiting (already granted or rejected).
   bool cancel(std::uint64_t waiter);
@@ -136,6 +141,7 @@ class pool_core {
   };
 
   void make_available(std::size_t s, pool_time now);
+  std::optional<std::size_t> take_idle(pool_time now);
   void close_slot(std::size_t s, close_reason why);
   void grow(pool_time now);
   void schedule(pool_time now);
