@@ -442,11 +442,10 @@ sql_error driver::not_open_error(std::string_view sql) const {
   return sql_error(errc::not_connected, "the connection is not open", std::string(sql));
 }
 
-void driver::enqueue(std::string_view sql, param_set params, result_handler handler) {
-  auto req = std::make_unique<request>();
+void driver::enqueue(std::unique_ptr<request> req, result_handler handler, asio::any_io_executor handler_ex) {
   req->id = next_id_++;
-  req->sql = sql;
-  req->params = std::move(params);
+  req->handler_ex = std::move(handler_ex);
+  const std::string_view sql = req->sql;
   // Boost 1.81's any_completion_handler move assignment recurses forever
   // (it copies from an lvalue through its converting constructor): swap.
   req->handler.swap(handler);
@@ -682,13 +681,18 @@ void driver::deliver_ready() {
   std::vector<ready_completion> items;
   items.swap(ready_);
   for (auto& c : items) {
-    auto ex = asio::get_associated_executor(c.handler, ex_);
+    asio::any_completion_executor erased;
+    if (!c.handler_ex) erased = asio::get_associated_executor(c.handler, ex_);
+    auto call = [h = std::move(c.handler), ep = std::move(c.error), res = std::move(c.res)]() mutable {
+      std::move(h)(std::move(ep), std::move(res));
+    };
     // dispatch: runs the caller now when its executor is running on this
     // thread (the usual case), else queues it there.
-    asio::dispatch(ex_, asio::bind_executor(ex, [h = std::move(c.handler), ep = std::move(c.error),
-                                                 res = std::move(c.res)]() mutable {
-      std::move(h)(std::move(ep), std::move(res));
-    }));
+    if (c.handler_ex) {
+      asio::dispatch(c.handler_ex, std::move(call));
+    } else {
+      asio::dispatch(ex_, asio::bind_executor(std::move(erased), std::move(call)));
+    }
   }
 }
 
@@ -864,15 +868,21 @@ void driver::complete(request& req, std::exception_ptr ep, result res) {
   if (slot.is_connected()) slot.clear();
   result_handler h = std::move(req.handler);
   if (in_io_) {
-    ready_.push_back(ready_completion{std::move(h), std::move(ep), std::move(res)});
+    ready_.push_back(ready_completion{std::move(h), std::move(req.handler_ex), std::move(ep), std::move(res)});
     return;
   }
-  auto ex = asio::get_associated_executor(h, ex_);
   // Post, never call inline: this may run inside the caller's own request
   // (an initiating function must not complete), or inside the result loop.
-  asio::post(ex_, asio::bind_executor(ex, [h = std::move(h), ep = std::move(ep), res = std::move(res)]() mutable {
+  asio::any_completion_executor erased;
+  if (!req.handler_ex) erased = asio::get_associated_executor(h, ex_);
+  auto call = [h = std::move(h), ep = std::move(ep), res = std::move(res)]() mutable {
     std::move(h)(std::move(ep), std::move(res));
-  }));
+  };
+  if (req.handler_ex) {
+    asio::post(req.handler_ex, std::move(call));
+  } else {
+    asio::post(ex_, asio::bind_executor(std::move(erased), std::move(call)));
+  }
 }
 
 void driver::cancel(std::uint64_t id) {
@@ -1282,12 +1292,17 @@ namespace {
 struct initiate_query {
   std::shared_ptr<detail::driver> drv;
   template <class Handler>
-  void operator()(Handler&& h, std::string_view sql, detail::param_set params) {
+  void operator()(Handler&& h, std::unique_ptr<detail::request> req) {
+    asio::any_io_executor handler_ex;
+    using handler_executor = asio::associated_executor_t<std::decay_t<Handler>, asio::any_io_executor>;
+    if constexpr (std::is_convertible_v<handler_executor, asio::any_io_executor>) {
+      handler_ex = asio::get_associated_executor(h, drv->get_executor());
+    }
     // The driver's state belongs to its executor: run there (inline when the
     // caller already is).
-    asio::dispatch(drv->get_executor(), [d = drv, sql, p = std::move(params),
+    asio::dispatch(drv->get_executor(), [d = drv, r = std::move(req), hex = std::move(handler_ex),
                                          h = detail::result_handler(std::forward<Handler>(h))]() mutable {
-      d->enqueue(sql, std::move(p), std::move(h));
+      d->enqueue(std::move(r), std::move(h), std::move(hex));
     });
   }
 };
@@ -1295,8 +1310,12 @@ struct initiate_query {
 
 asio::awaitable<result> connection::query_params(std::string_view sql, detail::param_set params) {
   if (!drv_) throw sql_error(errc::not_connected, "connection was moved from", std::string(sql));
+  // One allocation for the request, which the parameters move into once.
+  auto req = std::make_unique<detail::request>();
+  req->sql = sql;
+  req->params = std::move(params);
   return asio::async_initiate<const asio::use_awaitable_t<>&, void(std::exception_ptr, result)>(
-      initiate_query{drv_}, asio::use_awaitable, sql, std::move(params));
+      initiate_query{drv_}, asio::use_awaitable, std::move(req));
 }
 
 namespace {

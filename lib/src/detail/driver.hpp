@@ -64,6 +64,10 @@ struct request {
   std::string owned_sql;  // for requests nobody waits for
   param_set params;
   result_handler handler;  // empty once the caller has been completed
+  // The handler's executor, when it is (convertible to) an any_io_executor:
+  // completing through it skips any_completion_handler's type-erased
+  // executor, which allocates on every use. Empty: ask the handler.
+  boost::asio::any_io_executor handler_ex;
   pg_result* res = nullptr;        // the statement's result (owned)
   pg_result* error = nullptr;      // its error result, if any (owned)
   pg_result* first_error = nullptr;  // the error that made pgq run it again (owned)
@@ -146,7 +150,9 @@ class driver : public std::enable_shared_from_this<driver> {
   const boost::asio::any_io_executor& get_executor() const noexcept { return ex_; }
 
   boost::asio::awaitable<void> connect(std::string conninfo_text, connect_options opts);
-  void enqueue(std::string_view sql, param_set params, result_handler handler);
+  /// Runs `req` (its sql and params set, made by the caller so that the
+  /// parameters are moved once); `handler` gets the result.
+  void enqueue(std::unique_ptr<request> req, result_handler handler, boost::asio::any_io_executor handler_ex = {});
   void enqueue_detached(std::string sql);
   /// Starts one request per statement; `on_done(i, error, result)` is
   /// called for each, from this driver's executor. Returns their ids.
@@ -230,6 +236,7 @@ class driver : public std::enable_shared_from_this<driver> {
   // another trip through the event loop); all others are posted.
   struct ready_completion {
     result_handler handler;
+    boost::asio::any_io_executor handler_ex;
     std::exception_ptr error;
     result res;
   };
