@@ -55,13 +55,16 @@ bool is_copy_via_client(std::string_view sql) {
       break;
     }
   }
-  auto lower = [](std::string_view s) {
-    std::string out(s);
-    for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return out;
-  };
-  if (sql.size() - i < 5 || lower(sql.substr(i, 5)) != "copy ") return false;
-  const std::string rest = lower(sql.substr(i));
+  // Every statement passes here: no allocation, no locale, unless it is a COPY.
+  const std::string_view word = "copy";
+  if (sql.size() - i <= word.size()) return false;
+  for (std::size_t k = 0; k < word.size(); ++k) {
+    if ((sql[i + k] | 0x20) != word[k]) return false;
+  }
+  const char after = sql[i + word.size()];
+  if (std::isspace(static_cast<unsigned char>(after)) == 0 && after != '(' && after != '"') return false;
+  std::string rest(sql.substr(i));
+  for (char& c : rest) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return rest.find("stdin") != std::string::npos || rest.find("stdout") != std::string::npos;
 }
 

@@ -319,7 +319,13 @@ class pool_impl final : public std::enable_shared_from_this<pool_impl>, private 
   // next deadline later (a released connection's idle timeout), and a timer
   // that fires early costs one on_timer() that finds nothing due, where
   // re-arming it costs a system call per event.
+  // A closed pool cancels it, so that it keeps no io_context running.
   void wake_at(pool_time when) override {
+    if (core_.closed()) {
+      if (armed_ != pool_time::max()) timer_.cancel();
+      armed_ = pool_time::max();
+      return;
+    }
     if (when >= armed_) return;
     armed_ = when;
     timer_.expires_at(when);

@@ -268,6 +268,16 @@ TEST_CASE("copy: wrong statements are refused with clear errors", "[copy]") {
       what = e.what();
     }
     CHECK_THAT(what, Catch::Contains("copy_out()"));
+    // Any white space (or a parenthesis) may follow the keyword.
+    for (const char* sql : {"COPY\tpgq_nothing FROM STDIN", "/* x */ Copy\n(SELECT 1) TO STDOUT", "copy(select 1) to stdout"}) {
+      what.clear();
+      try {
+        co_await conn.query(sql);
+      } catch (const pgq::sql_error& e) {
+        what = e.what();
+      }
+      CHECK_THAT(what, Catch::Contains("copy_in() / copy_out()"));
+    }
     auto r = co_await conn.query("SELECT 5");
     CHECK(r[0].get<int>(0) == 5);
   });

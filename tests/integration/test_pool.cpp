@@ -460,6 +460,33 @@ TEST_CASE("idle connections close after idle_timeout while other leases come and
   });
 }
 
+TEST_CASE("a closed pool leaves nothing that keeps the io_context running", "[pool]") {
+  // The pool's timer (idle timeouts, health checks) must not outlive close().
+  asio::io_context ctx(1);
+  bool done = false;
+  std::exception_ptr failure;
+  pgq::pool pool(ctx.get_executor(), options(3));  // outlives the run, as in a program's main()
+  auto body = [&]() -> asio::awaitable<void> {
+    {
+      auto a = co_await pool.acquire();
+      auto b = co_await pool.acquire();
+    }
+    co_await pool.execute("SELECT 1");
+    co_await pool.close();
+  };
+  asio::co_spawn(ctx, body(), [&](std::exception_ptr e) {
+    failure = e;
+    done = true;
+  });
+  const auto start = std::chrono::steady_clock::now();
+  ctx.run_for(std::chrono::seconds(20));
+  const auto took = std::chrono::steady_clock::now() - start;
+  REQUIRE(done);
+  if (failure) std::rethrow_exception(failure);
+  CHECK(ctx.stopped());
+  CHECK(took < std::chrono::seconds(5));
+}
+
 TEST_CASE("a pool without a strand per connection, on one thread", "[pool]") {
   run([]() -> asio::awaitable<void> {
     auto ex = co_await asio::this_coro::executor;
