@@ -635,22 +635,18 @@ measurement libpq_w2(const bench_options& o) {
   return sw.stop(o.queries);
 }
 
-measurement libpq_w3(const bench_options& o) {
-  conn_ptr conn = pq_connect(o.dsn);
-  PGconn* c = conn.get();
-  pq_prepare(c, "point", point_sql);
-  PQsetnonblocking(c, 1);
-  if (!PQenterPipelineMode(c)) fail("cannot enter pipeline mode");
-  aid_source aids(1, 100000 * o.scale);
+// Runs n queries on `c`, which is non-blocking and in pipeline mode: up to
+// `depth` in flight, a sync after each (as pgq does). send(k) sends query k
+// (1-based); take(r) gets every result but the syncs, and clears it.
+template <class Send, class Take>
+void pq_pipeline(PGconn* c, std::uint64_t n, std::size_t depth, Send send, Take take) {
   std::uint64_t sent = 0, done = 0;
   std::size_t in_flight = 0;
   bool want_write = false;
-  stopwatch sw;
-  sw.start();
-  while (done < o.queries) {
+  while (done < n) {
     bool sent_some = false;
-    while (in_flight < o.depth && sent < o.queries) {
-      send_point(c, aids);
+    while (in_flight < depth && sent < n) {
+      send(sent + 1);
       if (!PQpipelineSync(c)) fail(PQerrorMessage(c));
       ++sent;
       ++in_flight;
@@ -665,20 +661,33 @@ measurement libpq_w3(const bench_options& o) {
     while (in_flight > 0 && !PQisBusy(c)) {
       PGresult* r = PQgetResult(c);
       if (r == nullptr) continue;  // the end of one query's results
-      switch (PQresultStatus(r)) {
-        case PGRES_PIPELINE_SYNC:
-          --in_flight;
-          ++done;
-          break;
-        case PGRES_TUPLES_OK:
-          check_balance(pq_int(r));
-          break;
-        default:
-          fail(PQerrorMessage(c));
+      if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+        --in_flight;
+        ++done;
+        PQclear(r);
+      } else {
+        take(r);
       }
-      PQclear(r);
     }
   }
+}
+
+measurement libpq_w3(const bench_options& o) {
+  conn_ptr conn = pq_connect(o.dsn);
+  PGconn* c = conn.get();
+  pq_prepare(c, "point", point_sql);
+  PQsetnonblocking(c, 1);
+  if (!PQenterPipelineMode(c)) fail("cannot enter pipeline mode");
+  aid_source aids(1, 100000 * o.scale);
+  auto send = [c, &aids](std::uint64_t) { send_point(c, aids); };
+  auto take = [c](PGresult* r) {
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) fail(PQerrorMessage(c));
+    check_balance(pq_int(r));
+    PQclear(r);
+  };
+  stopwatch sw;
+  sw.start();
+  pq_pipeline(c, o.queries, o.depth, send, take);
   return sw.stop(o.queries);
 }
 
@@ -871,44 +880,19 @@ measurement libpq_w5_pipelined(const bench_options& o) {
   pq_prepare(c, "ins1", w5_insert_one_sql);
   PQsetnonblocking(c, 1);
   if (!PQenterPipelineMode(c)) fail("cannot enter pipeline mode");
-  std::uint64_t sent = 0, done = 0;
-  std::size_t in_flight = 0;
-  bool want_write = false;
-  while (done < o.queries) {
-    bool sent_some = false;
-    while (in_flight < o.depth && sent < o.queries) {
-      ++sent;
-      text_params(sent, 1, text, offsets, values);
-      if (!PQsendQueryPrepared(c, "ins1", 3, values.data(), nullptr, nullptr, 0))
-        fail(std::string("send: ") + PQerrorMessage(c));
-      if (!PQpipelineSync(c)) fail(PQerrorMessage(c));
-      ++in_flight;
-      sent_some = true;
+  auto send = [c, &text, &offsets, &values](std::uint64_t k) {
+    text_params(k, 1, text, offsets, values);
+    if (!PQsendQueryPrepared(c, "ins1", 3, values.data(), nullptr, nullptr, 0))
+      fail(std::string("send: ") + PQerrorMessage(c));
+  };
+  auto take = [c](PGresult* r) {
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+      PQclear(r);
+      fail(PQerrorMessage(c));
     }
-    if (sent_some || want_write) want_write = PQflush(c) == 1;
-    pollfd pfd{PQsocket(c), short(POLLIN | (want_write ? POLLOUT : 0)), 0};
-    if (poll(&pfd, 1, -1) < 0) fail("poll");
-    if (want_write && (pfd.revents & POLLOUT)) want_write = PQflush(c) == 1;
-    if (!(pfd.revents & POLLIN)) continue;
-    if (!PQconsumeInput(c)) fail(PQerrorMessage(c));
-    while (in_flight > 0 && !PQisBusy(c)) {
-      PGresult* r = PQgetResult(c);
-      if (r == nullptr) continue;  // the end of one query's results
-      switch (PQresultStatus(r)) {
-        case PGRES_PIPELINE_SYNC:
-          --in_flight;
-          ++done;
-          PQclear(r);
-          break;
-        case PGRES_COMMAND_OK:
-          pq_expect_rows(c, r, 1, "W5p");
-          break;
-        default:
-          PQclear(r);
-          fail(PQerrorMessage(c));
-      }
-    }
-  }
+    pq_expect_rows(c, r, 1, "W5p");
+  };
+  pq_pipeline(c, o.queries, o.depth, send, take);
   if (!PQexitPipelineMode(c)) fail(std::string("exit pipeline mode: ") + PQerrorMessage(c));
   PQsetnonblocking(c, 0);
   pq_exec(c, "COMMIT");
