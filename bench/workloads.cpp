@@ -173,6 +173,15 @@ std::string multi_insert_sql(std::uint64_t rows) {
   return s;
 }
 
+// The statement a W5 workload runs, made before the clock starts.
+std::string w5_sql(const bench_options& o) {
+  if (o.workload == "W5c") return std::string(w5_copy_in_sql);
+  if (o.workload == "W5cb") return std::string(w5_copy_in_binary_sql);
+  if (o.workload == "W5i") return multi_insert_sql(o.rows_per_insert);
+  if (o.workload == "W5p") return std::string(w5_insert_one_sql);
+  return std::string(w5_copy_out_sql);
+}
+
 // ------------------------------------------------------------------ pgq
 
 // Counts finished workers; the coordinator sleeps on `timer` until all are.
@@ -333,17 +342,29 @@ asio::awaitable<void> pgq_w2_direct(bench_options o, measurement* out) {
   *out = co_await timed_point_selects(targets, o.connections, o);
 }
 
-// W5c: write_row() per row, as an application copying its own values would;
-// W5cb: the same in COPY's binary format.
-asio::awaitable<void> pgq_w5_copy_in(bench_options o, measurement* out) {
+// The timed part of a pgq W5 workload: o->queries rows by `sql` on `conn`,
+// checked as they go.
+using pgq_w5_rows = asio::awaitable<void> (*)(pgq::connection* conn, std::string_view sql, const bench_options* o);
+
+// What every pgq W5 workload does around its rows: a connection of its own,
+// the statement made untimed, `rows` timed and reported as o.queries rows.
+asio::awaitable<void> pgq_w5(bench_options o, measurement* out, pgq_w5_rows rows) {
   pgq::connection conn(co_await asio::this_coro::executor);
   co_await conn.connect(o.dsn);
-  const std::string_view sql = o.workload == "W5cb" ? w5_copy_in_binary_sql : w5_copy_in_sql;
+  const std::string sql = w5_sql(o);
   stopwatch sw;
   sw.start();
-  pgq::copy_writer w = co_await conn.copy_in(sql);
+  co_await rows(&conn, sql, &o);
+  *out = sw.stop(o.queries);
+  conn.close();
+}
+
+// W5c: write_row() per row, as an application copying its own values would;
+// W5cb: the same in COPY's binary format.
+asio::awaitable<void> pgq_w5_copy_in(pgq::connection* conn, std::string_view sql, const bench_options* o) {
+  pgq::copy_writer w = co_await conn->copy_in(sql);
   std::string label;
-  for (std::uint64_t i = 1; i <= o.queries; ++i) {
+  for (std::uint64_t i = 1; i <= o->queries; ++i) {
     label.clear();
     append_label(label, i);
     const int id = static_cast<int>(i);
@@ -351,23 +372,17 @@ asio::awaitable<void> pgq_w5_copy_in(bench_options o, measurement* out) {
     co_await w.write_row(id, label, f);
   }
   const std::uint64_t copied = co_await w.finish();
-  *out = sw.stop(o.queries);
-  if (copied != o.queries) fail("W5c: the server took " + std::to_string(copied) + " rows");
-  conn.close();
+  if (copied != o->queries) fail("W5c: the server took " + std::to_string(copied) + " rows");
 }
 
-// W5i: multi-row INSERTs of o.rows_per_insert rows, all in one transaction.
-asio::awaitable<void> pgq_w5_batched(bench_options o, measurement* out) {
-  pgq::connection conn(co_await asio::this_coro::executor);
-  co_await conn.connect(o.dsn);
-  const std::string full_sql = multi_insert_sql(o.rows_per_insert);
-  stopwatch sw;
-  sw.start();
-  co_await conn.execute("BEGIN");
+// W5i: multi-row INSERTs of o->rows_per_insert rows (`sql`), all in one
+// transaction.
+asio::awaitable<void> pgq_w5_batched(pgq::connection* conn, std::string_view sql, const bench_options* o) {
+  co_await conn->execute("BEGIN");
   std::string label;
-  for (std::uint64_t first = 1; first <= o.queries; first += o.rows_per_insert) {
-    const std::uint64_t rows = std::min(o.rows_per_insert, o.queries - first + 1);
-    const std::string tail_sql = rows == o.rows_per_insert ? std::string() : multi_insert_sql(rows);
+  for (std::uint64_t first = 1; first <= o->queries; first += o->rows_per_insert) {
+    const std::uint64_t rows = std::min(o->rows_per_insert, o->queries - first + 1);
+    const std::string tail_sql = rows == o->rows_per_insert ? std::string() : multi_insert_sql(rows);
     pgq::detail::param_set params;
     for (std::uint64_t i = first; i < first + rows; ++i) {
       label.clear();
@@ -376,18 +391,16 @@ asio::awaitable<void> pgq_w5_batched(bench_options o, measurement* out) {
       params.add(std::string_view(label));
       params.add(row_float(i));
     }
-    const std::string_view sql = rows == o.rows_per_insert ? std::string_view(full_sql) : std::string_view(tail_sql);
-    const std::uint64_t n = co_await conn.execute_params(sql, std::move(params));
+    const std::string_view this_sql = rows == o->rows_per_insert ? sql : std::string_view(tail_sql);
+    const std::uint64_t n = co_await conn->execute_params(this_sql, std::move(params));
     if (n != rows) fail("W5i: INSERT inserted " + std::to_string(n) + " rows");
   }
-  co_await conn.execute("COMMIT");
-  *out = sw.stop(o.queries);
-  conn.close();
+  co_await conn->execute("COMMIT");
 }
 
 // One of W5p's coroutines: rows first, first + step, ... up to last.
-asio::awaitable<void> insert_worker(pgq::connection* conn, std::uint64_t first, std::uint64_t step,
-                                    std::uint64_t last, join_state* join) {
+asio::awaitable<void> insert_worker(pgq::connection* conn, std::string_view sql, std::uint64_t first,
+                                    std::uint64_t step, std::uint64_t last, join_state* join) {
   std::exception_ptr error;
   try {
     std::string label;
@@ -396,7 +409,7 @@ asio::awaitable<void> insert_worker(pgq::connection* conn, std::uint64_t first, 
       append_label(label, i);
       const int id = static_cast<int>(i);
       const double f = row_float(i);
-      const std::uint64_t n = co_await conn->execute(w5_insert_one_sql, id, label, f);
+      const std::uint64_t n = co_await conn->execute(sql, id, label, f);
       if (n != 1) fail("W5p: INSERT did not insert one row");
     }
   } catch (...) {
@@ -405,41 +418,29 @@ asio::awaitable<void> insert_worker(pgq::connection* conn, std::uint64_t first, 
   join->done(error);
 }
 
-// W5p: single-row INSERTs from o.depth coroutines on one connection (pgq
+// W5p: single-row INSERTs from o->depth coroutines on one connection (pgq
 // pipelines them), between BEGIN and COMMIT.
-asio::awaitable<void> pgq_w5_pipelined(bench_options o, measurement* out) {
+asio::awaitable<void> pgq_w5_pipelined(pgq::connection* conn, std::string_view sql, const bench_options* o) {
   auto ex = co_await asio::this_coro::executor;
-  pgq::connection conn(ex);
-  co_await conn.connect(o.dsn);
-  stopwatch sw;
-  sw.start();
-  co_await conn.execute("BEGIN");
+  co_await conn->execute("BEGIN");
   join_state join(ex);
-  join.remaining = o.depth;
-  for (std::size_t k = 0; k < o.depth; ++k)
-    asio::co_spawn(ex, insert_worker(&conn, k + 1, o.depth, o.queries, &join), asio::detached);
+  join.remaining = o->depth;
+  for (std::size_t k = 0; k < o->depth; ++k)
+    asio::co_spawn(ex, insert_worker(conn, sql, k + 1, o->depth, o->queries, &join), asio::detached);
   co_await join.wait();
-  co_await conn.execute("COMMIT");
-  *out = sw.stop(o.queries);
-  conn.close();
+  co_await conn->execute("COMMIT");
 }
 
 // W5o: COPY TO STDOUT, every row counted.
-asio::awaitable<void> pgq_w5_copy_out(bench_options o, measurement* out) {
-  pgq::connection conn(co_await asio::this_coro::executor);
-  co_await conn.connect(o.dsn);
+asio::awaitable<void> pgq_w5_copy_out(pgq::connection* conn, std::string_view sql, const bench_options* o) {
   std::uint64_t lines = 0, bytes = 0;
   auto count = [&lines, &bytes](std::string_view row) {
     ++lines;
     bytes += row.size();
   };
-  stopwatch sw;
-  sw.start();
-  const std::uint64_t rows = co_await conn.copy_out(w5_copy_out_sql, count);
-  *out = sw.stop(o.queries);
-  if (rows != o.queries || lines != o.queries || bytes < 10 * lines)
+  const std::uint64_t rows = co_await conn->copy_out(sql, count);
+  if (rows != o->queries || lines != o->queries || bytes < 10 * lines)
     fail("W5o: " + std::to_string(lines) + " lines, the server said " + std::to_string(rows));
-  conn.close();
 }
 
 // stream / result: the same N rows read row by row, or as one result; every
@@ -488,13 +489,13 @@ measurement run_pgq(const bench_options& o) {
   } else if (o.workload == "W2d") {
     asio::co_spawn(ctx, pgq_w2_direct(o, &m), on_done);
   } else if (o.workload == "W5c" || o.workload == "W5cb") {
-    asio::co_spawn(ctx, pgq_w5_copy_in(o, &m), on_done);
+    asio::co_spawn(ctx, pgq_w5(o, &m, pgq_w5_copy_in), on_done);
   } else if (o.workload == "W5i") {
-    asio::co_spawn(ctx, pgq_w5_batched(o, &m), on_done);
+    asio::co_spawn(ctx, pgq_w5(o, &m, pgq_w5_batched), on_done);
   } else if (o.workload == "W5p") {
-    asio::co_spawn(ctx, pgq_w5_pipelined(o, &m), on_done);
+    asio::co_spawn(ctx, pgq_w5(o, &m, pgq_w5_pipelined), on_done);
   } else if (o.workload == "W5o") {
-    asio::co_spawn(ctx, pgq_w5_copy_out(o, &m), on_done);
+    asio::co_spawn(ctx, pgq_w5(o, &m, pgq_w5_copy_out), on_done);
   } else if (o.workload == "stream" || o.workload == "result") {
     asio::co_spawn(ctx, pgq_rows(o, &m), on_done);
   } else {
@@ -635,22 +636,18 @@ measurement libpq_w2(const bench_options& o) {
   return sw.stop(o.queries);
 }
 
-measurement libpq_w3(const bench_options& o) {
-  conn_ptr conn = pq_connect(o.dsn);
-  PGconn* c = conn.get();
-  pq_prepare(c, "point", point_sql);
-  PQsetnonblocking(c, 1);
-  if (!PQenterPipelineMode(c)) fail("cannot enter pipeline mode");
-  aid_source aids(1, 100000 * o.scale);
+// Runs n queries on `c`, which is non-blocking and in pipeline mode: up to
+// `depth` in flight, a sync after each (as pgq does). send(k) sends query k
+// (1-based); take(r) gets every result but the syncs, and clears it.
+template <class Send, class Take>
+void pq_pipeline(PGconn* c, std::uint64_t n, std::size_t depth, Send send, Take take) {
   std::uint64_t sent = 0, done = 0;
   std::size_t in_flight = 0;
   bool want_write = false;
-  stopwatch sw;
-  sw.start();
-  while (done < o.queries) {
+  while (done < n) {
     bool sent_some = false;
-    while (in_flight < o.depth && sent < o.queries) {
-      send_point(c, aids);
+    while (in_flight < depth && sent < n) {
+      send(sent + 1);
       if (!PQpipelineSync(c)) fail(PQerrorMessage(c));
       ++sent;
       ++in_flight;
@@ -665,20 +662,33 @@ measurement libpq_w3(const bench_options& o) {
     while (in_flight > 0 && !PQisBusy(c)) {
       PGresult* r = PQgetResult(c);
       if (r == nullptr) continue;  // the end of one query's results
-      switch (PQresultStatus(r)) {
-        case PGRES_PIPELINE_SYNC:
-          --in_flight;
-          ++done;
-          break;
-        case PGRES_TUPLES_OK:
-          check_balance(pq_int(r));
-          break;
-        default:
-          fail(PQerrorMessage(c));
+      if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+        --in_flight;
+        ++done;
+        PQclear(r);
+      } else {
+        take(r);
       }
-      PQclear(r);
     }
   }
+}
+
+measurement libpq_w3(const bench_options& o) {
+  conn_ptr conn = pq_connect(o.dsn);
+  PGconn* c = conn.get();
+  pq_prepare(c, "point", point_sql);
+  PQsetnonblocking(c, 1);
+  if (!PQenterPipelineMode(c)) fail("cannot enter pipeline mode");
+  aid_source aids(1, 100000 * o.scale);
+  auto send = [c, &aids](std::uint64_t) { send_point(c, aids); };
+  auto take = [c](PGresult* r) {
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) fail(PQerrorMessage(c));
+    check_balance(pq_int(r));
+    PQclear(r);
+  };
+  stopwatch sw;
+  sw.start();
+  pq_pipeline(c, o.queries, o.depth, send, take);
   return sw.stop(o.queries);
 }
 
@@ -785,13 +795,22 @@ void w5_verify(const std::string& dsn, std::uint64_t n) {
          " wrong), expected 1.." + std::to_string(n));
 }
 
-// W5c: the COPY text built by hand, sent in 64 KiB PQputCopyData calls.
-measurement libpq_w5_copy_in(const bench_options& o) {
+// The timed part of a libpq W5 workload: o.queries rows by `sql` on `c`,
+// checked as they go.
+using libpq_w5_rows = void (*)(PGconn* c, const std::string& sql, const bench_options& o);
+
+// What every libpq W5 workload does around its rows, as pgq_w5() does.
+measurement libpq_w5(const bench_options& o, libpq_w5_rows rows) {
   conn_ptr conn = pq_connect(o.dsn);
-  PGconn* c = conn.get();
-  const std::string sql(w5_copy_in_sql);
+  const std::string sql = w5_sql(o);
   stopwatch sw;
   sw.start();
+  rows(conn.get(), sql, o);
+  return sw.stop(o.queries);
+}
+
+// W5c: the COPY text built by hand, sent in 64 KiB PQputCopyData calls.
+void libpq_w5_copy_in(PGconn* c, const std::string& sql, const bench_options& o) {
   PGresult* r = PQexec(c, sql.c_str());
   const bool copying = PQresultStatus(r) == PGRES_COPY_IN;
   PQclear(r);
@@ -809,120 +828,81 @@ measurement libpq_w5_copy_in(const bench_options& o) {
   if (PQputCopyEnd(c, nullptr) != 1) fail(PQerrorMessage(c));
   pq_expect_rows(c, PQgetResult(c), o.queries, "W5c");
   while (PGresult* extra = PQgetResult(c)) PQclear(extra);
-  return sw.stop(o.queries);
 }
 
-// The text parameters of rows first..first+rows-1 in `text`, pointed to by `values`.
-void text_params(std::uint64_t first, std::uint64_t rows, std::string& text, std::vector<std::size_t>& offsets,
-                 std::vector<const char*>& values) {
-  text.clear();
-  offsets.clear();
-  for (std::uint64_t i = first; i < first + rows; ++i) {
-    offsets.push_back(text.size());
-    append_number(text, i);
-    text += '\0';
-    offsets.push_back(text.size());
-    append_label(text, i);
-    text += '\0';
-    offsets.push_back(text.size());
-    append_float(text, row_float(i));
-    text += '\0';
-  }
-  values.resize(offsets.size());
-  for (std::size_t k = 0; k < offsets.size(); ++k) values[k] = text.data() + offsets[k];
-}
-
-// W5i: the same multi-row INSERTs, prepared once, text parameters.
-measurement libpq_w5_batched(const bench_options& o) {
-  conn_ptr conn = pq_connect(o.dsn);
-  PGconn* c = conn.get();
-  const std::string full_sql = multi_insert_sql(o.rows_per_insert);
+// The text parameters of rows first..first+rows-1, for PQexecParams and
+// friends: `values` points into `text`.
+struct text_params {
   std::string text;
   std::vector<std::size_t> offsets;
   std::vector<const char*> values;
-  stopwatch sw;
-  sw.start();
+
+  void fill(std::uint64_t first, std::uint64_t rows) {
+    text.clear();
+    offsets.clear();
+    for (std::uint64_t i = first; i < first + rows; ++i) {
+      offsets.push_back(text.size());
+      append_number(text, i);
+      text += '\0';
+      offsets.push_back(text.size());
+      append_label(text, i);
+      text += '\0';
+      offsets.push_back(text.size());
+      append_float(text, row_float(i));
+      text += '\0';
+    }
+    values.resize(offsets.size());
+    for (std::size_t k = 0; k < offsets.size(); ++k) values[k] = text.data() + offsets[k];
+  }
+};
+
+// W5i: the same multi-row INSERTs (`sql`), prepared once, text parameters.
+void libpq_w5_batched(PGconn* c, const std::string& sql, const bench_options& o) {
+  text_params params;
   pq_exec(c, "BEGIN");
-  pq_prepare(c, "ins", full_sql);
+  pq_prepare(c, "ins", sql);
   for (std::uint64_t first = 1; first <= o.queries; first += o.rows_per_insert) {
     const std::uint64_t rows = std::min(o.rows_per_insert, o.queries - first + 1);
-    text_params(first, rows, text, offsets, values);
-    const int n = static_cast<int>(values.size());
+    params.fill(first, rows);
+    const int n = static_cast<int>(params.values.size());
     PGresult* r = rows == o.rows_per_insert
-                      ? PQexecPrepared(c, "ins", n, values.data(), nullptr, nullptr, 0)
-                      : PQexecParams(c, multi_insert_sql(rows).c_str(), n, nullptr, values.data(), nullptr, nullptr, 0);
+                      ? PQexecPrepared(c, "ins", n, params.values.data(), nullptr, nullptr, 0)
+                      : PQexecParams(c, multi_insert_sql(rows).c_str(), n, nullptr, params.values.data(), nullptr,
+                                     nullptr, 0);
     pq_expect_rows(c, r, rows, "W5i");
   }
   pq_exec(c, "COMMIT");
-  return sw.stop(o.queries);
 }
 
 // W5p: single-row INSERTs in pipeline mode, a sync after each (as W3 and as
 // pgq do), up to o.depth in flight, between BEGIN and COMMIT.
-measurement libpq_w5_pipelined(const bench_options& o) {
-  conn_ptr conn = pq_connect(o.dsn);
-  PGconn* c = conn.get();
-  std::string text;
-  std::vector<std::size_t> offsets;
-  std::vector<const char*> values;
-  stopwatch sw;
-  sw.start();
+void libpq_w5_pipelined(PGconn* c, const std::string& sql, const bench_options& o) {
+  text_params params;
   pq_exec(c, "BEGIN");
-  pq_prepare(c, "ins1", w5_insert_one_sql);
+  pq_prepare(c, "ins1", sql);
   PQsetnonblocking(c, 1);
   if (!PQenterPipelineMode(c)) fail("cannot enter pipeline mode");
-  std::uint64_t sent = 0, done = 0;
-  std::size_t in_flight = 0;
-  bool want_write = false;
-  while (done < o.queries) {
-    bool sent_some = false;
-    while (in_flight < o.depth && sent < o.queries) {
-      ++sent;
-      text_params(sent, 1, text, offsets, values);
-      if (!PQsendQueryPrepared(c, "ins1", 3, values.data(), nullptr, nullptr, 0))
-        fail(std::string("send: ") + PQerrorMessage(c));
-      if (!PQpipelineSync(c)) fail(PQerrorMessage(c));
-      ++in_flight;
-      sent_some = true;
+  auto send = [c, &params](std::uint64_t k) {
+    params.fill(k, 1);
+    if (!PQsendQueryPrepared(c, "ins1", 3, params.values.data(), nullptr, nullptr, 0))
+      fail(std::string("send: ") + PQerrorMessage(c));
+  };
+  auto take = [c](PGresult* r) {
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+      PQclear(r);
+      fail(PQerrorMessage(c));
     }
-    if (sent_some || want_write) want_write = PQflush(c) == 1;
-    pollfd pfd{PQsocket(c), short(POLLIN | (want_write ? POLLOUT : 0)), 0};
-    if (poll(&pfd, 1, -1) < 0) fail("poll");
-    if (want_write && (pfd.revents & POLLOUT)) want_write = PQflush(c) == 1;
-    if (!(pfd.revents & POLLIN)) continue;
-    if (!PQconsumeInput(c)) fail(PQerrorMessage(c));
-    while (in_flight > 0 && !PQisBusy(c)) {
-      PGresult* r = PQgetResult(c);
-      if (r == nullptr) continue;  // the end of one query's results
-      switch (PQresultStatus(r)) {
-        case PGRES_PIPELINE_SYNC:
-          --in_flight;
-          ++done;
-          PQclear(r);
-          break;
-        case PGRES_COMMAND_OK:
-          pq_expect_rows(c, r, 1, "W5p");
-          break;
-        default:
-          PQclear(r);
-          fail(PQerrorMessage(c));
-      }
-    }
-  }
+    pq_expect_rows(c, r, 1, "W5p");
+  };
+  pq_pipeline(c, o.queries, o.depth, send, take);
   if (!PQexitPipelineMode(c)) fail(std::string("exit pipeline mode: ") + PQerrorMessage(c));
   PQsetnonblocking(c, 0);
   pq_exec(c, "COMMIT");
-  return sw.stop(o.queries);
 }
 
 // W5o: PQgetCopyData row by row (libpq hands out one row per call).
-measurement libpq_w5_copy_out(const bench_options& o) {
-  conn_ptr conn = pq_connect(o.dsn);
-  PGconn* c = conn.get();
-  const std::string sql(w5_copy_out_sql);
+void libpq_w5_copy_out(PGconn* c, const std::string& sql, const bench_options& o) {
   std::uint64_t lines = 0, bytes = 0;
-  stopwatch sw;
-  sw.start();
   PGresult* r = PQexec(c, sql.c_str());
   const bool copying = PQresultStatus(r) == PGRES_COPY_OUT;
   PQclear(r);
@@ -937,19 +917,17 @@ measurement libpq_w5_copy_out(const bench_options& o) {
   if (len != -1) fail(std::string("W5o: ") + PQerrorMessage(c));
   pq_expect_rows(c, PQgetResult(c), o.queries, "W5o");
   while (PGresult* extra = PQgetResult(c)) PQclear(extra);
-  measurement m = sw.stop(o.queries);
   if (lines != o.queries || bytes < 10 * lines) fail("W5o: " + std::to_string(lines) + " lines");
-  return m;
 }
 
 measurement run_libpq(const bench_options& o) {
   if (o.workload == "W1") return libpq_w1(o);
   if (o.workload == "W4") return libpq_w4(o);
   if (o.workload == "W2") return libpq_w2(o);
-  if (o.workload == "W5c") return libpq_w5_copy_in(o);
-  if (o.workload == "W5i") return libpq_w5_batched(o);
-  if (o.workload == "W5p") return libpq_w5_pipelined(o);
-  if (o.workload == "W5o") return libpq_w5_copy_out(o);
+  if (o.workload == "W5c") return libpq_w5(o, libpq_w5_copy_in);
+  if (o.workload == "W5i") return libpq_w5(o, libpq_w5_batched);
+  if (o.workload == "W5p") return libpq_w5(o, libpq_w5_pipelined);
+  if (o.workload == "W5o") return libpq_w5(o, libpq_w5_copy_out);
   return libpq_w3(o);
 }
 

@@ -304,6 +304,66 @@ bool is_concurrent_index(const std::string& text) {
   return (up.starts_with("CREATE") || up.starts_with("REINDEX")) && up.find("CONCURRENTLY") != std::string::npos;
 }
 
+// What applying a script's statements and its history row came to: the
+// first failure, if any, and where it happened.
+struct script_outcome {
+  std::exception_ptr failure;
+  std::size_t failed = 0;  // index of the failing statement; the statement count: the history row or COMMIT
+};
+
+// Runs the script's statements one by one on `on`, then writes (up) or
+// deletes (down) its history row there; stops at the first failure and
+// returns it. `Session` is the script's transaction, or the connection for a
+// no-transaction script: both have execute().
+template <class Session>
+asio::awaitable<script_outcome> apply_script(Session& on, const context* c, const migration* m,
+                                             const migration_script& script, bool up,
+                                             std::chrono::steady_clock::time_point started) {
+  const std::size_t total = script.statements.size();
+  script_outcome out;
+  out.failed = total;
+  for (std::size_t i = 0; i < total && !out.failure; ++i) {
+    try {
+      co_await on.execute(script.statements[i].text);
+    } catch (...) {
+      out.failure = std::current_exception();
+      out.failed = i;
+    }
+  }
+  if (out.failure) co_return out;
+  try {
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+    const std::int64_t took = ms.count();
+    if (up) {
+      const std::string sql = "INSERT INTO " + c->table +
+                              " (version, name, checksum, execution_ms, applied_by, no_transaction) "
+                              "VALUES ($1, $2, $3, $4, coalesce(nullif($5, ''), current_user), $6)";
+      co_await on.execute(sql, m->version, m->name, m->checksum, took, c->opts.applied_by, script.no_transaction);
+    } else {
+      const std::string sql = "DELETE FROM " + c->table + " WHERE version = $1";
+      co_await on.execute(sql, m->version);
+    }
+  } catch (...) {
+    out.failure = std::current_exception();
+  }
+  co_return out;
+}
+
+// "migration <label> (<file>) failed at statement 2 of 5, line 14: ERROR ...\n":
+// what failed and why; what it left behind is for the caller to add.
+std::string failure_head(const migration* m, const migration_script& script, const script_outcome& o, bool up) {
+  const std::size_t total = script.statements.size();
+  std::string msg = "migration " + m->label + " (" + script.file +
+                    (script.no_transaction ? ", run outside a transaction" : "") + ") failed";
+  if (o.failed < total) {
+    msg += " at statement " + std::to_string(o.failed + 1) + " of " + std::to_string(total) + ", line " +
+           std::to_string(error_line_of(script.statements[o.failed], o.failure));
+  } else {
+    msg += up ? " while recording it in the history" : " while removing it from the history";
+  }
+  return msg + ": " + server_error_text(o.failure) + ".\n";
+}
+
 // Runs one script and writes (up) or deletes (down) its history row. Throws
 // migration_error saying what failed and what state it left.
 asio::awaitable<migration_step> run_script(connection* conn, const context* c, const migration* m,
@@ -317,107 +377,53 @@ asio::awaitable<migration_step> run_script(connection* conn, const context* c, c
   step.direction = dir;
   step.no_transaction = script.no_transaction;
   step.statements = script.statements.size();
-
-  const std::string insert_sql = "INSERT INTO " + c->table +
-                                 " (version, name, checksum, execution_ms, applied_by, no_transaction) "
-                                 "VALUES ($1, $2, $3, $4, coalesce(nullif($5, ''), current_user), $6)";
-  const std::string delete_sql = "DELETE FROM " + c->table + " WHERE version = $1";
   const std::size_t total = script.statements.size();
-  std::exception_ptr failure;
-  std::size_t failed = total;  // index of the failing statement; total: the history row or COMMIT
 
   if (!script.no_transaction) {
     auto tx = co_await conn->begin();
-    for (std::size_t i = 0; i < total && !failure; ++i) {
+    script_outcome o = co_await apply_script(tx, c, m, script, up, started);
+    if (!o.failure) {
       try {
-        co_await tx.execute(script.statements[i].text);
-      } catch (...) {
-        failure = std::current_exception();
-        failed = i;
-      }
-    }
-    if (!failure) {
-      try {
-        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
-        const std::int64_t took = ms.count();
-        if (up) {
-          co_await tx.execute(insert_sql, m->version, m->name, m->checksum, took, c->opts.applied_by, false);
-        } else {
-          co_await tx.execute(delete_sql, m->version);
-        }
         co_await tx.commit();
       } catch (...) {
-        failure = std::current_exception();
+        o.failure = std::current_exception();
       }
     }
-    if (failure) {
-      if (tx.active() && !is_fatal_exception(failure)) co_await tx.rollback();
-      std::string msg = "migration " + m->label + " (" + script.file + ") failed";
-      if (failed < total) {
-        const auto& st = script.statements[failed];
-        msg += " at statement " + std::to_string(failed + 1) + " of " + std::to_string(total) + ", line " +
-               std::to_string(error_line_of(st, failure));
-      } else {
-        msg += up ? " while recording it in the history" : " while removing it from the history";
-      }
-      msg += ": " + server_error_text(failure) + ".\n";
-      if (is_fatal_exception(failure) && failed == total) {
+    if (o.failure) {
+      if (tx.active() && !is_fatal_exception(o.failure)) co_await tx.rollback();
+      std::string msg = failure_head(m, script, o, up);
+      if (is_fatal_exception(o.failure) && o.failed == total) {
         msg += "The connection was lost at COMMIT: check the history table to see whether it was applied.";
       } else {
         msg += "Nothing of it took effect: its transaction rolled back and the history is unchanged. "
                "Fix the file and run again.";
       }
-      if (sqlstate_of_exception(failure) == "25001") {
+      if (sqlstate_of_exception(o.failure) == "25001") {
         msg += "\nThis statement cannot run inside a transaction: make \"-- pgq:no-transaction\" the "
                "file's first line (its statements then run one by one, each on its own).";
       }
       throw migration_error(msg);
     }
   } else {
-    for (std::size_t i = 0; i < total && !failure; ++i) {
-      try {
-        co_await conn->execute(script.statements[i].text);
-      } catch (...) {
-        failure = std::current_exception();
-        failed = i;
-      }
-    }
-    if (!failure) {
-      try {
-        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
-        const std::int64_t took = ms.count();
-        if (up) {
-          co_await conn->execute(insert_sql, m->version, m->name, m->checksum, took, c->opts.applied_by, true);
-        } else {
-          co_await conn->execute(delete_sql, m->version);
-        }
-      } catch (...) {
-        failure = std::current_exception();
-      }
-    }
-    if (failure) {
-      std::string msg = "migration " + m->label + " (" + script.file + ", run outside a transaction) failed";
-      if (failed < total) {
-        const auto& st = script.statements[failed];
-        msg += " at statement " + std::to_string(failed + 1) + " of " + std::to_string(total) + ", line " +
-               std::to_string(error_line_of(st, failure)) + ": " + server_error_text(failure) + ".\n";
-        if (failed == 0) {
+    const script_outcome o = co_await apply_script(*conn, c, m, script, up, started);
+    if (o.failure) {
+      std::string msg = failure_head(m, script, o, up);
+      if (o.failed < total) {
+        if (o.failed == 0) {
           msg += "No statement of it took effect. ";
         } else {
-          msg += "Statements 1 to " + std::to_string(failed) + " took effect and stay; ";
+          msg += "Statements 1 to " + std::to_string(o.failed) + " took effect and stay; ";
         }
-        msg += "statements " + std::to_string(failed + 1) + " to " + std::to_string(total) +
+        msg += "statements " + std::to_string(o.failed + 1) + " to " + std::to_string(total) +
                " did not run, and the migration is not recorded as " + (up ? "applied" : "reverted") +
                ". Fix the cause, then make the file safe to run again from its first statement "
                "(IF NOT EXISTS / IF EXISTS) or undo what took effect by hand, and run again.";
-        if (is_concurrent_index(st.text)) {
+        if (is_concurrent_index(script.statements[o.failed].text)) {
           msg += "\nA failed CREATE INDEX CONCURRENTLY (or REINDEX CONCURRENTLY) leaves an INVALID index "
                  "behind: drop it with DROP INDEX CONCURRENTLY before running again.";
         }
       } else {
-        msg += std::string(" while ") + (up ? "recording it in" : "removing it from") +
-               " the history: " + server_error_text(failure) +
-               ".\nAll its statements took effect, but the history does not say so: " +
+        msg += std::string("All its statements took effect, but the history does not say so: ") +
                (up ? "insert its row by hand, or make the file safe to run again, then run up again."
                    : "delete its row by hand.");
       }
