@@ -63,15 +63,14 @@ detail::result_data::~result_data() {
   if (res != nullptr) PQclear(res);
 }
 
-field::field(const detail::result_data* d, int r, int col) noexcept
-    : res_(d->res), col_(col), null_(PQgetisnull(d->res, r, col) != 0) {
+field::field(const detail::result_data* d, int r, int col) noexcept : res_(d->res), col_(col) {
   const detail::column_meta& m = d->cols[static_cast<std::size_t>(col)];
   value_.type = m.type;
   value_.fmt = m.fmt;
-  if (!null_) {
-    value_.bytes = std::string_view(PQgetvalue(d->res, r, col),
-                                    static_cast<std::size_t>(PQgetlength(d->res, r, col)));
-  }
+  // libpq gives a NULL the length 0: only an empty value needs the question.
+  const int len = PQgetlength(d->res, r, col);
+  null_ = len == 0 && PQgetisnull(d->res, r, col) != 0;
+  if (!null_) value_.bytes = std::string_view(PQgetvalue(d->res, r, col), static_cast<std::size_t>(len));
 }
 
 std::string_view field::name() const noexcept {

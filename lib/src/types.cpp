@@ -505,6 +505,41 @@ std::string numeric_from_binary(value_view v) {
   return s;
 }
 
+/// A binary numeric as the double nearest to it, without the text detour,
+/// when that is exact to compute (Clinger's fast path): a mantissa below 2^53
+/// and a power of ten up to 1e22 are both exact doubles, so one multiplication
+/// or division rounds once, to the same double as parsing the decimal text.
+/// False: take the text path (more digits, a larger exponent, NaN, bad bytes).
+bool numeric_to_double_fast(value_view v, double& out) {
+  static constexpr double pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                     1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+  const std::string_view b = v.bytes;
+  if (b.size() < 8) return false;
+  const auto ndigits = get_be<std::uint16_t>(b.data());
+  const auto weight = static_cast<std::int16_t>(get_be<std::uint16_t>(b.data() + 2));
+  const auto sign = get_be<std::uint16_t>(b.data() + 4);
+  if ((sign != numeric_pos && sign != numeric_neg) || b.size() != 8 + 2u * ndigits) return false;
+  constexpr std::uint64_t limit = (std::uint64_t{1} << 53) / 10000;  // m * 10000 + 9999 stays below 2^53
+  std::uint64_t m = 0;
+  for (std::size_t i = 0; i < ndigits; ++i) {
+    const auto d = get_be<std::uint16_t>(b.data() + 8 + 2 * i);
+    if (d >= 10000 || m >= limit) return false;
+    m = m * 10000 + d;
+  }
+  const int e = 4 * (weight - (static_cast<int>(ndigits) - 1));  // value = m * 10^e
+  if (m == 0) {
+    out = 0.0;
+  } else if (e >= 0 && e <= 22) {
+    out = static_cast<double>(m) * pow10[e];
+  } else if (e < 0 && e >= -22) {
+    out = static_cast<double>(m) / pow10[-e];
+  } else {
+    return false;
+  }
+  if (sign == numeric_neg) out = -out;
+  return true;
+}
+
 // ------------------------------------------------------------------ time
 
 constexpr std::int64_t usecs_per_day = 86'400'000'000;
@@ -1618,6 +1653,7 @@ double decode_as_double(value_view v) {
       check_size(v, 8);
       return std::bit_cast<double>(get_be<std::uint64_t>(v.bytes.data()));
     case oids::numeric: {
+      if (numeric_to_double_fast(v, d)) return d;
       std::string t = numeric_from_binary(v);
       if (!parse_float(t, d)) throw_out_of_range(v, t, "double");
       return d;

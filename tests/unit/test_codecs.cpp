@@ -2,6 +2,8 @@
 // text, and hostile input. Expected bytes and text come from a PostgreSQL 15
 // server (e.g. `select numeric_send(12345.678)`).
 #include <catch2/catch.hpp>
+#include <bit>
+#include <random>
 #include <cmath>
 #include <limits>
 #include <optional>
@@ -252,6 +254,33 @@ TEST_CASE("floats: reading other numeric types", "[codec]") {
         code(errc::invalid_value));
   CHECK(thrown([] { dec<double>("1", pgq::oids::text, format::text); }) ==
         code(errc::type_mismatch));
+}
+
+TEST_CASE("floats: a binary numeric reads as the same double as its text", "[codec]") {
+  // Short numerics take a direct path (mantissa < 2^53, power of ten <= 22);
+  // the others go through the text. Both must give the correctly rounded double.
+  std::vector<std::string> texts = {"0", "1.5", "-1.5", "150000.0", "0.1", "0.3", "-0.0001", "123456789012345",
+                                    "1234567890123456", "12345678901234567", "9007199254740993", "0.000000000001",
+                                    "1e22", "1e23", "1e-22", "1e-23", "99999999.99999999", "3.141592653589793",
+                                    "2.718281828459045235360287", "-12345.678", "1e300", "1e-300", "5e-324",
+                                    "0.00000000000000000000000000001", "100000000000000000000000"};
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 2000; ++i) {
+    std::string t = std::to_string(rng() % 1000000000000ULL);
+    const auto point = static_cast<std::size_t>(rng() % (t.size() + 1));
+    if (point < t.size()) t.insert(point, ".");
+    if (rng() % 2 == 0) t.insert(0, "-");
+    if (t.front() == '.' || (t.size() > 1 && t[0] == '-' && t[1] == '.')) t.insert(t.find('.'), "0");
+    if (t.back() == '.') t.pop_back();
+    texts.push_back(t);
+  }
+  for (const std::string& t : texts) {
+    INFO("numeric " << t);
+    const std::string binary = enc(pgq::numeric(t), format::binary);
+    const double from_binary = dec<double>(binary, pgq::oids::numeric, format::binary);
+    const double from_text = dec<double>(pgq::numeric(t).str(), pgq::oids::numeric, format::text);
+    CHECK(std::bit_cast<std::uint64_t>(from_binary) == std::bit_cast<std::uint64_t>(from_text));
+  }
 }
 
 TEST_CASE("strings: text, unicode and zero copy", "[codec]") {
