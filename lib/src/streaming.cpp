@@ -165,9 +165,11 @@ struct copy_state {
 };
 
 void copy_escape_text(std::string& out, std::string_view value) {
-  std::size_t start = 0;
-  for (std::size_t i = 0; i < value.size(); ++i) {
-    const char c = value[i];
+  const char* run = value.data();
+  const char* const end = run + value.size();
+  for (const char* p = run; p != end; ++p) {
+    const auto c = static_cast<unsigned char>(*p);
+    if (c > '\r' && c != '\\') continue;  // nothing to escape: the usual case
     const char* rep = nullptr;
     switch (c) {
       case '\\': rep = "\\\\"; break;
@@ -176,11 +178,11 @@ void copy_escape_text(std::string& out, std::string_view value) {
       case '\t': rep = "\\t"; break;
       default: continue;
     }
-    out.append(value.substr(start, i - start));
-    out.append(rep);
-    start = i + 1;
+    out.append(run, static_cast<std::size_t>(p - run));
+    out.append(rep, 2);
+    run = p + 1;
   }
-  out.append(value.substr(start));
+  out.append(run, static_cast<std::size_t>(end - run));
 }
 
 void copy_put_int16(std::string& out, std::int16_t v) {

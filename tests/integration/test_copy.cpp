@@ -2,6 +2,9 @@
 #include "support.hpp"
 
 #include <catch2/catch.hpp>
+#include <limits>
+#include <cmath>
+#include <bit>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -118,6 +121,33 @@ TEST_CASE("copy: every supported type round-trips through text COPY in and out",
 
 TEST_CASE("copy: every supported type round-trips through binary COPY in and out", "[copy]") {
   run([]() -> asio::awaitable<void> { co_await round_trip_all_types("binary"); });
+}
+
+TEST_CASE("copy: doubles and floats arrive bit for bit through text COPY", "[copy]") {
+  run([]() -> asio::awaitable<void> {
+    auto conn = co_await connect();
+    const std::string t = unique_name("copy_floats");
+    co_await conn.execute("CREATE TEMP TABLE " + t + " (k int, d float8, f float4)");
+    const std::vector<double> doubles = {0.1, -0.0, 1.0 / 3, 1e300, -1e-300, 5e-324, 123456789012345680.0,
+                                         std::numeric_limits<double>::max(), std::numeric_limits<double>::infinity(),
+                                         -std::numeric_limits<double>::infinity(), 2.5e-5, 1e16};
+    const std::vector<float> floats = {0.1f, -0.0f, 1.0f / 3, 3.4e38f, 1e-45f, 16777217.0f, 2.5e-5f, 1e7f, 0.0f,
+                                       std::numeric_limits<float>::infinity(), -1.5f, 100.0f};
+    auto w = co_await conn.copy_in("COPY " + t + " FROM STDIN");
+    for (std::size_t i = 0; i < doubles.size(); ++i) co_await w.write_row(static_cast<int>(i), doubles[i], floats[i]);
+    co_await w.write_row(99, std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<float>::quiet_NaN());
+    const std::uint64_t copied = co_await w.finish();
+    CHECK(copied == doubles.size() + 1);
+    auto r = co_await conn.query("SELECT k, d, f FROM " + t + " ORDER BY k");
+    REQUIRE(static_cast<std::size_t>(r.size()) == doubles.size() + 1);
+    for (std::size_t i = 0; i < doubles.size(); ++i) {
+      INFO("row " << i);
+      CHECK(std::bit_cast<std::uint64_t>(r[static_cast<int>(i)].get<double>(1)) == std::bit_cast<std::uint64_t>(doubles[i]));
+      CHECK(std::bit_cast<std::uint32_t>(r[static_cast<int>(i)].get<float>(2)) == std::bit_cast<std::uint32_t>(floats[i]));
+    }
+    CHECK(std::isnan(r[static_cast<int>(doubles.size())].get<double>(1)));
+    CHECK(std::isnan(r[static_cast<int>(doubles.size())].get<float>(2)));
+  });
 }
 
 TEST_CASE("copy: 1,000,000 rows in, and out again, with a range of tuples", "[copy]") {

@@ -7,6 +7,8 @@
 
 #include <boost/asio/awaitable.hpp>
 
+#include <charconv>
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -47,6 +49,32 @@ void copy_field(std::string& out, const T& v, bool binary, std::string& scratch)
     copy_field(out, static_cast<const std::remove_extent_t<T>*>(v), binary, scratch);
   } else if constexpr (std::is_same_v<T, char*>) {
     copy_field(out, static_cast<const char*>(v), binary, scratch);
+  } else if constexpr (std::is_arithmetic_v<T>) {
+    if (binary) {
+      scratch.clear();
+      codec<T>::encode(v, format::binary, scratch);
+      copy_put_int32(out, static_cast<std::int32_t>(scratch.size()));
+      out += scratch;
+    } else if constexpr (std::is_floating_point_v<T>) {
+      // The shortest text that reads back as v; float8in takes any form, so
+      // the server's own layout (what codec<T> writes) is not needed here.
+      char buf[64];
+      const auto r = std::to_chars(buf, buf + sizeof buf, v);
+      if (std::isfinite(v) && r.ec == std::errc()) {
+        out.append(buf, static_cast<std::size_t>(r.ptr - buf));
+      } else {
+        codec<T>::encode(v, format::text, out);  // NaN, Infinity
+      }
+    } else {
+      codec<T>::encode(v, format::text, out);  // digits and a sign: nothing to escape
+    }
+  } else if constexpr (std::is_same_v<T, std::string> || std::is_same_v<T, std::string_view>) {
+    if (binary) {
+      copy_put_int32(out, static_cast<std::int32_t>(v.size()));
+      out += v;
+    } else {
+      copy_escape_text(out, v);
+    }
   } else {
     scratch.clear();
     codec<T>::encode(v, binary ? format::binary : format::text, scratch);
