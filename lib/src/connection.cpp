@@ -653,6 +653,17 @@ void driver::on_readable(const error_code& ec) {
   process_input();
   in_io_ = false;
   deliver_ready();
+  // drain_results() stops after a slice of completions, so that their callers
+  // free those results before libpq makes the next ones: with 100 requests
+  // in flight, holding every result of a read at once grew and trimmed the
+  // heap (brk, page faults) on every round trip.
+  while (slice_full_ && is_open() && !exclusive_) {
+    slice_full_ = false;
+    in_io_ = true;
+    drain_results();
+    in_io_ = false;
+    deliver_ready();
+  }
 }
 
 void driver::process_input() {
@@ -702,6 +713,10 @@ void driver::deliver_ready() {
 void driver::drain_results() {
   int nulls = 0;
   while (is_open() && !inflight_.empty() && !paused_) {
+    if (in_io_ && ready_.size() >= completion_slice) {
+      slice_full_ = true;  // on_readable() delivers these, then comes back
+      break;
+    }
     request& current = *inflight_.front();
     if (current.stream && !current.single_row_set) {
       // Before libpq parses any of this statement's rows (PQisBusy would):

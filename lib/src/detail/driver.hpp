@@ -241,6 +241,8 @@ class driver : public std::enable_shared_from_this<driver> {
     result res;
   };
   bool in_io_ = false;
+  static constexpr std::size_t completion_slice = 16;
+  bool slice_full_ = false;  // drain_results() stopped at completion_slice
   std::vector<ready_completion> ready_;
   std::atomic<bool> open_{false};  // read from other threads by is_open()
   bool reading_ = false;
