@@ -84,25 +84,23 @@ class pool_impl final : public std::enable_shared_from_this<pool_impl>, private 
 
   // Called by a lease, from any thread: the connection is classified on its
   // own executor, then handed back to pool_core.
-  void release(std::size_t slot) noexcept {
+  void release(std::size_t slot, connection& c) noexcept {
     try {
+      if (on_executor_of(c)) {
+        // The usual case: the lease ends right after its last request
+        // completed, on the connection's executor. Whatever the holder sent
+        // went out inline from here, so the classification sees it.
+        classify_and_release(slot, c);
+        return;
+      }
       std::shared_ptr<connection> conn;
       {
         std::lock_guard lock(mutex_);
         conn = conns_[slot];
       }
       if (!conn) return;
-      asio::dispatch(conn->get_executor(), [self = shared_from_this(), slot, conn] {
-        release_kind kind = release_kind::clean;
-        if (!conn->is_open()) {
-          kind = release_kind::broken;
-        } else if (self->opts_.before_return || conn->transaction_status() != tx_status::idle) {
-          kind = release_kind::dirty;
-        }
-        std::lock_guard lock(self->mutex_);
-        self->core_.release(slot, kind, self->now());
-        self->publish();
-      });
+      asio::dispatch(conn->get_executor(),
+                     [self = shared_from_this(), slot, conn] { self->classify_and_release(slot, *conn); });
     } catch (...) {
       // Out of memory: the slot stays leased; the pool is one smaller.
     }
@@ -157,15 +155,46 @@ class pool_impl final : public std::enable_shared_from_this<pool_impl>, private 
 
   static pool_time now() { return pool_clock::now(); }
 
-  // An io_context made with concurrency hint 1 is run by one thread (the
-  // promise Asio itself relies on to drop its locks): strands would only cost.
-  static bool single_threaded(const asio::any_io_executor& ex) {
+  // On the connection's executor: clean, dirty (a transaction or a request
+  // open, or a before_return hook) or broken, then back to pool_core.
+  void classify_and_release(std::size_t slot, connection& conn) {
+    release_kind kind = release_kind::clean;
+    if (!conn.is_open()) {
+      kind = release_kind::broken;
+    } else if (opts_.before_return || conn.transaction_status() != tx_status::idle) {
+      kind = release_kind::dirty;
+    }
+    std::lock_guard lock(mutex_);
+    core_.release(slot, kind, now());
+    publish();
+  }
+
+  // Whether this thread runs the connection's executor now: inside its strand,
+  // or (no strands: one thread runs everything) inside the io_context.
+  bool on_executor_of(const connection& c) const {
+    const asio::any_io_executor ex = c.get_executor();
+    if (const auto* s = ex.target<asio::strand<asio::any_io_executor>>()) return s->running_in_this_thread();
+    if (use_strands_) return false;
+    return on_io_context(ex, [](const auto& e) { return e.running_in_this_thread(); });
+  }
+
+  // fn(the io_context executor inside `ex`) when `ex` holds one (work-tracked
+  // or not), else false.
+  template <class Fn>
+  static bool on_io_context(const asio::any_io_executor& ex, Fn fn) {
     using plain = asio::io_context::executor_type;
     using tracked = decltype(asio::require(std::declval<plain>(), asio::execution::outstanding_work.tracked));
-    asio::io_context* ctx = nullptr;
-    if (const auto* e = ex.target<plain>()) ctx = &e->context();
-    if (const auto* e = ex.target<tracked>()) ctx = &e->context();
-    return ctx != nullptr && asio::use_service<asio::detail::scheduler>(*ctx).concurrency_hint() == 1;
+    if (const auto* e = ex.target<plain>()) return fn(*e);
+    if (const auto* e = ex.target<tracked>()) return fn(*e);
+    return false;
+  }
+
+  // An io_context made with concurrency hint 1 is run by one thread (the
+  // promise behind Asio's own one-thread shortcuts): strands would only cost.
+  static bool single_threaded(const asio::any_io_executor& ex) {
+    return on_io_context(ex, [](const auto& e) {
+      return asio::use_service<asio::detail::scheduler>(e.context()).concurrency_hint() == 1;
+    });
   }
 
   // Copies the numbers for stats(), which any thread may call.
@@ -377,7 +406,7 @@ lease& lease::operator=(lease&& other) noexcept {
 lease::~lease() { release(); }
 
 void lease::release() noexcept {
-  if (pool_ && conn_ != nullptr) pool_->release(slot_);
+  if (pool_ && conn_ != nullptr) pool_->release(slot_, *conn_);
   pool_.reset();
   conn_ = nullptr;
 }

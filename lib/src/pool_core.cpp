@@ -283,8 +283,14 @@ void pool_core::schedule(pool_time now) {
   }
   pool_time next = pool_time::max();
   if (!waiters_.empty()) next = std::min(next, waiters_.front().deadline);  // the earliest: see on_timer
-  const std::size_t open = count(slot_state::idle) + count(slot_state::leased) +
-                           count(slot_state::resetting) + count(slot_state::checking);
+  std::size_t open = 0, connecting = 0;  // one pass: this runs on every release
+  for (const slot& sl : slots_) {
+    if (sl.state == slot_state::connecting) {
+      ++connecting;
+    } else if (sl.state != slot_state::empty) {
+      ++open;
+    }
+  }
   for (const slot& sl : slots_) {
     if (sl.state != slot_state::idle) continue;
     next = std::min(next, sl.expires);
@@ -295,7 +301,6 @@ void pool_core::schedule(pool_time now) {
       next = std::min(next, sl.last_checked + limits_.health_check_period);
     }
   }
-  const std::size_t connecting = count(slot_state::connecting);
   const bool needs_growth = waiters_.size() > connecting || open + connecting < limits_.min_size;
   if (needs_growth && retry_after_ > now) next = std::min(next, retry_after_);
   actions_.wake_at(next);
