@@ -36,6 +36,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <chrono>
 #include <cstdint>
@@ -43,10 +44,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <mutex>
 #include <random>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 namespace asio = boost::asio;
@@ -69,6 +72,7 @@ struct bench_options {
   bool json = false;
   bool single_thread_pool = false;  // W2: pool_options::strand_per_connection = false
   std::uint64_t rows_per_insert = 1000;  // W5i
+  std::size_t threads = 1;                // W2, pgq: threads running the io_context
 };
 
 struct measurement {
@@ -185,21 +189,28 @@ std::string w5_sql(const bench_options& o) {
 // ------------------------------------------------------------------ pgq
 
 // Counts finished workers; the coordinator sleeps on `timer` until all are.
+// Workers report here, from any thread (W2 --threads); the waiter polls
+// every 2 ms, which costs nothing measurable over a run of seconds.
 struct join_state {
   explicit join_state(asio::any_io_executor ex) : timer(ex) {}
   asio::steady_timer timer;
-  std::size_t remaining = 0;
+  std::atomic<std::size_t> remaining{0};
+  std::mutex mutex;
   std::exception_ptr error;
 
   void done(std::exception_ptr e) {
-    if (e && !error) error = e;
-    if (--remaining == 0) timer.cancel();
+    if (e) {
+      std::lock_guard lock(mutex);
+      if (!error) error = e;
+    }
+    remaining.fetch_sub(1);
   }
   asio::awaitable<void> wait() {
-    while (remaining > 0) {
-      timer.expires_at(asio::steady_timer::time_point::max());
+    while (remaining.load() > 0) {
+      timer.expires_after(std::chrono::milliseconds(2));
       co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
     }
+    std::lock_guard lock(mutex);
     if (error) std::rethrow_exception(error);
   }
 };
@@ -476,7 +487,8 @@ asio::awaitable<void> pgq_rows(bench_options o, measurement* out) {
 }
 
 measurement run_pgq(const bench_options& o) {
-  asio::io_context ctx(1);
+  // Concurrency hint 1 promises one thread (the pool then uses no strands).
+  asio::io_context ctx(o.threads > 1 ? static_cast<int>(o.threads) : 1);
   measurement m;
   std::exception_ptr error;
   auto on_done = [&error](std::exception_ptr e) { error = e; };
@@ -501,7 +513,10 @@ measurement run_pgq(const bench_options& o) {
   } else {
     asio::co_spawn(ctx, pgq_w3(o, &m), on_done);
   }
+  std::vector<std::thread> helpers;
+  for (std::size_t i = 1; i < o.threads; ++i) helpers.emplace_back([&ctx] { ctx.run(); });
   ctx.run();
+  for (auto& t : helpers) t.join();
   if (error) std::rethrow_exception(error);
   return m;
 }
@@ -936,11 +951,13 @@ measurement run_libpq(const bench_options& o) {
 [[noreturn]] void usage(int status) {
   std::fprintf(status == 0 ? stdout : stderr,
                "usage: pgq_bench_workloads --dsn DSN --workload W --impl pgq|libpq\n"
-               "       [--queries N] [--connections C] [--depth D] [--scale S] [--rows-per-insert R] [--json]\n"
+               "       [--queries N] [--connections C] [--depth D] [--scale S] [--rows-per-insert R]\n"
+               "       [--threads T] [--json]\n"
                "  W1: N sequential SELECT 1 on one connection (default N 20000)\n"
                "  W2: N point selects over C connections, one in flight each (200000, 10)\n"
                "  W2d: W2 with one pgq::connection per worker instead of a pool (pgq only)\n"
                "  --no-strands: W2's pool without a strand per connection (one thread runs it)\n"
+               "  --threads T: W2's pgq runs its io_context on T threads (default 1), as pgbench -j does\n"
                "  W3: N point selects on one connection, D in flight (200000, 100)\n"
                "  W4: N times 100000 rows (int, text, numeric, timestamptz), every value decoded (50);\n"
                "      reports rows, not queries\n"
@@ -984,6 +1001,7 @@ bench_options parse(int argc, char** argv) {
     else if (a == "--json") o.json = true;
     else if (a == "--no-strands") o.single_thread_pool = true;
     else if (a == "--rows-per-insert") o.rows_per_insert = parse_number(value());
+    else if (a == "--threads") o.threads = parse_number(value());
     else if (a == "--help" || a == "-h") usage(0);
     else usage(2);
   }
@@ -993,6 +1011,8 @@ bench_options parse(int argc, char** argv) {
   const bool pgq_only = o.workload == "W2d" || o.workload == "W5cb" || o.workload == "stream" || o.workload == "result";
   if (pgq_only && o.impl != "pgq") usage(2);
   if (o.impl != "pgq" && o.impl != "libpq") usage(2);
+  // Only W2's pool is safe on several threads (a strand per connection).
+  if (o.threads == 0 || (o.threads > 1 && (o.workload != "W2" || o.impl != "pgq"))) usage(2);
   if ((o.workload == "copydata" || o.workload == "check") && o.queries == 0) usage(2);
   if (o.queries == 0) {
     if (o.workload == "W1") o.queries = 20000;
