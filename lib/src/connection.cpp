@@ -694,6 +694,16 @@ void driver::deliver_ready() {
   if (ready_.empty()) return;
   std::vector<ready_completion> items;
   items.swap(ready_);
+  // Callers may add completions while these run; afterwards the emptied
+  // vector goes back, so that its capacity serves the next round trip.
+  struct give_back {
+    std::vector<ready_completion>& items;
+    std::vector<ready_completion>& ready;
+    ~give_back() {
+      items.clear();
+      if (ready.empty()) ready.swap(items);
+    }
+  } back{items, ready_};
   for (auto& c : items) {
     asio::any_completion_executor erased;
     if (!c.handler_ex) erased = asio::get_associated_executor(c.handler, ex_);

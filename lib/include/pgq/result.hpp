@@ -4,6 +4,7 @@
 #include <pgq/error.hpp>
 #include <pgq/types.hpp>
 
+#include <boost/container/small_vector.hpp>
 #include <nlohmann/json.hpp>
 
 #include <cstddef>
@@ -35,7 +36,9 @@ struct result_data {
   pg_result* res = nullptr;
   int rows = 0;
   int columns = 0;
-  std::vector<column_meta> cols;
+  // Inline up to 8 columns: one allocation less per result (per row when
+  // streaming).
+  boost::container::small_vector<column_meta, 8> cols;
   explicit result_data(pg_result* r) noexcept;
   ~result_data();
   result_data(const result_data&) = delete;
