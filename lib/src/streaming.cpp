@@ -11,7 +11,8 @@
 #include <pgq/stream.hpp>
 #include <pgq/timeout.hpp>
 
-#include "detail/driver.hpp"
+#include "driver/copy.hpp"
+#include "driver/driver.hpp"
 
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -22,7 +23,6 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
-#include <libpq-fe.h>
 
 #include <algorithm>
 #include <charconv>
@@ -82,8 +82,20 @@ struct initiate_fetch {
   std::shared_ptr<detail::driver> drv;
   std::shared_ptr<detail::stream_state> st;
   template <class Handler>
-  void operator()(Handler&& h) {
-    asio::dispatch(drv->get_executor(), [d = drv, st = st, h = detail::rows_handler(std::forward<Handler>(h))]() mutable {
+  void operator()(Handler&& handler) {
+    detail::rows_handler h(std::forward<Handler>(handler));
+    auto slot = asio::get_associated_cancellation_slot(h);
+    if (slot.is_connected()) {
+      // Assigned here, on the caller's side: a cancel emitted at once is
+      // not lost. Giving up a fetch gives up the stream.
+      slot.assign([w = std::weak_ptr<detail::driver>(drv), ex = drv->get_executor(), st = st](asio::cancellation_type) {
+        asio::post(ex, [w, st] {
+          auto d = w.lock();
+          if (d && st->waiter) d->stream_abandon(st);
+        });
+      });
+    }
+    asio::dispatch(drv->get_executor(), [d = drv, st = st, h = std::move(h)]() mutable {
       d->stream_fetch(st, std::move(h));
     });
   }
@@ -137,10 +149,15 @@ asio::awaitable<row_stream> connection::stream_params(std::string_view sql, deta
   if (!drv_) throw sql_error(errc::not_connected, "connection was moved from", std::string(sql));
   auto st = std::make_shared<detail::stream_state>();
   auto d = drv_;
-  std::string text(sql);
-  asio::dispatch(d->get_executor(), [d, st, text = std::move(text), p = std::move(params)]() mutable {
-    d->enqueue_stream(std::move(text), std::move(p), st);
-  });
+  auto req = std::make_unique<detail::request>();
+  req->id = d->next_id();
+  st->id = req->id;
+  req->what = detail::request::type::stream;
+  req->owned_sql = std::string(sql);  // the stream may outlive the caller's text
+  req->sql = req->owned_sql;
+  req->params = std::move(params);
+  req->stream = st;
+  asio::dispatch(d->get_executor(), [d, r = std::move(req)]() mutable { d->enqueue(std::move(r)); });
   row_stream s(d, st);
   // The first batch: a statement that fails at once throws here.
   co_await s.fetch();
@@ -149,322 +166,14 @@ asio::awaitable<row_stream> connection::stream_params(std::string_view sql, deta
 
 
 // --------------------------------------------------------------------- COPY
-
-namespace detail {
-
-struct copy_state {
-  std::shared_ptr<driver> d;
-  std::string statement;
-  enum class mode { idle, in, out };
-  mode m = mode::idle;  // what the server is in, as far as we drive it
-  bool held = false;    // we hold the connection (pipeline mode off)
-  // A COPY TO sent whose first answer has not come: the server sends
-  // CopyOutResponse only with its first buffer of rows, so a slow query
-  // can run for long before it; abandoned then, it must be cancelled.
-  bool out_pending = false;
-};
-
-void copy_escape_text(std::string& out, std::string_view value) {
-  const char* run = value.data();
-  const char* const end = run + value.size();
-  for (const char* p = run; p != end; ++p) {
-    const auto c = static_cast<unsigned char>(*p);
-    if (c > '\r' && c != '\\') continue;  // nothing to escape: the usual case
-    const char* rep = nullptr;
-    switch (c) {
-      case '\\': rep = "\\\\"; break;
-      case '\n': rep = "\\n"; break;
-      case '\r': rep = "\\r"; break;
-      case '\t': rep = "\\t"; break;
-      default: continue;
-    }
-    out.append(run, static_cast<std::size_t>(p - run));
-    out.append(rep, 2);
-    run = p + 1;
-  }
-  out.append(run, static_cast<std::size_t>(end - run));
-}
-
-void copy_put_int16(std::string& out, std::int16_t v) {
-  const auto u = static_cast<std::uint16_t>(v);
-  out.push_back(static_cast<char>(u >> 8));
-  out.push_back(static_cast<char>(u & 0xff));
-}
-
-void copy_put_int32(std::string& out, std::int32_t v) {
-  const auto u = static_cast<std::uint32_t>(v);
-  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((u >> shift) & 0xff));
-}
-
-}  // namespace detail
+// (driven by lib/src/driver/copy.cpp)
 
 namespace {
-
-using detail::copy_state;
-using state_ptr = std::shared_ptr<copy_state>;
-
-pg_conn* live(const copy_state& st) {
-  if (!st.d->is_open() || st.d->native_handle() == nullptr) {
-    throw sql_error(errc::connection_lost, "the connection was lost during COPY", st.statement);
-  }
-  return st.d->native_handle();
-}
-
-[[noreturn]] void lost(const copy_state& st) {
-  const std::string message = detail::connection_error_message(st.d->native_handle());
-  st.d->connection_lost(message);
-  throw sql_error(errc::connection_lost, message, st.statement);
-}
-
-asio::awaitable<void> wait_socket(state_ptr st, asio::posix::stream_descriptor::wait_type w) {
-  try {
-    co_await st->d->socket().async_wait(w, asio::use_awaitable);
-  } catch (const boost::system::system_error& e) {
-    if (e.code() == asio::error::operation_aborted && st->d->is_open()) {
-      throw sql_error(errc::cancelled, "COPY cancelled", st->statement);
-    }
-    throw sql_error(errc::connection_lost, "the connection was lost during COPY", st->statement);
-  }
-}
-
-asio::awaitable<void> flush_all(state_ptr st) {
-  while (true) {
-    const int r = PQflush(live(*st));
-    if (r == 0) co_return;
-    if (r < 0) lost(*st);
-    co_await wait_socket(st, asio::posix::stream_descriptor::wait_write);
-  }
-}
-
-// The next result of the statement (null after the last), waiting for input.
-asio::awaitable<pg_result*> read_result(state_ptr st) {
-  while (true) {
-    pg_conn* c = live(*st);
-    if (PQconsumeInput(c) != 1) lost(*st);
-    if (PQisBusy(c) == 0) co_return PQgetResult(c);
-    co_await wait_socket(st, asio::posix::stream_descriptor::wait_read);
-  }
-}
-
-asio::awaitable<void> end_copy_in(state_ptr st, const char* error) {
-  while (true) {
-    const int r = PQputCopyEnd(live(*st), error);
-    if (r == 1) break;
-    if (r < 0) lost(*st);
-    co_await wait_socket(st, asio::posix::stream_descriptor::wait_write);
-  }
-  co_await flush_all(st);
-}
-
-// Reads results until libpq is idle, ending any COPY still open.
-asio::awaitable<void> drain_to_idle(state_ptr st) {
-  while (pg_result* r = co_await read_result(st)) {
-    const ExecStatusType status = PQresultStatus(r);
-    PQclear(r);
-    if (status == PGRES_COPY_IN) {
-      co_await end_copy_in(st, "pgq: COPY abandoned");
-    } else if (status == PGRES_COPY_OUT) {
-      while (true) {
-        char* buf = nullptr;
-        const int n = PQgetCopyData(live(*st), &buf, 1);
-        if (n > 0) {
-          PQfreemem(buf);
-        } else if (n == 0) {
-          co_await wait_socket(st, asio::posix::stream_descriptor::wait_read);
-          if (PQconsumeInput(live(*st)) != 1) lost(*st);
-        } else if (n == -1) {
-          break;
-        } else {
-          lost(*st);
-        }
-      }
-    }
-  }
-  st->m = copy_state::mode::idle;
-}
-
-void give_back(copy_state& st) noexcept {
-  if (!st.held) return;
-  st.held = false;
-  st.m = copy_state::mode::idle;
-  st.d->end_exclusive();
-}
-
-// Ends whatever COPY is open, in the background, and gives the connection
-// back: what a writer or reader destroyed early, or a failed operation,
-// leaves behind.
-asio::awaitable<void> clean_up(state_ptr st) {
-  try {
-    if (st->m == copy_state::mode::in) {
-      co_await end_copy_in(st, "pgq: COPY abandoned");
-    } else if (st->m == copy_state::mode::out || st->out_pending) {
-      st->d->cancel_running();
-    }
-    co_await drain_to_idle(st);
-  } catch (...) {
-    if (st->d->is_open()) st->d->connection_lost("could not end an abandoned COPY");
-  }
-  give_back(*st);
-}
-
-void release(const state_ptr& st) noexcept {
-  if (!st || !st->held) return;
-  try {
-    asio::co_spawn(st->d->get_executor(), clean_up(st), asio::detached);
-  } catch (...) {
-    st->d->connection_lost("out of memory ending a COPY");
-    give_back(*st);
-  }
-}
-
-asio::awaitable<bool> copy_start(state_ptr st, ExecStatusType want) {
-  pg_conn* c = live(*st);
-  if (PQsendQueryParams(c, st->statement.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0) != 1) {
-    if (PQstatus(c) == CONNECTION_BAD) lost(*st);
-    throw sql_error(errc::protocol_error, detail::connection_error_message(c), st->statement);
-  }
-  st->out_pending = want == PGRES_COPY_OUT;
-  co_await flush_all(st);
-  pg_result* r = co_await read_result(st);
-  st->out_pending = false;
-  if (r == nullptr) throw sql_error(errc::protocol_error, "no result for the COPY statement", st->statement);
-  const ExecStatusType status = PQresultStatus(r);
-  if (status == want) {
-    const bool binary = PQbinaryTuples(r) == 1;
-    PQclear(r);
-    st->m = want == PGRES_COPY_IN ? copy_state::mode::in : copy_state::mode::out;
-    co_return binary;
-  }
-  std::exception_ptr error;
-  if (status == PGRES_FATAL_ERROR) {
-    error = std::make_exception_ptr(detail::make_sql_error(r, st->statement));
-  } else {
-    error = std::make_exception_ptr(sql_error(
-        errc::protocol_error,
-        want == PGRES_COPY_IN ? "not a COPY ... FROM STDIN statement" : "not a COPY ... TO STDOUT statement",
-        st->statement));
-  }
-  PQclear(r);
-  if (status == PGRES_COPY_IN) co_await end_copy_in(st, "pgq: not the COPY direction asked for");
-  if (status == PGRES_COPY_OUT) st->d->cancel_running();
-  co_await drain_to_idle(st);
-  give_back(*st);
-  std::rethrow_exception(error);
-}
-
-struct initiate_exclusive {
-  std::shared_ptr<detail::driver> drv;
-  template <class Handler>
-  void operator()(Handler&& h) {
-    asio::dispatch(drv->get_executor(), [d = drv, h = detail::void_handler(std::forward<Handler>(h))]() mutable {
-      std::uint64_t id = 0;
-      d->enqueue_exclusive(id, std::move(h));
-    });
-  }
-};
-
-asio::awaitable<state_ptr> begin_copy(std::shared_ptr<detail::driver> d, std::string_view sql, ExecStatusType want,
-                                      bool* binary) {
-  if (!d) throw sql_error(errc::not_connected, "connection was moved from", std::string(sql));
-  auto st = std::make_shared<copy_state>();
-  st->d = d;
-  st->statement = std::string(sql);
-  initiate_exclusive init{d};  // named: see row_stream::fetch()
-  co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(std::exception_ptr)>(std::move(init),
-                                                                                          asio::use_awaitable);
-  st->held = true;
-  try {
-    *binary = co_await asio::co_spawn(d->get_executor(), copy_start(st, want), asio::use_awaitable);
-  } catch (...) {
-    release(st);
-    throw;
-  }
-  co_return st;
-}
-
-asio::awaitable<std::string> copy_put(state_ptr st, std::string data) {
-  if (st->m != copy_state::mode::in) throw sql_error(errc::protocol_error, "the COPY is over", st->statement);
-  while (true) {
-    const int r = PQputCopyData(live(*st), data.data(), static_cast<int>(data.size()));
-    if (r == 1) break;
-    if (r < 0) lost(*st);
-    co_await wait_socket(st, asio::posix::stream_descriptor::wait_write);
-  }
-  co_await flush_all(st);
-  data.clear();
-  co_return data;
-}
-
-// Ends a COPY FROM STDIN (with an error message: aborts it) and returns the
-// rows the server took.
-asio::awaitable<std::uint64_t> copy_end(state_ptr st, std::optional<std::string> error) {
-  if (st->m != copy_state::mode::in) throw sql_error(errc::protocol_error, "the COPY is over", st->statement);
-  co_await end_copy_in(st, error ? error->c_str() : nullptr);
-  st->m = copy_state::mode::idle;
-  std::uint64_t rows = 0;
-  std::exception_ptr failure;
-  if (pg_result* r = co_await read_result(st)) {
-    if (PQresultStatus(r) == PGRES_COMMAND_OK) {
-      const char* n = PQcmdTuples(r);
-      std::from_chars(n, n + std::strlen(n), rows);
-    } else if (PQresultStatus(r) == PGRES_FATAL_ERROR) {
-      failure = std::make_exception_ptr(detail::make_sql_error(r, st->statement));
-    }
-    PQclear(r);
-  }
-  co_await drain_to_idle(st);
-  give_back(*st);
-  if (failure && !error) std::rethrow_exception(failure);
-  co_return rows;
-}
-
-struct copy_batch {
-  std::string data;
-  std::vector<std::size_t> ends;
-  bool done = false;
-  std::uint64_t rows = 0;
-};
-
-asio::awaitable<copy_batch> copy_get(state_ptr st, copy_batch b) {
-  b.data.clear();
-  b.ends.clear();
-  if (st->m != copy_state::mode::out) throw sql_error(errc::protocol_error, "the COPY is over", st->statement);
-  constexpr std::size_t batch_bytes = 256 * 1024;
-  while (true) {
-    char* buf = nullptr;
-    const int n = PQgetCopyData(live(*st), &buf, 1);
-    if (n > 0) {
-      b.data.append(buf, static_cast<std::size_t>(n));
-      PQfreemem(buf);
-      b.ends.push_back(b.data.size());
-      if (b.data.size() >= batch_bytes) co_return b;
-    } else if (n == 0) {
-      if (!b.ends.empty()) co_return b;
-      co_await wait_socket(st, asio::posix::stream_descriptor::wait_read);
-      if (PQconsumeInput(live(*st)) != 1) lost(*st);
-    } else if (n == -1) {
-      st->m = copy_state::mode::idle;
-      std::exception_ptr failure;
-      if (pg_result* r = co_await read_result(st)) {
-        if (PQresultStatus(r) == PGRES_COMMAND_OK) {
-          const char* t = PQcmdTuples(r);
-          std::from_chars(t, t + std::strlen(t), b.rows);
-        } else if (PQresultStatus(r) == PGRES_FATAL_ERROR) {
-          failure = std::make_exception_ptr(detail::make_sql_error(r, st->statement));
-        }
-        PQclear(r);
-      }
-      co_await drain_to_idle(st);
-      give_back(*st);
-      if (failure) std::rethrow_exception(failure);
-      b.done = true;
-      co_return b;
-    } else {
-      lost(*st);
-    }
-  }
-}
-
+using detail::copy_batch;
+using detail::copy_end;
+using detail::copy_get;
+using detail::copy_put;
+void release(const detail::copy_state_ptr& st) noexcept { detail::copy_release(st); }
 }  // namespace
 
 copy_writer::copy_writer(std::shared_ptr<detail::copy_state> st, bool binary) noexcept
@@ -588,13 +297,13 @@ asio::awaitable<std::optional<std::string_view>> copy_reader::next() {
 
 asio::awaitable<copy_writer> connection::copy_in(std::string_view sql) {
   bool binary = false;
-  auto st = co_await begin_copy(drv_, sql, PGRES_COPY_IN, &binary);
+  auto st = co_await detail::begin_copy(drv_, sql, true, &binary);
   co_return copy_writer(std::move(st), binary);
 }
 
 asio::awaitable<copy_reader> connection::copy_out(std::string_view sql) {
   bool binary = false;
-  auto st = co_await begin_copy(drv_, sql, PGRES_COPY_OUT, &binary);
+  auto st = co_await detail::begin_copy(drv_, sql, false, &binary);
   co_return copy_reader(std::move(st), binary);
 }
 
@@ -632,10 +341,20 @@ namespace {
 struct initiate_notification {
   std::shared_ptr<detail::driver> drv;
   template <class Handler>
-  void operator()(Handler&& h) {
+  void operator()(Handler&& handler) {
+    const std::uint64_t id = drv->next_waiter_id();
+    detail::notification_handler h(std::forward<Handler>(handler));
+    auto slot = asio::get_associated_cancellation_slot(h);
+    if (slot.is_connected()) {
+      slot.assign([w = std::weak_ptr<detail::driver>(drv), ex = drv->get_executor(), id](asio::cancellation_type) {
+        asio::post(ex, [w, id] {
+          if (auto d = w.lock()) d->cancel_notification_wait(id);
+        });
+      });
+    }
     asio::dispatch(drv->get_executor(),
-                   [d = drv, h = detail::notification_handler(std::forward<Handler>(h))]() mutable {
-                     d->next_notification(std::move(h));
+                   [d = drv, id, h = std::move(h)]() mutable {
+                     d->next_notification(id, std::move(h));
                    });
   }
 };

@@ -1,0 +1,410 @@
+// The per-connection pipeline state machine: it decides, it does no I/O.
+//
+// It owns the requests (waiting and in flight), the sync accounting, the
+// transaction state the server will be in, retries, statement-cache
+// invalidation, cancel decisions and the COPY hand-over. It reaches libpq only
+// through `pq_port` (tests script a fake one) and never touches a socket, a
+// timer or an executor: events come in as calls (a request arrived, the
+// socket is readable or writable, a caller cancelled, a server-side cancel
+// finished, the connection was lost), and what must happen next comes out as
+// actions the Asio driver performs (complete these callers, wait for read or
+// write, cancel on the server, the connection is closed).
+//
+// The rules it keeps (each a unit test, and the invariants of the randomized
+// model test in tests/unit/test_pipeline_core.cpp):
+//  1. Every request completes exactly once, and requests complete in the
+//     order they were sent.
+//  2. A retry (a cached plan the server dropped, or a cancel meant for
+//     another request) happens only where it is invisible: outside a
+//     transaction block, and when nothing was sent after the request.
+//     Otherwise the request (and an atomic batch as a whole) fails with the
+//     server's error. Nothing is re-sent behind a COMMIT.
+//  3. The transaction state is tracked from what was sent and how it ended,
+//     never read from a busy connection; an atomic batch decides whether to
+//     add BEGIN/COMMIT only when that state is certain.
+//  4. COMMIT answered with the tag ROLLBACK is an error. A COMMIT whose
+//     outcome is not known (cancelled or lost after it was sent) is reported
+//     as commit_unknown, never as cancelled. A COMMIT cancelled before it was
+//     sent becomes a ROLLBACK; a ROLLBACK cancelled still runs; a BEGIN
+//     cancelled after it was sent is followed by a ROLLBACK.
+//  5. A caller told "cancelled" is never completed again; the request stops
+//     referring to anything the caller owned.
+//  6. A result status the request did not ask for (COPY) is a protocol
+//     error for that request; the COPY is ended and the loop goes on.
+//  7. A cancelled request is cancelled on the server when it is the one the
+//     server runs (at once, or when the requests before it are done).
+#pragma once
+
+#include <pgq/config.hpp>
+#include <pgq/detail/params.hpp>
+#include <pgq/error.hpp>
+#include <pgq/result.hpp>
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/any_io_executor.hpp>
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <list>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+struct pg_result;
+
+namespace pgq::detail {
+
+using result_handler = boost::asio::any_completion_handler<void(std::exception_ptr, result)>;
+using batch_handler = boost::asio::any_completion_handler<void(std::exception_ptr, std::vector<result>)>;
+using void_handler = boost::asio::any_completion_handler<void(std::exception_ptr)>;
+using rows_handler = boost::asio::any_completion_handler<void(std::exception_ptr, std::vector<result>, bool)>;
+
+/// What a statement does to the transaction state, from its text.
+enum class stmt_kind : std::uint8_t {
+  other,
+  begin,        // BEGIN, START TRANSACTION
+  commit,       // COMMIT, END
+  rollback,     // ROLLBACK, ABORT
+  rollback_to,  // ROLLBACK TO SAVEPOINT
+  savepoint,    // SAVEPOINT
+  release,      // RELEASE SAVEPOINT
+  chain,        // COMMIT/ROLLBACK AND CHAIN
+  prepare_tx,   // PREPARE TRANSACTION
+};
+stmt_kind classify_statement(std::string_view sql) noexcept;
+/// True for COPY ... FROM STDIN / TO STDOUT (a first check; the result
+/// status is what decides).
+bool is_copy_via_client(std::string_view sql);
+
+/// Transaction states, as bits so that a set of possible states fits a byte.
+enum tx_bits : std::uint8_t { tx_idle = 1, tx_block = 2, tx_failed = 4 };
+using tx_set = std::uint8_t;
+/// The state after a statement of kind `k` ran in state `s` (one bit) and
+/// succeeded (`ok`) or failed.
+tx_set tx_after(stmt_kind k, tx_set s, bool ok) noexcept;
+
+/// The driver's side of a row_stream: rows received and not yet handed to
+/// the consumer.
+struct stream_state {
+  std::uint64_t id = 0;
+  std::vector<result> rows;  // each holds one row (or more, without single-row mode)
+  result final;              // the closing result (command tag), once done
+  std::exception_ptr error;
+  bool done = false;
+  bool abandoned = false;
+  rows_handler waiter;  // a fetch waiting for rows (the driver's)
+};
+
+/// A notification received and not yet taken.
+struct pending_notification {
+  std::string channel;
+  std::string payload;
+  int sender_pid = 0;
+};
+
+/// Who waits for a request: the Asio driver fills it and the core hands it
+/// back, unopened, in a completion.
+struct request_caller {
+  result_handler on_result;
+  batch_handler on_batch;
+  void_handler on_grant;
+  // The handler's executor, when it is (convertible to) an any_io_executor:
+  // completing through it skips any_completion_handler's type-erased
+  // executor, which allocates on every use. Empty: ask the handler.
+  boost::asio::any_io_executor ex;
+
+  request_caller() = default;
+  request_caller(request_caller&&) noexcept = default;
+  // Boost 1.81's any_completion_handler move assignment recurses forever
+  // (it copies from an lvalue through its converting constructor): swap.
+  request_caller& operator=(request_caller&& o) noexcept {
+    on_result.swap(o.on_result);
+    on_batch.swap(o.on_batch);
+    on_grant.swap(o.on_grant);
+    ex.swap(o.ex);
+    return *this;
+  }
+};
+
+struct batch_group;
+
+struct request {
+  enum class type : std::uint8_t { query, detached, stream, exclusive };
+  std::uint64_t id = 0;
+  type what = type::query;
+  stmt_kind kind = stmt_kind::other;
+  std::string_view sql;   // the caller's text while it waits; owned_sql after
+  std::string owned_sql;
+  param_set params;
+  request_caller caller;
+  bool awaited = false;    // a caller waits for the outcome
+  std::shared_ptr<batch_group> group;  // set for the requests of a batch
+  std::size_t index = 0;   // in the group; npos for the group's BEGIN/COMMIT
+  std::shared_ptr<stream_state> stream;
+
+  // --- the core's bookkeeping ---
+  pg_result* res = nullptr;    // the statement's result (owned)
+  pg_result* error = nullptr;  // its error result, if any (owned)
+  std::exception_ptr failure;  // a client-side failure (protocol error)
+  bool exposed = false;        // a server cancel meant for another may hit it
+  bool retried = false;
+  bool cancel_when_front = false;  // cancelled by its caller; cancel on the server when it runs
+  bool server_cancelled = false;
+  std::string prepared;   // the statement this request prepared, if it did
+  std::string statement;  // the cached statement it ran, if any
+  bool described = false; // it prepared with a Describe: stage 1 is its result
+  int stage = 0;          // statements of this request finished so far
+  bool prepare_failed = false;
+  bool single_row_set = false;
+
+  request() = default;
+  request(const request&) = delete;
+  request& operator=(const request&) = delete;
+  ~request();
+
+  /// Stops referring to the caller's text (the caller is being completed
+  /// while the request stays).
+  void own_sql();
+};
+
+/// An atomic or plain batch: its requests share this.
+struct batch_group {
+  std::uint64_t id = 0;
+  bool atomic = false;
+  bool decided = false;   // BEGIN/COMMIT added or not
+  bool wrapped = false;
+  std::size_t statements = 0;
+  std::size_t remaining = 0;  // requests of the group not yet finished
+  std::vector<result> results;
+  std::exception_ptr first_error;
+  request_caller caller;
+  bool awaited = true;
+  bool commit_sent = false;   // its COMMIT is on the wire
+  bool lost = false;
+};
+
+/// libpq, as the core sees it. The real one calls libpq on a PGconn; the unit
+/// tests' fake plays a server.
+class pq_port {
+ public:
+  virtual ~pq_port() = default;
+  virtual bool send_query(const char* sql, const param_set& p, int result_format) = 0;
+  virtual bool send_prepare(const char* name, const char* sql, const param_set& p) = 0;
+  virtual bool send_describe_prepared(const char* name) = 0;
+  virtual bool send_query_prepared(const char* name, const param_set& p, int result_format) = 0;
+  virtual bool pipeline_sync() = 0;
+  /// 0: all sent; 1: more to send (wait writable); -1: failed.
+  virtual int flush() = 0;
+  virtual bool consume_input() = 0;
+  virtual bool is_busy() = 0;
+  virtual pg_result* get_result() = 0;
+  virtual void set_single_row_mode() = 0;
+  virtual bool connection_bad() = 0;
+  virtual std::string error_message() = 0;
+  /// PQtransactionStatus (PQTRANS_*).
+  virtual int transaction_status() = 0;
+  virtual bool exit_pipeline_mode() = 0;
+  virtual bool enter_pipeline_mode() = 0;
+  /// PQputCopyEnd / PQgetCopyData (async) / PQfreemem.
+  virtual int put_copy_data(const char* data, int size) = 0;
+  virtual int put_copy_end(const char* error) = 0;
+  virtual int get_copy_data(char** buffer) = 0;
+  virtual void free_copy_data(char* buffer) = 0;
+  virtual bool next_notification(pending_notification& out) = 0;
+  virtual bool session_in_utc() = 0;
+  // Reading results.
+  virtual int status(const pg_result* r) = 0;  // ExecStatusType
+  virtual std::string_view sqlstate(const pg_result* r) = 0;
+  virtual std::string_view command_tag(const pg_result* r) = 0;
+  virtual int ntuples(const pg_result* r) = 0;
+  /// PQcmdTuples: rows affected, as text.
+  virtual std::string_view command_rows(const pg_result* r) = 0;
+  virtual bool binary_tuples(const pg_result* r) = 0;
+  /// Describe's answer: can every column come in binary, and does one need
+  /// the session in UTC for that.
+  virtual void describe(const pg_result* r, bool& binary, bool& needs_utc) = 0;
+  virtual sql_error make_error(const pg_result* r, std::string_view statement) = 0;
+  virtual void clear(pg_result* r) = 0;
+};
+
+// libpq's result statuses the core tells apart (ExecStatusType values).
+namespace pq_status {
+constexpr int empty_query = 0, command_ok = 1, tuples_ok = 2, copy_out = 3, copy_in = 4, bad_response = 5,
+              nonfatal_error = 6, fatal_error = 7, copy_both = 8, single_tuple = 9, pipeline_sync = 10,
+              pipeline_aborted = 11;
+}
+// PQtransactionStatus values.
+namespace pq_trans {
+constexpr int idle = 0, active = 1, intrans = 2, inerror = 3, unknown = 4;
+}
+
+/// Per-connection LRU cache of prepared statements, keyed by SQL text and
+/// parameter types.
+class statement_cache {
+ public:
+  struct entry {
+    std::string name;
+    std::list<std::string>::iterator lru;
+    bool binary = false;     // every result column has a binary codec
+    bool needs_utc = false;  // ... and one is timestamptz, rendered in UTC
+  };
+
+  std::size_t capacity = 0;
+  std::uint64_t hits = 0;
+  std::uint64_t misses = 0;
+  std::uint64_t prepared = 0;
+  std::uint64_t invalidations = 0;
+
+  const entry* find(const std::string& key);
+  const std::string& insert(const std::string& key, std::string& evicted);
+  void erase_name(const std::string& name);
+  void clear() noexcept;
+  std::size_t size() const noexcept { return map_.size(); }
+  void describe(const std::string& name, bool binary, bool needs_utc);
+
+ private:
+  std::unordered_map<std::string, entry> map_;
+  std::list<std::string> lru_;
+  std::uint64_t next_ = 1;
+};
+
+/// A caller to complete, with its outcome.
+struct completion {
+  std::uint64_t id = 0;
+  request_caller caller;
+  std::exception_ptr error;
+  result res;
+  std::vector<result> rows;  // a batch's results
+  bool batch = false;
+  bool grant = false;        // an exclusive hand-over
+};
+
+class pipeline_core {
+ public:
+  /// Rows a stream buffers before reading stops.
+  static constexpr std::size_t stream_buffer_rows = 1024;
+  /// The protocol's limit on parameters of one statement.
+  static constexpr int max_params = 65535;
+
+  explicit pipeline_core(pq_port& port) : port_(port) {}
+  ~pipeline_core();
+  pipeline_core(const pipeline_core&) = delete;
+  pipeline_core& operator=(const pipeline_core&) = delete;
+
+  // --- lifecycle ---
+  /// The connection is open, in pipeline mode, in transaction state `tx`.
+  void opened(tx_set tx, std::size_t cache_capacity, bool binary_results);
+  bool is_open() const noexcept { return mode_ != mode::closed; }
+  /// The connection broke (libpq said so, or the socket failed): every
+  /// request fails; a COMMIT on the wire as commit_unknown.
+  void lost(const std::string& message);
+  /// Closed by its owner: requests fail with `why`.
+  void close(errc why, const std::string& message);
+  /// Why it was lost (empty when it was not).
+  const std::string& lost_reason() const noexcept { return lost_reason_; }
+
+  // --- events ---
+  /// A request from a caller (its id, sql, params, what, caller set). It is
+  /// completed at once when it cannot run.
+  void enqueue(std::unique_ptr<request> req);
+  /// A batch: `items` in order; with `atomic`, wrapped in BEGIN/COMMIT unless
+  /// a transaction block is open when it starts.
+  void enqueue_batch(std::shared_ptr<batch_group> group, std::vector<std::unique_ptr<request>> items);
+  /// The caller of request (or batch) `id` cancelled it.
+  void cancel(std::uint64_t id);
+  void on_readable();
+  void on_writable();
+  /// A server-side cancel asked for by take_server_cancels() is done.
+  void on_server_cancel_done();
+  /// A stream's consumer took its rows / gave up.
+  void stream_resume();
+  void stream_abandon(const std::shared_ptr<stream_state>& st);
+  /// The COPY holding the connection is done: back to pipeline mode.
+  void end_exclusive();
+
+  // --- actions (the driver performs them, then clears) ---
+  std::vector<completion>& completions() noexcept { return done_; }
+  std::vector<std::shared_ptr<stream_state>>& woken_streams() noexcept { return woken_; }
+  std::deque<pending_notification>& notifications() noexcept { return notes_; }
+  /// Server-side cancels to start now.
+  int take_server_cancels() noexcept { return std::exchange(cancels_to_start_, 0); }
+  bool wants_read() const noexcept { return mode_ == mode::pipeline && !paused_; }
+  bool wants_write() const noexcept { return want_write_ && mode_ == mode::pipeline; }
+  /// Stopped after a slice of completions (the driver delivers them and
+  /// calls on_readable() again without waiting).
+  bool more_buffered() const noexcept { return slice_full_; }
+  void set_completion_slice(std::size_t n) noexcept { slice_ = n; }
+
+  // --- state ---
+  /// The transaction state after every completed request (exact when nothing
+  /// is in flight).
+  tx_set tracked_tx() const noexcept { return tx_; }
+  /// The states the server may be in once everything sent so far is done.
+  tx_set predicted_tx() const noexcept;
+  bool exclusive() const noexcept { return mode_ == mode::exclusive; }
+  std::size_t pending() const noexcept { return waiting_.size() + inflight_.size(); }
+  std::size_t in_flight() const noexcept { return inflight_.size(); }
+  const statement_cache& cache() const noexcept { return cache_; }
+  int cancels_in_flight() const noexcept { return cancels_in_flight_; }
+  /// A fresh request id; callable from any thread.
+  std::uint64_t next_id() noexcept { return next_id_.fetch_add(1, std::memory_order_relaxed); }
+  /// Times the tracked state disagreed with libpq's when it could be read.
+  std::uint64_t tx_mismatches() const noexcept { return tx_mismatches_; }
+
+ private:
+  enum class mode : std::uint8_t { closed, pipeline, exclusive };
+
+  void start(std::unique_ptr<request> req);
+  void send_waiting();
+  bool send(request& req);
+  void flush();
+  void drain();
+  void finish_front();
+  void apply_tx(const request& req, bool ok);
+  void resync_tx();
+  bool may_retry(const request& req) const;
+  void retry(std::unique_ptr<request> req);
+  void complete(request& req, std::exception_ptr ep, result res);
+  void complete_group_item(request& req, std::exception_ptr ep, result res);
+  void finish_group(batch_group& g);
+  void emit(std::uint64_t id, request_caller& caller, std::exception_ptr ep, result res);
+  void fail_everything(errc why, const std::string& message, bool lost);
+  void issue_server_cancel();
+  void send_detached_now(std::string sql);
+  std::unique_ptr<request> make_detached(std::string sql, stmt_kind kind);
+  bool decide_batch(batch_group& g);
+  void grant_exclusive();
+  void end_stray_copy(request& front, int status);
+  void cancel_group(const std::shared_ptr<batch_group>& g);
+  void note_notifications();
+  void wake(const std::shared_ptr<stream_state>& st);
+
+  pq_port& port_;
+  mode mode_ = mode::closed;
+  tx_set tx_ = tx_idle;
+  bool binary_results_ = true;
+  bool paused_ = false;
+  bool want_write_ = false;
+  bool slice_full_ = false;
+  bool in_drain_ = false;
+  bool need_flush_ = false;      // something was sent without a flush
+  bool stray_copy_out_ = false;  // dropping the rows of a COPY TO nobody asked for
+  std::size_t slice_ = 0;  // 0: no limit
+  int cancels_in_flight_ = 0;
+  int cancels_to_start_ = 0;
+  std::atomic<std::uint64_t> next_id_{1};
+  std::uint64_t tx_mismatches_ = 0;
+  std::string lost_reason_;
+  std::deque<std::unique_ptr<request>> waiting_;   // not yet handed to libpq
+  std::deque<std::unique_ptr<request>> inflight_;  // sent, results pending
+  statement_cache cache_;
+  std::vector<completion> done_;
+  std::vector<std::shared_ptr<stream_state>> woken_;
+  std::deque<pending_notification> notes_;
+};
+
+}  // namespace pgq::detail
