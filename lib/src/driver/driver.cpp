@@ -405,6 +405,8 @@ void driver::perform(bool inline_ok) {
   if (performing_) return;  // the outer call goes on with what this adds
   performing_ = true;
   while (true) {
+    // Callers resumed below must see a lost connection as closed.
+    if (!core_.is_open()) open_.store(false, std::memory_order_release);
     for (int n = core_.take_server_cancels(); n > 0; --n) start_server_cancel();
     auto& done = core_.completions();
     if (!done.empty()) {
