@@ -420,7 +420,8 @@ bool pipeline_core::send(request& req) {
   const int n = p.size();
   bool ok = true;
   std::string evicted;
-  if (cache_.capacity > 0 && req.what == request::type::query && !(req.index == npos && req.group)) {
+  // Transaction control gains nothing from a prepared statement.
+  if (cache_.capacity > 0 && req.what == request::type::query && req.kind == stmt_kind::other) {
     // The same text with other parameter types is another statement.
     thread_local std::string key;
     key.assign(req.sql);

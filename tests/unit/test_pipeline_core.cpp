@@ -1,0 +1,453 @@
+// pipeline_core driven by scripted libpq results (fake_pq): each rule of the
+// driver, and the defects found in the old one, checked without a server.
+#include "fake_pq.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace pgq_test;
+using pgq::errc;
+
+struct harness {
+  fake_pq pq;
+  pipeline_core core{pq};
+  std::vector<completion> log;
+
+  explicit harness(std::size_t cache = 0) { core.opened(tx_idle, cache, true); }
+
+  std::uint64_t query(std::string_view sql) {
+    auto r = std::make_unique<request>();
+    r->id = core.next_id();
+    r->sql = sql;
+    r->awaited = true;
+    const std::uint64_t id = r->id;
+    core.enqueue(std::move(r));
+    collect();
+    return id;
+  }
+  std::uint64_t batch(std::vector<std::string_view> sqls, bool atomic) {
+    auto g = std::make_shared<batch_group>();
+    g->id = core.next_id();
+    g->atomic = atomic;
+    std::vector<std::unique_ptr<request>> items;
+    for (auto s : sqls) {
+      auto r = std::make_unique<request>();
+      r->sql = s;
+      items.push_back(std::move(r));
+    }
+    const std::uint64_t id = g->id;
+    core.enqueue_batch(g, std::move(items));
+    collect();
+    return id;
+  }
+  void collect() {
+    for (auto& c : core.completions()) log.push_back(std::move(c));
+    core.completions().clear();
+  }
+  void read() {
+    core.on_readable();
+    collect();
+    while (core.more_buffered() && core.is_open()) {
+      core.on_readable();
+      collect();
+    }
+  }
+  void cancel(std::uint64_t id) {
+    core.cancel(id);
+    collect();
+  }
+  int times_completed(std::uint64_t id) const {
+    int n = 0;
+    for (const auto& c : log) n += c.id == id ? 1 : 0;
+    return n;
+  }
+  const completion* outcome(std::uint64_t id) const {
+    for (const auto& c : log) {
+      if (c.id == id) return &c;
+    }
+    return nullptr;
+  }
+  // The error's code, or a default error_code for success.
+  pgq::error_code code(std::uint64_t id) const {
+    const completion* c = outcome(id);
+    REQUIRE(c != nullptr);
+    if (!c->error) return {};
+    try {
+      std::rethrow_exception(c->error);
+    } catch (const pgq::sql_error& e) {
+      return e.code();
+    }
+    return {};
+  }
+  std::string message(std::uint64_t id) const {
+    const completion* c = outcome(id);
+    REQUIRE(c != nullptr);
+    if (!c->error) return {};
+    try {
+      std::rethrow_exception(c->error);
+    } catch (const pgq::sql_error& e) {
+      return e.what();
+    }
+    return {};
+  }
+};
+
+pgq::error_code state(const char* s) { return pgq::make_sqlstate_error(s); }
+
+}  // namespace
+
+TEST_CASE("pipeline_core classifies transaction statements", "[pipeline_core]") {
+  CHECK(classify_statement("BEGIN") == stmt_kind::begin);
+  CHECK(classify_statement("  start transaction isolation level serializable") == stmt_kind::begin);
+  CHECK(classify_statement("/* a /* nested */ comment */ COMMIT") == stmt_kind::commit);
+  CHECK(classify_statement("end") == stmt_kind::commit);
+  CHECK(classify_statement(";; -- x\n rollback") == stmt_kind::rollback);
+  CHECK(classify_statement("ABORT") == stmt_kind::rollback);
+  CHECK(classify_statement("ROLLBACK TO SAVEPOINT a") == stmt_kind::rollback_to);
+  CHECK(classify_statement("rollback work to a") == stmt_kind::rollback_to);
+  CHECK(classify_statement("COMMIT AND CHAIN") == stmt_kind::chain);
+  CHECK(classify_statement("COMMIT AND NO CHAIN") == stmt_kind::commit);
+  CHECK(classify_statement("COMMIT PREPARED 'x'") == stmt_kind::other);
+  CHECK(classify_statement("PREPARE TRANSACTION 'x'") == stmt_kind::prepare_tx);
+  CHECK(classify_statement("SAVEPOINT s") == stmt_kind::savepoint);
+  CHECK(classify_statement("RELEASE SAVEPOINT s") == stmt_kind::release);
+  CHECK(classify_statement("SELECT 'COMMIT'") == stmt_kind::other);
+  CHECK(classify_statement("committed_rows") == stmt_kind::other);
+}
+
+TEST_CASE("pipeline_core sees COPY behind comments, semicolons and nested comments", "[pipeline_core]") {
+  CHECK(is_copy_via_client("COPY/**/t FROM STDIN"));
+  CHECK(is_copy_via_client(";COPY t FROM STDIN"));
+  CHECK(is_copy_via_client("/* a /* b */ c */ copy t to stdout"));
+  CHECK(is_copy_via_client("COPY(SELECT 1) TO STDOUT"));
+  CHECK_FALSE(is_copy_via_client("COPY t FROM '/tmp/x'"));
+  CHECK_FALSE(is_copy_via_client("copyright"));
+}
+
+TEST_CASE("pipeline_core completes requests in order, once", "[pipeline_core]") {
+  harness h;
+  const auto a = h.query("SELECT 1");
+  const auto b = h.query("SELECT 2");
+  CHECK(h.pq.count("sync") == 2);
+  h.pq.answer();
+  h.pq.answer_error("22012");
+  h.read();
+  REQUIRE(h.log.size() == 2);
+  CHECK(h.log[0].id == a);
+  CHECK(h.log[1].id == b);
+  CHECK(h.code(b) == state("22012"));
+  CHECK(h.core.pending() == 0);
+}
+
+TEST_CASE("pipeline_core retries a stale cached plan only outside a transaction and when nothing follows", "[pipeline_core]") {
+  SECTION("idle and alone: rerun, invisible to the caller") {
+    harness h(16);
+    h.query("INSERT INTO b VALUES (1) RETURNING *");
+    h.pq.answer_prepared("INSERT 0 1");
+    h.read();
+    const auto id = h.query("INSERT INTO b VALUES (1) RETURNING *");
+    h.pq.answer_error("0A000");
+    h.read();
+    CHECK(h.outcome(id) == nullptr);  // not completed: rerun
+    CHECK(h.pq.count("prepare") == 2);
+    h.pq.answer();                     // DEALLOCATE of the stale statement
+    h.pq.answer_prepared("INSERT 0 1");
+    h.read();
+    CHECK(h.code(id) == pgq::error_code());
+    CHECK(h.core.cache().invalidations == 1);
+  }
+  SECTION("inside a transaction block: the server's error, no rerun") {
+    harness h(16);
+    h.query("INSERT INTO b VALUES (1) RETURNING *");
+    h.pq.answer_prepared("INSERT 0 1");
+    h.read();
+    h.query("BEGIN");
+    h.pq.answer("BEGIN", 0);
+    h.read();
+    const auto id = h.query("INSERT INTO b VALUES (1) RETURNING *");
+    h.pq.answer_error("0A000");
+    h.read();
+    CHECK(h.code(id) == state("0A000"));
+    CHECK(h.pq.count("prepare") == 1);
+    CHECK(h.core.tracked_tx() == tx_failed);
+  }
+  SECTION("with a later request on the wire: the server's error, order kept") {
+    harness h(16);
+    h.query("INSERT INTO t VALUES (2)");
+    h.pq.answer_prepared("INSERT 0 1");
+    h.read();
+    const auto s2 = h.query("INSERT INTO t VALUES (2)");
+    const auto s3 = h.query("INSERT INTO t VALUES (3)");
+    h.pq.answer_error("0A000");
+    h.pq.answer_prepared("INSERT 0 1");
+    h.read();
+    CHECK(h.code(s2) == state("0A000"));
+    CHECK(h.code(s3) == pgq::error_code());
+    // Nothing was sent again behind s3.
+    const auto st = h.pq.statements();
+    CHECK(std::count(st.begin(), st.end(), "EXEC INSERT INTO t VALUES (2)") == 2);
+  }
+}
+
+TEST_CASE("pipeline_core: an atomic batch with a stale plan fails whole and rolls back", "[pipeline_core]") {
+  harness h(16);
+  h.query("INSERT INTO b VALUES (1) RETURNING *");
+  h.pq.answer_prepared("INSERT 0 1");
+  h.read();
+  const auto id = h.batch({"INSERT INTO a VALUES (1)", "INSERT INTO b VALUES (1) RETURNING *"}, true);
+  // BEGIN, a (prepared), b (cached), COMMIT.
+  h.pq.answer("BEGIN", 0);
+  h.pq.answer_prepared("INSERT 0 1");
+  h.pq.answer_error("0A000");
+  h.pq.answer("ROLLBACK", 0);  // COMMIT of the failed transaction
+  h.read();
+  CHECK(h.code(id) == state("0A000"));
+  CHECK(h.message(id).find("statement 2 of 2") != std::string::npos);
+  CHECK(h.pq.count("prepare") == 2);  // b was never prepared again
+  CHECK(h.core.tracked_tx() == tx_idle);
+  // Nothing of the batch ran again after its COMMIT.
+  const auto st = h.pq.statements();
+  const auto commit = std::find(st.begin(), st.end(), "COMMIT");
+  REQUIRE(commit != st.end());
+  for (auto it = commit + 1; it != st.end(); ++it) CHECK(it->rfind("DEALLOCATE ", 0) == 0);
+}
+
+TEST_CASE("pipeline_core: COMMIT answered ROLLBACK is an error", "[pipeline_core]") {
+  harness h;
+  h.query("BEGIN");
+  const auto c = h.query("COMMIT");
+  h.pq.answer("BEGIN", 0);
+  h.pq.answer("ROLLBACK", 0);
+  h.read();
+  CHECK(h.code(c) == state("25P02"));
+  CHECK(h.core.tracked_tx() == tx_idle);
+}
+
+TEST_CASE("pipeline_core: a cancel meant for another request is rerun only where invisible", "[pipeline_core]") {
+  SECTION("alone, outside a transaction: rerun") {
+    harness h;
+    const auto a = h.query("SELECT pg_sleep(10)");
+    const auto b = h.query("SELECT 2");
+    h.cancel(a);
+    CHECK(h.core.take_server_cancels() == 1);
+    h.pq.answer_error("57014");  // a
+    h.pq.answer_error("57014");  // b, hit by the cancel meant for a
+    h.read();
+    CHECK(h.outcome(b) == nullptr);
+    h.core.on_server_cancel_done();
+    h.pq.answer();
+    h.read();
+    CHECK(h.code(b) == pgq::error_code());
+    CHECK(h.times_completed(a) == 1);
+    CHECK(h.code(a) == errc::cancelled);
+  }
+  SECTION("in a transaction block: its error says whose cancel it was") {
+    harness h;
+    h.query("BEGIN");
+    h.pq.answer("BEGIN", 0);
+    h.read();
+    const auto a = h.query("SELECT pg_sleep(10)");
+    const auto b = h.query("SELECT 2");
+    h.cancel(a);
+    h.pq.answer_error("57014");
+    h.pq.answer_error("57014");
+    h.read();
+    CHECK(h.code(b) == state("57014"));
+    CHECK(h.message(b).find("meant for an earlier statement") != std::string::npos);
+  }
+}
+
+TEST_CASE("pipeline_core: an atomic batch decides BEGIN/COMMIT from the state it will start in", "[pipeline_core]") {
+  SECTION("idle: wrapped") {
+    harness h;
+    h.batch({"INSERT 1", "INSERT 2"}, true);
+    CHECK(h.pq.statements() == std::vector<std::string>{"BEGIN", "INSERT 1", "INSERT 2", "COMMIT"});
+  }
+  SECTION("inside the caller's transaction with a detached ROLLBACK TO SAVEPOINT in flight: not wrapped") {
+    harness h;
+    h.query("BEGIN");
+    h.pq.answer("BEGIN", 0);
+    h.read();
+    h.core.enqueue([] {
+      auto r = std::make_unique<request>();
+      r->what = request::type::detached;
+      r->owned_sql = "ROLLBACK TO SAVEPOINT s";
+      r->sql = r->owned_sql;
+      return r;
+    }());
+    h.batch({"INSERT 1"}, true);
+    const auto st = h.pq.statements();
+    CHECK(std::count(st.begin(), st.end(), "COMMIT") == 0);
+    CHECK(std::count(st.begin(), st.end(), "BEGIN") == 1);  // the caller's
+  }
+  SECTION("a BEGIN in flight: the batch waits until its outcome is known") {
+    harness h;
+    h.query("BEGIN");
+    const auto id = h.batch({"INSERT 1"}, true);
+    CHECK(h.pq.statements() == std::vector<std::string>{"BEGIN"});
+    h.pq.answer("BEGIN", 0);
+    h.read();
+    CHECK(h.pq.statements() == std::vector<std::string>{"BEGIN", "INSERT 1"});
+    h.pq.answer("INSERT 0 1", 0);
+    h.read();
+    CHECK(h.code(id) == pgq::error_code());
+    CHECK(h.core.tracked_tx() == tx_block);
+  }
+}
+
+TEST_CASE("pipeline_core: COMMIT under cancellation", "[pipeline_core]") {
+  SECTION("cancelled on the wire: commit_unknown, no server cancel") {
+    harness h;
+    h.query("BEGIN");
+    const auto c = h.query("COMMIT");
+    h.cancel(c);
+    CHECK(h.code(c) == errc::commit_unknown);
+    CHECK(h.core.take_server_cancels() == 0);
+    h.pq.answer("BEGIN", 0);
+    h.pq.answer("COMMIT", 0);
+    h.read();
+    CHECK(h.times_completed(c) == 1);
+    CHECK(h.core.tracked_tx() == tx_idle);
+  }
+  SECTION("cancelled before it was sent: it becomes a ROLLBACK") {
+    harness h;
+    h.query("BEGIN");
+    h.pq.answer("BEGIN", 0);
+    h.read();
+    const auto s = h.query("SELECT pg_sleep(1)");
+    h.cancel(s);  // a server cancel holds back what follows
+    const auto c = h.query("COMMIT");
+    h.cancel(c);
+    CHECK(h.code(c) == errc::cancelled);
+    h.core.on_server_cancel_done();
+    const auto st = h.pq.statements();
+    CHECK(st.back() == "ROLLBACK");
+    CHECK(std::count(st.begin(), st.end(), "COMMIT") == 0);
+  }
+  SECTION("lost on the wire: commit_unknown") {
+    harness h;
+    h.query("BEGIN");
+    const auto c = h.query("COMMIT");
+    h.core.lost("gone");
+    h.collect();
+    CHECK(h.code(c) == errc::commit_unknown);
+  }
+  SECTION("a BEGIN cancelled after it was sent is followed by a ROLLBACK") {
+    harness h;
+    const auto b = h.query("BEGIN");
+    h.cancel(b);
+    CHECK(h.code(b) == errc::cancelled);
+    CHECK(h.pq.statements() == std::vector<std::string>{"BEGIN", "ROLLBACK"});
+    h.pq.answer("BEGIN", 0);
+    h.pq.answer("ROLLBACK", 0);
+    h.read();
+    CHECK(h.core.tracked_tx() == tx_idle);
+    CHECK(h.core.pending() == 0);
+  }
+}
+
+TEST_CASE("pipeline_core: a cancelled request stops referring to the caller's text", "[pipeline_core]") {
+  harness h;
+  auto text = std::make_unique<std::string>("SELECT pg_sleep(1) -- a long enough text to live on the heap");
+  const auto id = h.query(*text);
+  h.cancel(id);
+  text.reset();  // the caller is gone
+  h.core.lost("gone");  // fails what is in flight, reading its text
+  h.collect();
+  CHECK(h.times_completed(id) == 1);
+}
+
+TEST_CASE("pipeline_core: a cancelled request behind others is cancelled on the server when it runs", "[pipeline_core]") {
+  harness h;
+  h.query("SELECT pg_sleep(0.5)");
+  const auto b = h.query("SELECT pg_sleep(600)");
+  h.cancel(b);
+  CHECK(h.code(b) == errc::cancelled);
+  CHECK(h.core.take_server_cancels() == 0);  // it does not run yet
+  h.pq.answer();  // the first one ends: now b runs
+  h.read();
+  CHECK(h.core.take_server_cancels() == 1);
+  h.pq.answer_error("57014");
+  h.read();
+  CHECK(h.times_completed(b) == 1);
+  CHECK(h.core.pending() == 0);
+}
+
+TEST_CASE("pipeline_core: a COPY result nobody asked for ends cleanly", "[pipeline_core]") {
+  SECTION("COPY FROM STDIN alone: CopyFail, the request fails, the connection goes on") {
+    harness h;
+    const auto id = h.query("EXECUTE copy_in_plan");
+    h.pq.results.push_back(h.pq.make(pq_status::copy_in));
+    h.read();
+    CHECK(h.pq.count("copy_end") == 1);
+    h.pq.answer_error("57014");
+    h.read();
+    CHECK(h.code(id) == errc::protocol_error);
+    CHECK(h.core.is_open());
+    const auto next = h.query("SELECT 1");
+    h.pq.answer();
+    h.read();
+    CHECK(h.code(next) == pgq::error_code());
+  }
+  SECTION("COPY FROM STDIN with requests behind it: closed, nothing hangs") {
+    harness h;
+    const auto id = h.query("EXECUTE copy_in_plan");
+    const auto next = h.query("SELECT 1");
+    h.pq.results.push_back(h.pq.make(pq_status::copy_in));
+    h.read();
+    CHECK_FALSE(h.core.is_open());
+    CHECK(h.code(id) == errc::protocol_error);
+    CHECK(h.code(next) == errc::protocol_error);
+  }
+  SECTION("COPY TO STDOUT: its rows are dropped without spinning") {
+    harness h;
+    const auto id = h.query("EXECUTE copy_out_plan");
+    h.pq.results.push_back(h.pq.make(pq_status::copy_out));
+    h.pq.copy_out = {10, 10};  // then nothing: wait for input
+    h.read();
+    CHECK(h.core.take_server_cancels() == 1);
+    CHECK(h.outcome(id) == nullptr);
+    h.pq.copy_out = {10, -1};
+    h.pq.results.push_back(h.pq.make(pq_status::command_ok, {}, "COPY 3"));
+    h.pq.results.push_back(nullptr);
+    h.pq.results.push_back(h.pq.make(pq_status::pipeline_sync));
+    h.read();
+    CHECK(h.code(id) == errc::protocol_error);
+    CHECK(h.core.is_open());
+  }
+}
+
+TEST_CASE("pipeline_core refuses more than 65535 parameters before sending anything", "[pipeline_core]") {
+  harness h;
+  auto r = std::make_unique<request>();
+  r->id = h.core.next_id();
+  r->sql = "SELECT 1";
+  r->awaited = true;
+  for (int i = 0; i < 65536; ++i) r->params.add_null(0);
+  const auto id = r->id;
+  h.core.enqueue(std::move(r));
+  h.collect();
+  CHECK(h.code(id) == errc::invalid_value);
+  CHECK(h.pq.sent.empty());
+  CHECK(h.core.is_open());
+}
+
+TEST_CASE("pipeline_core: a lost connection fails everything once; later requests say why", "[pipeline_core]") {
+  harness h;
+  const auto a = h.query("SELECT 1");
+  h.core.lost("server closed the connection");
+  h.collect();
+  CHECK(h.code(a) == errc::connection_lost);
+  const auto b = h.query("SELECT 2");
+  CHECK(h.code(b) == errc::connection_lost);
+  CHECK(h.message(b).find("server closed the connection") != std::string::npos);
+  CHECK(h.times_completed(a) == 1);
+}
