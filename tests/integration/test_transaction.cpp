@@ -219,14 +219,21 @@ TEST_CASE("commit of a failed transaction reports the failure", "[transaction]")
 namespace {
 
 // Two serializable transactions that each read the sum and insert it: one of
-// them must fail with 40001 and, retried, succeed.
-asio::awaitable<void> serializable_worker(pgq::pool* pool, std::string table, int id, int* attempts, int* done) {
-  auto work = [table, id, attempts](pgq::transaction& tx) -> asio::awaitable<void> {
+// them must fail with 40001 and, retried, succeed. Neither inserts before
+// both have read (`reads` counts the reads), so the conflict happens however
+// slowly the second one connects.
+asio::awaitable<void> serializable_worker(pgq::pool* pool, std::string table, int id, int* attempts, int* reads,
+                                          int* done) {
+  auto work = [table, id, attempts, reads](pgq::transaction& tx) -> asio::awaitable<void> {
     ++*attempts;
     auto r = co_await tx.query("SELECT coalesce(sum(v), 0)::int4 FROM " + table);
     const int sum = r[0].get<int>(0);
-    asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(50));
-    co_await t.async_wait(asio::use_awaitable);
+    ++*reads;
+    asio::steady_timer t(co_await asio::this_coro::executor);
+    while (*reads < 2) {
+      t.expires_after(std::chrono::milliseconds(5));
+      co_await t.async_wait(asio::use_awaitable);
+    }
     co_await tx.execute("INSERT INTO " + table + " (id, v) VALUES ($1, $2)", id, sum + 1);
   };
   co_await pgq::transact(*pool, {.level = pgq::isolation::serializable, .retries = 5}, work);
@@ -242,9 +249,10 @@ TEST_CASE("serializable conflicts are retried to success", "[transaction]") {
     auto ex = co_await asio::this_coro::executor;
     pgq::pool pool(ex, options());
     int attempts = 0;
+    int reads = 0;
     int done = 0;
-    asio::co_spawn(ex, serializable_worker(&pool, t, 1, &attempts, &done), asio::detached);
-    asio::co_spawn(ex, serializable_worker(&pool, t, 2, &attempts, &done), asio::detached);
+    asio::co_spawn(ex, serializable_worker(&pool, t, 1, &attempts, &reads, &done), asio::detached);
+    asio::co_spawn(ex, serializable_worker(&pool, t, 2, &attempts, &reads, &done), asio::detached);
     while (done < 2) co_await sleep_for(std::chrono::milliseconds(10));
     CHECK(attempts >= 3);  // at least one conflict happened and was retried
     // Serial order: the second saw the first's row.
