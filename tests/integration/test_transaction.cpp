@@ -61,7 +61,7 @@ TEST_CASE("commit is visible, rollback is not", "[transaction]") {
   run([]() -> asio::awaitable<void> {
     auto c = co_await connect();
     const auto t = co_await make_table(c);
-    pgq::pool pool(co_await asio::this_coro::executor, options());
+    pgq::pool pool(pool_executor(co_await asio::this_coro::executor), options());
     {
       auto tx = co_await pool.begin();
       co_await tx.execute("INSERT INTO " + t + " (id) VALUES (1)");
@@ -90,7 +90,7 @@ TEST_CASE("a dropped transaction rolls back, on a pool and on a bare connection"
   run([]() -> asio::awaitable<void> {
     auto c = co_await connect();
     const auto t = co_await make_table(c);
-    pgq::pool pool(co_await asio::this_coro::executor, options(1));
+    pgq::pool pool(pool_executor(co_await asio::this_coro::executor), options(1));
     {
       auto tx = co_await pool.begin();
       co_await tx.execute("INSERT INTO " + t + " (id) VALUES (1)");
@@ -117,7 +117,7 @@ TEST_CASE("transact commits on return and rolls back on exception", "[transactio
   run([]() -> asio::awaitable<void> {
     auto c = co_await connect();
     const auto t = co_await make_table(c);
-    pgq::pool pool(co_await asio::this_coro::executor, options());
+    pgq::pool pool(pool_executor(co_await asio::this_coro::executor), options());
     // The lambdas are named first: GCC 12 destroys a capturing lambda
     // temporary twice when it is written inside a co_await expression.
     auto insert_two = [t](pgq::transaction& tx) -> asio::awaitable<int> {
@@ -247,7 +247,7 @@ TEST_CASE("serializable conflicts are retried to success", "[transaction]") {
     auto c = co_await connect();
     const auto t = co_await make_table(c);
     auto ex = co_await asio::this_coro::executor;
-    pgq::pool pool(ex, options());
+    pgq::pool pool(pool_executor(ex), options());
     int attempts = 0;
     int reads = 0;
     int done = 0;
@@ -267,7 +267,7 @@ TEST_CASE("without retries a serialization failure is rethrown as retryable", "[
     auto c = co_await connect();
     const auto t = co_await make_table(c);
     co_await c.execute("INSERT INTO " + t + " VALUES (1, 0)");
-    pgq::pool pool(co_await asio::this_coro::executor, options());
+    pgq::pool pool(pool_executor(co_await asio::this_coro::executor), options());
     auto a = co_await pool.begin({.level = pgq::isolation::repeatable_read});
     auto b = co_await pool.begin({.level = pgq::isolation::repeatable_read});
     co_await a.query("SELECT * FROM " + t);
