@@ -419,13 +419,19 @@ TEST_CASE("pool close waits for leases, then closes everything", "[pool]") {
     auto ex = co_await asio::this_coro::executor;
     pgq::pool pool(pool_executor(ex), options(2));
     int done = 0;
+    bool leased = false;
     auto holder = [&]() -> asio::awaitable<void> {
       auto l = co_await pool.acquire();
+      leased = true;
       co_await sleep_for(std::chrono::milliseconds(100));
       ++done;
     };
     asio::co_spawn(ex, holder(), asio::detached);
-    co_await sleep_for(std::chrono::milliseconds(20));
+    // close() must find the lease out (a connect can take longer than any
+    // fixed pause on a loaded machine or under TSan).
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!leased && std::chrono::steady_clock::now() < until) co_await sleep_for(std::chrono::milliseconds(5));
+    REQUIRE(leased);
     co_await pool.close(std::chrono::seconds(5));
     CHECK(done == 1);
     CHECK(pool.stats().size == 0);
