@@ -4,6 +4,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -12,6 +13,8 @@
 #include <cstdlib>
 #include <stdexcept>
 #include <exception>
+#include <thread>
+#include <vector>
 #include <unistd.h>
 
 namespace pgq_test {
@@ -25,23 +28,70 @@ std::string dsn() {
   return v;
 }
 
+namespace {
+
+using strand_type = asio::strand<asio::io_context::executor_type>;
+
+int test_threads() {
+  const char* v = std::getenv("PGQ_TEST_THREADS");
+  if (v == nullptr || *v == '\0') return 1;
+  const int n = std::atoi(v);
+  if (n < 1 || n > 64) FAIL("PGQ_TEST_THREADS=" << v << ": expected a number of threads from 1 to 64");
+  return n;
+}
+
+}  // namespace
+
 void run(std::function<asio::awaitable<void>()> body, std::chrono::milliseconds limit) {
-  asio::io_context ctx(1);
+  const int threads = test_threads();
+  // The concurrency hint tells the pool whether one thread runs the context
+  // (no strands then); it must not promise one thread when there are more.
+  asio::io_context ctx(threads);
   std::exception_ptr failure;
   bool done = false;
-  asio::co_spawn(ctx, body(), [&](std::exception_ptr e) {
+  auto on_done = [&](std::exception_ptr e) {
     failure = e;
     done = true;
-  });
-  ctx.run_for(limit);
+  };
+  if (threads == 1) {
+    asio::co_spawn(ctx, body(), on_done);
+    ctx.run_for(limit);
+  } else {
+    asio::co_spawn(asio::make_strand(ctx), body(), on_done);
+    std::vector<std::thread> others;
+    std::vector<std::exception_ptr> thrown(threads);
+    auto run_one = [&](int i) {
+      try {
+        ctx.run_for(limit);
+      } catch (...) {
+        thrown[i] = std::current_exception();
+      }
+      ctx.stop();  // past the limit, or a handler threw: the others stop too
+    };
+    for (int i = 1; i < threads; ++i) others.emplace_back(run_one, i);
+    run_one(0);
+    for (auto& t : others) t.join();
+    for (auto& e : thrown) {
+      if (e) std::rethrow_exception(e);
+    }
+  }
   if (!done) FAIL("the test coroutine did not finish within " << limit.count() << " ms");
   if (failure) std::rethrow_exception(failure);
 }
 
 asio::awaitable<pgq::connection> connect() {
-  pgq::connection conn(co_await asio::this_coro::executor);
+  const asio::any_io_executor ex = co_await asio::this_coro::executor;
+  // Several threads run run()'s strand: the connection gets one of its own,
+  // as connection's contract asks of a multi-threaded executor.
+  const auto* s = ex.target<strand_type>();
+  pgq::connection conn(s != nullptr ? asio::any_io_executor(asio::make_strand(s->get_inner_executor())) : ex);
   co_await conn.connect(dsn());
   co_return conn;
+}
+
+asio::any_io_executor pool_executor(const asio::any_io_executor& ex) {
+  if (const auto* s = ex.target<strand_type>()) return s->get_inner_executor();
+  return ex;
 }
 
 std::string unique_name(const std::string& prefix) {

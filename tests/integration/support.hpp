@@ -25,10 +25,23 @@ std::string dsn();
 
 /// Runs `body` as a coroutine on a fresh io_context and waits for it, failing
 /// the test if it takes longer than `limit`. Exceptions from `body` propagate.
+///
+/// PGQ_TEST_THREADS (default 1) threads run the io_context. With more than
+/// one, `body` and everything it spawns on its executor run on one strand
+/// (the tests' own state and Catch2's assertions are not thread-safe), while
+/// connections from connect() and pools made on pool_executor() run on
+/// strands of their own, in parallel: what the TSan run (scripts/test --tsan)
+/// checks.
 void run(std::function<asio::awaitable<void>()> body, std::chrono::milliseconds limit = 60s);
 
-/// A connection to the server under test, on the current coroutine's executor.
+/// A connection to the server under test: on the current coroutine's
+/// executor, or, when several threads run it, on a new strand of its own.
 asio::awaitable<pgq::connection> connect();
+
+/// The executor for a pool made in a test running on `ex`: the io_context's
+/// own behind run()'s strand, so that the pool's connections run on strands
+/// of their own on every thread; `ex` itself when one thread runs it.
+asio::any_io_executor pool_executor(const asio::any_io_executor& ex);
 
 /// A unique name for this process, to keep tables of parallel test runs apart.
 std::string unique_name(const std::string& prefix);

@@ -26,7 +26,7 @@ TEST_CASE("a batch runs its statements in one round trip and returns results in 
   });
 }
 
-TEST_CASE("a failing statement in a batch: reported with its position; others took effect", "[batch]") {
+TEST_CASE("a failing statement in a batch: reported with its position, and the others took effect", "[batch]") {
   run([]() -> asio::awaitable<void> {
     auto conn = co_await connect();
     co_await conn.execute("CREATE TEMP TABLE t (id int PRIMARY KEY)");

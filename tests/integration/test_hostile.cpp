@@ -74,7 +74,7 @@ TEST_CASE("hostile: a 100 MB text goes to the server and comes back intact", "[h
   });
 }
 
-TEST_CASE("hostile: 1,600 columns, the server's most, read and rendered; 1,601 refused clearly", "[hostile]") {
+TEST_CASE("hostile: 1,600 columns, the server's most, read and rendered, and 1,601 refused clearly", "[hostile]") {
   run([]() -> asio::awaitable<void> {
     auto conn = co_await connect();
     std::string create = "CREATE TEMP TABLE wide (";
@@ -295,7 +295,7 @@ asio::awaitable<void> sql_ascii_round_trip(std::string db) {
 
 }  // namespace
 
-TEST_CASE("hostile: invalid UTF-8 from a SQL_ASCII database, byte for byte; JSON escapes or refuses it",
+TEST_CASE("hostile: invalid UTF-8 from a SQL_ASCII database, byte for byte, and JSON escapes or refuses it",
           "[hostile]") {
   const std::string db = unique_name("pgq_sql_ascii");
   run([db] { return sql_ascii_round_trip(db); });

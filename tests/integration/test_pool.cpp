@@ -109,7 +109,7 @@ asio::awaitable<void> pool_task(pgq::pool* pool, int i, unsigned seed, task_outc
 
 TEST_CASE("pool query and execute", "[pool]") {
   run([]() -> asio::awaitable<void> {
-    pgq::pool pool(co_await asio::this_coro::executor, options(2));
+    pgq::pool pool(pool_executor(co_await asio::this_coro::executor), options(2));
     auto r = co_await pool.query("SELECT $1::int4 + 1", 1);
     CHECK(r[0].get<int>(0) == 2);
     const auto affected = co_await pool.execute("SELECT generate_series(1, 5)");
@@ -125,7 +125,7 @@ TEST_CASE("pool query and execute", "[pool]") {
 TEST_CASE("the pool never opens more than max_size and serves waiters in order", "[pool]") {
   run([]() -> asio::awaitable<void> {
     auto ex = co_await asio::this_coro::executor;
-    pgq::pool pool(ex, options(3));
+    pgq::pool pool(pool_executor(ex), options(3));
     std::vector<int> order;
     int done = 0;
     auto hold = [&](int i) -> asio::awaitable<void> {
@@ -156,7 +156,7 @@ TEST_CASE("acquire times out with pool_timeout and a clear message", "[pool]") {
   run([]() -> asio::awaitable<void> {
     auto o = options(1);
     o.acquire_timeout = std::chrono::milliseconds(100);
-    pgq::pool pool(co_await asio::this_coro::executor, o);
+    pgq::pool pool(pool_executor(co_await asio::this_coro::executor), o);
     auto held = co_await pool.acquire();
     const auto start = std::chrono::steady_clock::now();
     try {
@@ -180,7 +180,7 @@ TEST_CASE("a down server gives pool_timeout naming the connection error, with ba
     o.acquire_timeout = std::chrono::milliseconds(700);
     o.backoff_initial = std::chrono::milliseconds(50);
     o.backoff_max = std::chrono::milliseconds(200);
-    pgq::pool pool(co_await asio::this_coro::executor, o);
+    pgq::pool pool(pool_executor(co_await asio::this_coro::executor), o);
     try {
       co_await pool.acquire();
       FAIL("no error");
@@ -198,7 +198,7 @@ TEST_CASE("a down server gives pool_timeout naming the connection error, with ba
 TEST_CASE("cancelling a waiter removes it and leaks nothing", "[pool][cancel]") {
   run([]() -> asio::awaitable<void> {
     auto ex = co_await asio::this_coro::executor;
-    pgq::pool pool(ex, options(1));
+    pgq::pool pool(pool_executor(ex), options(1));
     {
       auto held = co_await pool.acquire();
       asio::steady_timer t(ex, std::chrono::milliseconds(50));
@@ -217,7 +217,7 @@ TEST_CASE("cancelling a waiter removes it and leaks nothing", "[pool][cancel]") 
 TEST_CASE("a lease dropped mid-query is cleaned before reuse", "[pool][cancel]") {
   run([]() -> asio::awaitable<void> {
     auto ex = co_await asio::this_coro::executor;
-    pgq::pool pool(ex, options(1));
+    pgq::pool pool(pool_executor(ex), options(1));
     asio::steady_timer t(ex, std::chrono::milliseconds(100));
     auto r = co_await (pool.query("SELECT pg_sleep(10)") || t.async_wait(asio::use_awaitable));
     CHECK(r.index() == 1);
@@ -233,7 +233,7 @@ TEST_CASE("a lease dropped mid-query is cleaned before reuse", "[pool][cancel]")
 TEST_CASE("a broken connection is replaced", "[pool]") {
   run([]() -> asio::awaitable<void> {
     auto ex = co_await asio::this_coro::executor;
-    pgq::pool pool(ex, options(1));
+    pgq::pool pool(pool_executor(ex), options(1));
     auto observer = co_await connect();
     {
       auto l = co_await pool.acquire();
@@ -260,7 +260,7 @@ TEST_CASE("on_connect runs on each new connection", "[pool]") {
     o.on_connect = [](pgq::connection& c) -> asio::awaitable<void> {
       co_await c.execute("SET application_name = 'pgq_hooked'");
     };
-    pgq::pool pool(co_await asio::this_coro::executor, o);
+    pgq::pool pool(pool_executor(co_await asio::this_coro::executor), o);
     auto r = co_await pool.query("SELECT current_setting('application_name')");
     CHECK(r[0].get<std::string>(0) == "pgq_hooked");
   });
@@ -276,7 +276,7 @@ TEST_CASE("1,000 tasks over a pool of 8, with cancellations and timeouts", "[poo
         const std::string app = unique_name("pgq_pool");
         auto o = options(8);
         o.dsn += (o.dsn.find('?') == std::string::npos ? "?" : "&") + std::string("application_name=") + app;
-        pgq::pool pool(ex, o);
+        pgq::pool pool(pool_executor(ex), o);
         task_outcomes out;
         constexpr int n = 1000;
         for (int i = 0; i < n; ++i) {
@@ -333,7 +333,7 @@ TEST_CASE("killing every backend mid-run: in-flight queries fail clearly, the po
         const std::string app = unique_name("pgq_kill");
         auto o = options(4);
         o.dsn += (o.dsn.find('?') == std::string::npos ? "?" : "&") + std::string("application_name=") + app;
-        pgq::pool pool(ex, o);
+        pgq::pool pool(pool_executor(ex), o);
         auto killer = co_await connect();
         int failed_fatal = 0;
         int failed_other = 0;
@@ -417,15 +417,21 @@ TEST_CASE("a pool used from a multi-threaded io_context", "[pool][threads]") {
 TEST_CASE("pool close waits for leases, then closes everything", "[pool]") {
   run([]() -> asio::awaitable<void> {
     auto ex = co_await asio::this_coro::executor;
-    pgq::pool pool(ex, options(2));
+    pgq::pool pool(pool_executor(ex), options(2));
     int done = 0;
+    bool leased = false;
     auto holder = [&]() -> asio::awaitable<void> {
       auto l = co_await pool.acquire();
+      leased = true;
       co_await sleep_for(std::chrono::milliseconds(100));
       ++done;
     };
     asio::co_spawn(ex, holder(), asio::detached);
-    co_await sleep_for(std::chrono::milliseconds(20));
+    // close() must find the lease out (a connect can take longer than any
+    // fixed pause on a loaded machine or under TSan).
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!leased && std::chrono::steady_clock::now() < until) co_await sleep_for(std::chrono::milliseconds(5));
+    REQUIRE(leased);
     co_await pool.close(std::chrono::seconds(5));
     CHECK(done == 1);
     CHECK(pool.stats().size == 0);
@@ -444,7 +450,7 @@ TEST_CASE("idle connections close after idle_timeout while other leases come and
   run([]() -> asio::awaitable<void> {
     auto o = options(2);
     o.idle_timeout = std::chrono::milliseconds(150);
-    pgq::pool pool(co_await asio::this_coro::executor, o);
+    pgq::pool pool(pool_executor(co_await asio::this_coro::executor), o);
     {
       auto a = co_await pool.acquire();
       auto b = co_await pool.acquire();

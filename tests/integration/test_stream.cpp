@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -77,7 +78,7 @@ TEST_CASE("stream: rows before an error mid-way are delivered, then the error", 
   });
 }
 
-TEST_CASE("stream: breaking out early cancels the rest; the connection goes on", "[stream]") {
+TEST_CASE("stream: breaking out early cancels the rest, and the connection goes on", "[stream]") {
   run([]() -> asio::awaitable<void> {
     auto conn = co_await connect();
     const auto start = std::chrono::steady_clock::now();
@@ -110,12 +111,48 @@ asio::awaitable<void> read_all(pgq::row_stream* rows, int* read) {
 }
 }  // namespace
 
+namespace {
+// The state of backend `pid` and what it waits for, as another connection
+// sees it ("gone" once it has left).
+asio::awaitable<std::string> backend_state(pgq::connection& observer, int pid) {
+  auto r = co_await observer.query(
+      "SELECT coalesce(state, '') || '/' || coalesce(wait_event, '') FROM pg_stat_activity WHERE pid = $1::int4",
+      pid);
+  co_return r.size() == 0 ? std::string("gone") : r[0].get<std::string>(0);
+}
+
+// Polls backend_state() until `pred` holds or `limit` passes; returns the
+// last state seen.
+template <class Pred>
+asio::awaitable<std::string> wait_for_state(pgq::connection& observer, int pid, Pred pred,
+                                            std::chrono::milliseconds limit) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  std::string state = co_await backend_state(observer, pid);
+  while (!pred(state) && std::chrono::steady_clock::now() < until) {
+    co_await pause(std::chrono::milliseconds(20));
+    state = co_await backend_state(observer, pid);
+  }
+  co_return state;
+}
+
+bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
+}  // namespace
+
 TEST_CASE("stream: cancelling next() (a timeout) stops the statement on the server", "[stream]") {
   run([]() -> asio::awaitable<void> {
     auto conn = co_await connect();
+    auto observer = co_await connect();
+    auto p = co_await conn.query("SELECT pg_backend_pid()");
+    const int pid = p[0].get<int>(0);
     // Wide rows: the server flushes every 8 kB, here every few rows.
     auto rows = co_await conn.stream("SELECT i, repeat('x', 2000), pg_sleep(0.01) FROM generate_series(1, 100000) i");
-    int read = 0;
+    auto first = co_await rows.next();
+    REQUIRE(first.has_value());
+    int read = 1;
+    // The observer sees the statement run (else its "stopped" below would
+    // prove nothing): 100,000 rows at 10 ms each take minutes.
+    const std::string running = co_await backend_state(observer, pid);
+    CHECK(starts_with(running, "active/"));
     std::string error;
     try {
       // The rows come a few per 10 ms: the timeout finds next() waiting.
@@ -124,30 +161,64 @@ TEST_CASE("stream: cancelling next() (a timeout) stops the statement on the serv
       error = e.code() == pgq::errc::timeout ? "timeout" : e.code() == pgq::errc::cancelled ? "cancelled" : e.what();
     }
     CHECK((error == "timeout" || error == "cancelled"));
-    CHECK(read > 0);
+    CHECK(read > 1);
     CHECK(read < 100000);
     CHECK(rows.done());  // the cancelled next() ended the stream
-    auto r = co_await conn.query("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(0.01)%' AND state = 'active' AND pid <> pg_backend_pid()");
-    CHECK(r[0].get<std::int64_t>(0) == 0);
+    // Stopped on the server, not only no longer read: the backend goes idle.
+    const std::string after = co_await wait_for_state(
+        observer, pid, [](const std::string& s) { return !starts_with(s, "active/"); }, std::chrono::seconds(10));
+    CHECK(starts_with(after, "idle/"));
   });
 }
 
-TEST_CASE("stream: a slow reader keeps memory flat; queries queued behind run after", "[stream]") {
+TEST_CASE("stream: a slow reader keeps memory flat, and queries queued behind run after", "[stream]") {
   run([]() -> asio::awaitable<void> {
     auto conn = co_await connect();
-    auto rows = co_await conn.stream("SELECT i, repeat('x', 1000) FROM generate_series(1, 20000) i");
-    // Queued behind the stream: completes after it.
+    auto observer = co_await connect();
+    auto p = co_await conn.query("SELECT pg_backend_pid()");
+    const int pid = p[0].get<int>(0);
+    // 100 MB: more than the socket buffers and any bounded client buffer.
+    constexpr int total = 50'000;
+    auto rows = co_await conn.stream(
+        "SELECT i, repeat('x', 2000), clock_timestamp() FROM generate_series(1, $1::int4) i", total);
+    // Queued behind the stream on the same connection: runs after it on the
+    // server. (Its result may complete while the reader still has the
+    // stream's last buffered rows to read: the order is checked by the
+    // server's clock, and while the server is held up by the reader.)
+    // (Detached: co_spawn with use_awaitable would start it only when awaited.)
+    bool queued_done = false;
+    pgq::timestamptz queued_at{};
+    auto ex = co_await asio::this_coro::executor;
+    asio::co_spawn(
+        ex,
+        [](pgq::connection* c, pgq::timestamptz* at, bool* done) -> asio::awaitable<void> {
+          auto r = co_await c->query("SELECT clock_timestamp()");
+          *at = r[0].get<pgq::timestamptz>(0);
+          *done = true;
+        }(&conn, &queued_at, &queued_done),
+        asio::detached);
     int read = 0;
+    std::string while_paused;
+    pgq::timestamptz last_row_at{};
     while (auto r = co_await rows.next()) {
       ++read;
+      last_row_at = r->get<pgq::timestamptz>(2);
       if (read == 100) {
-        // The driver buffers a bounded number of rows, not 20,000.
-        CHECK(conn.pending_requests() == 1);
+        // A slow reader: the client stops reading, so the server must stop
+        // sending (its backend waits to write to us) instead of the driver
+        // taking in all 100 MB.
+        while_paused = co_await wait_for_state(
+            observer, pid, [](const std::string& s) { return s == "active/ClientWrite"; }, std::chrono::seconds(10));
+        CHECK(conn.pending_requests() == 2);  // the stream, and the query behind it
+        CHECK_FALSE(queued_done);
       }
     }
-    CHECK(read == 20000);
-    auto r = co_await conn.query("SELECT 1");
-    CHECK(r[0].get<int>(0) == 1);
+    CHECK(while_paused == "active/ClientWrite");
+    CHECK(read == total);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!queued_done && std::chrono::steady_clock::now() < until) co_await pause(std::chrono::milliseconds(5));
+    CHECK(queued_done);
+    CHECK(queued_at > last_row_at);
   });
 }
 

@@ -61,7 +61,7 @@ TEST_CASE("commit is visible, rollback is not", "[transaction]") {
   run([]() -> asio::awaitable<void> {
     auto c = co_await connect();
     const auto t = co_await make_table(c);
-    pgq::pool pool(co_await asio::this_coro::executor, options());
+    pgq::pool pool(pool_executor(co_await asio::this_coro::executor), options());
     {
       auto tx = co_await pool.begin();
       co_await tx.execute("INSERT INTO " + t + " (id) VALUES (1)");
@@ -90,7 +90,7 @@ TEST_CASE("a dropped transaction rolls back, on a pool and on a bare connection"
   run([]() -> asio::awaitable<void> {
     auto c = co_await connect();
     const auto t = co_await make_table(c);
-    pgq::pool pool(co_await asio::this_coro::executor, options(1));
+    pgq::pool pool(pool_executor(co_await asio::this_coro::executor), options(1));
     {
       auto tx = co_await pool.begin();
       co_await tx.execute("INSERT INTO " + t + " (id) VALUES (1)");
@@ -117,7 +117,7 @@ TEST_CASE("transact commits on return and rolls back on exception", "[transactio
   run([]() -> asio::awaitable<void> {
     auto c = co_await connect();
     const auto t = co_await make_table(c);
-    pgq::pool pool(co_await asio::this_coro::executor, options());
+    pgq::pool pool(pool_executor(co_await asio::this_coro::executor), options());
     // The lambdas are named first: GCC 12 destroys a capturing lambda
     // temporary twice when it is written inside a co_await expression.
     auto insert_two = [t](pgq::transaction& tx) -> asio::awaitable<int> {
@@ -219,14 +219,21 @@ TEST_CASE("commit of a failed transaction reports the failure", "[transaction]")
 namespace {
 
 // Two serializable transactions that each read the sum and insert it: one of
-// them must fail with 40001 and, retried, succeed.
-asio::awaitable<void> serializable_worker(pgq::pool* pool, std::string table, int id, int* attempts, int* done) {
-  auto work = [table, id, attempts](pgq::transaction& tx) -> asio::awaitable<void> {
+// them must fail with 40001 and, retried, succeed. Neither inserts before
+// both have read (`reads` counts the reads), so the conflict happens however
+// slowly the second one connects.
+asio::awaitable<void> serializable_worker(pgq::pool* pool, std::string table, int id, int* attempts, int* reads,
+                                          int* done) {
+  auto work = [table, id, attempts, reads](pgq::transaction& tx) -> asio::awaitable<void> {
     ++*attempts;
     auto r = co_await tx.query("SELECT coalesce(sum(v), 0)::int4 FROM " + table);
     const int sum = r[0].get<int>(0);
-    asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(50));
-    co_await t.async_wait(asio::use_awaitable);
+    ++*reads;
+    asio::steady_timer t(co_await asio::this_coro::executor);
+    while (*reads < 2) {
+      t.expires_after(std::chrono::milliseconds(5));
+      co_await t.async_wait(asio::use_awaitable);
+    }
     co_await tx.execute("INSERT INTO " + table + " (id, v) VALUES ($1, $2)", id, sum + 1);
   };
   co_await pgq::transact(*pool, {.level = pgq::isolation::serializable, .retries = 5}, work);
@@ -240,11 +247,12 @@ TEST_CASE("serializable conflicts are retried to success", "[transaction]") {
     auto c = co_await connect();
     const auto t = co_await make_table(c);
     auto ex = co_await asio::this_coro::executor;
-    pgq::pool pool(ex, options());
+    pgq::pool pool(pool_executor(ex), options());
     int attempts = 0;
+    int reads = 0;
     int done = 0;
-    asio::co_spawn(ex, serializable_worker(&pool, t, 1, &attempts, &done), asio::detached);
-    asio::co_spawn(ex, serializable_worker(&pool, t, 2, &attempts, &done), asio::detached);
+    asio::co_spawn(ex, serializable_worker(&pool, t, 1, &attempts, &reads, &done), asio::detached);
+    asio::co_spawn(ex, serializable_worker(&pool, t, 2, &attempts, &reads, &done), asio::detached);
     while (done < 2) co_await sleep_for(std::chrono::milliseconds(10));
     CHECK(attempts >= 3);  // at least one conflict happened and was retried
     // Serial order: the second saw the first's row.
@@ -259,7 +267,7 @@ TEST_CASE("without retries a serialization failure is rethrown as retryable", "[
     auto c = co_await connect();
     const auto t = co_await make_table(c);
     co_await c.execute("INSERT INTO " + t + " VALUES (1, 0)");
-    pgq::pool pool(co_await asio::this_coro::executor, options());
+    pgq::pool pool(pool_executor(co_await asio::this_coro::executor), options());
     auto a = co_await pool.begin({.level = pgq::isolation::repeatable_read});
     auto b = co_await pool.begin({.level = pgq::isolation::repeatable_read});
     co_await a.query("SELECT * FROM " + t);
