@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 #include <optional>
+#include <pgq/detail/params.hpp>
 #include <pgq/json.hpp>
 #include <pgq/types.hpp>
 #include <string>
@@ -778,6 +779,38 @@ TEST_CASE("arrays: element types nested beyond the limit are refused, not follow
     CHECK(thrown([&] { json(bytes); }, &message) == code(errc::invalid_value));
     CHECK_THAT(message, Catch::Contains("deeper than 6 levels"));
   }
+}
+
+TEST_CASE("parameters: more than 2 GiB is refused before a byte is read", "[codec][params]") {
+  const char small[4] = {'a', 'b', 'c', 'd'};
+  // A view that claims more than INT_MAX bytes over a 4-byte buffer: reading
+  // it would crash (ASan) or send garbage; the size check comes first.
+  const std::size_t huge = pgq::detail::max_param_bytes + 1;
+  const std::string_view lying(small, huge);
+  pgq::detail::param_set p;
+  p.add(std::int32_t{1});
+  std::string message;
+  CHECK(thrown([&] { p.add(lying); }, &message) == code(errc::invalid_value));
+  CHECK_THAT(message, Catch::Contains("parameter $2") && Catch::Contains(std::to_string(huge) + " bytes") &&
+                          Catch::Contains("2147483647"));
+  // The set is as it was: the refused parameter left nothing behind.
+  CHECK(p.size() == 1);
+  p.add(std::string_view("next"));
+  REQUIRE(p.size() == 2);
+  CHECK(std::string_view(p.value(1), static_cast<std::size_t>(p.lengths()[1])) == "next");
+  // Exactly at the limit is not refused by the check (not encoded here: 2 GiB).
+  CHECK(pgq::detail::max_param_bytes == static_cast<std::size_t>(std::numeric_limits<int>::max()));
+}
+
+TEST_CASE("parameters: at most 65535 per statement", "[codec][params]") {
+  pgq::detail::param_set p;
+  for (int i = 0; i < pgq::detail::max_param_count; ++i) p.add_null(0);
+  CHECK_NOTHROW(pgq::detail::check_param_count(p));
+  p.add(std::int32_t{1});
+  std::string message;
+  CHECK(thrown([&] { pgq::detail::check_param_count(p); }, &message) == code(errc::invalid_value));
+  CHECK_THAT(message, Catch::Contains("65535") && Catch::Contains("65536"));
+  CHECK_NOTHROW(pgq::detail::check_param_count(pgq::detail::make_params(1, "two", 3.0)));
 }
 
 TEST_CASE("arrays: text format and the server's quoting", "[codec]") {
