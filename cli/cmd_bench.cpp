@@ -297,8 +297,8 @@ script parse_script(std::string_view text, std::string name) {
     std::vector<pgq::sql_statement> stmts;
     try {
       stmts = pgq::split_sql(sql);
-    } catch (const pgq::sql_split_error& e) {
-      script_error(s.name, sql_line + e.line() - 1, e.what());
+    } catch (const pgq::sql_error& e) {
+      script_error(s.name, sql_line + e.diag().script_line.value_or(1) - 1, e.what());
     }
     for (const auto& st : stmts) s.commands.push_back(sql_command(s, st.text, defined));
     sql.clear();

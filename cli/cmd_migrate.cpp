@@ -196,7 +196,7 @@ int create_migration(const migrate_args& a, bool json) {
   if (fs::exists(dir)) {
     try {
       existing = pgq::load_migrations(dir);
-    } catch (const pgq::migration_error& e) {
+    } catch (const pgq::sql_error& e) {  // bad_migration, sql_split_failed: the files
       throw usage_error(e.what());
     }
     for (const auto& m : existing) {
@@ -222,7 +222,7 @@ int create_migration(const migrate_args& a, bool json) {
   const std::string stem = version + "_" + a.new_name;
   try {
     pgq::parse_migration_file_name(stem + ".up.sql");
-  } catch (const pgq::migration_error& e) {
+  } catch (const pgq::sql_error&) {
     throw usage_error("new: \"" + a.new_name + "\" is not a valid migration name: use letters, digits, _ and -");
   }
   fs::create_directories(dir);
@@ -273,7 +273,7 @@ int run_migrate(const migrate_args& a, const std::string& dsn, const std::string
   std::vector<pgq::migration> migrations;
   try {
     migrations = pgq::load_migrations(fs::path(a.dir));
-  } catch (const pgq::migration_error& e) {
+  } catch (const pgq::sql_error& e) {  // bad_migration, sql_split_failed: the files
     std::cerr << "pgq migrate: " << e.what() << '\n';
     return migrate_exit_usage;
   }
@@ -425,10 +425,7 @@ void add_migrate_command(CLI::App& app, std::string& dsn, std::string& format, i
     } catch (const usage_error& e) {
       std::cerr << "pgq migrate: " << e.what() << '\n';
       exit_code = migrate_exit_usage;
-    } catch (const pgq::migration_error& e) {
-      std::cerr << "pgq migrate: " << e.what() << '\n';
-      exit_code = migrate_exit_failed;
-    } catch (const std::exception& e) {
+    } catch (const std::exception& e) {  // a failed migration or check, a lost connection...
       std::cerr << "pgq migrate: " << e.what() << '\n';
       exit_code = migrate_exit_failed;
     }

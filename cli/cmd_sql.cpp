@@ -325,7 +325,7 @@ int run_command(const global_options& g, const run_args& a) {
     std::vector<pgq::sql_statement> stmts;
     try {
       stmts = pgq::split_sql(text);
-    } catch (const pgq::sql_split_error& e) {
+    } catch (const pgq::sql_error& e) {
       throw usage_error(file + ": " + e.what());
     }
     const std::size_t first = j->statements.size();
@@ -418,7 +418,7 @@ void add_split(tx_job& j, const std::string& text, const std::string& name, bool
   std::vector<pgq::sql_statement> stmts;
   try {
     stmts = pgq::split_sql(text);
-  } catch (const pgq::sql_split_error& e) {
+  } catch (const pgq::sql_error& e) {
     throw usage_error(name + ": " + e.what());
   }
   for (auto& st : stmts) {

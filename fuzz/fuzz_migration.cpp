@@ -1,13 +1,14 @@
 // libFuzzer target: migration file names and migration sets.
 //
 // An input without a NUL byte is one file name: parse_migration_file_name()
-// either returns nothing (not a .sql file), throws migration_error, or
-// returns parts that spell the name again.
+// either returns nothing (not a .sql file), throws sql_error
+// (errc::bad_migration), or returns parts that spell the name again.
 //
 // An input with NUL bytes is a migration set, name\0text\0name\0text...:
-// load_migrations() either throws migration_error or returns migrations
-// sorted by version, unique, each with an up script of that version and a
-// checksum of its text.
+// load_migrations() either throws sql_error (errc::bad_migration or
+// errc::sql_split_failed) naming the file, or returns migrations sorted by
+// version, unique, each with an up script of that version and a checksum of
+// its text.
 #include <pgq/migrate.hpp>
 
 #include <cstddef>
@@ -23,7 +24,8 @@ void check_name(std::string_view name) {
   std::optional<pgq::migration_file_name> parsed;
   try {
     parsed = pgq::parse_migration_file_name(name);
-  } catch (const pgq::migration_error& e) {
+  } catch (const pgq::sql_error& e) {
+    if (e.code() != pgq::errc::bad_migration) std::abort();
     if (!name.ends_with(".sql")) std::abort();  // only .sql files are refused
     if (std::string_view(e.what()).find("migration file") == std::string_view::npos) std::abort();
     return;
@@ -59,8 +61,9 @@ void check_set(std::string_view data) {
   std::vector<pgq::migration> loaded;
   try {
     loaded = pgq::load_migrations(files);
-  } catch (const pgq::migration_error& e) {
-    if (std::string_view(e.what()).empty()) std::abort();
+  } catch (const pgq::sql_error& e) {
+    if (e.code() != pgq::errc::bad_migration && e.code() != pgq::errc::sql_split_failed) std::abort();
+    if (std::string_view(e.what()).empty() || e.diag().script.empty()) std::abort();
     return;
   }
   std::int64_t last = 0;

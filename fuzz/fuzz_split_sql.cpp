@@ -1,5 +1,5 @@
-// libFuzzer target: split_sql on any script. It either throws
-// sql_split_error with a position inside the script, or returns statements
+// libFuzzer target: split_sql on any script. It either throws sql_error
+// (errc::sql_split_failed) with a position inside the script, or returns statements
 // that are non-empty slices of the script, in order, at the line and column
 // it reports.
 #include <pgq/sql_split.hpp>
@@ -30,8 +30,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       if (line != s.line || column != s.column) std::abort();
       last_end = s.offset + s.text.size();
     }
-  } catch (const pgq::sql_split_error& e) {
-    if (e.line() == 0 || e.column() == 0) std::abort();
+  } catch (const pgq::sql_error& e) {
+    if (e.code() != pgq::errc::sql_split_failed) std::abort();
+    const auto& d = e.diag();
+    if (!d.script_line || !d.script_column || *d.script_line == 0 || *d.script_column == 0) std::abort();
   }
   return 0;
 }

@@ -25,6 +25,10 @@ class client_category_impl final : public boost::system::error_category {
       case errc::pool_closed: return "pool closed";
       case errc::transaction_done: return "transaction already finished";
       case errc::commit_unknown: return "connection lost during COMMIT: outcome unknown";
+      case errc::sql_split_failed: return "SQL script ends inside a quote or comment";
+      case errc::bad_migration: return "bad migration file or set";
+      case errc::checksum_mismatch: return "applied migration changed since it ran (checksum mismatch)";
+      case errc::migration_refused: return "migration run refused: nothing was run";
     }
     return "unknown pgq error";
   }
@@ -130,6 +134,14 @@ sql_error::sql_error(error_code ec, diagnostics diag)
     : boost::system::system_error(ec) {
   auto st = std::make_shared<state>();
   st->what = format_what(diag, ec);
+  st->diag = std::move(diag);
+  state_ = std::move(st);
+}
+
+sql_error::sql_error(error_code ec, diagnostics diag, std::string what)
+    : boost::system::system_error(ec) {
+  auto st = std::make_shared<state>();
+  st->what = std::move(what);
   st->diag = std::move(diag);
   state_ = std::move(st);
 }

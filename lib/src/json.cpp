@@ -99,10 +99,15 @@ std::string datetime_json(std::string text, bool with_offset) {
   return text;
 }
 
-nlohmann::json array_json(value_view v) {
+nlohmann::json json_value(value_view v, int depth);
+
+// `depth`: how many arrays enclose this one. A binary element's type comes
+// from the bytes, so an element may claim to be an array again: bounded.
+nlohmann::json array_json(value_view v, int depth) {
+  detail::check_array_nesting(v, depth + 1);
   std::vector<nlohmann::json> flat;
-  auto add = [&flat](const value_view* e, bool) {
-    flat.push_back(e ? to_json_value(*e) : nlohmann::json(nullptr));
+  auto add = [&flat, depth](const value_view* e, bool) {
+    flat.push_back(e ? json_value(*e, depth + 1) : nlohmann::json(nullptr));
   };
   detail::array_shape shape = detail::for_each_array_element(v, 6, detail::element_sink::of(add));
   if (shape.lengths.empty()) return nlohmann::json::array();
@@ -170,7 +175,12 @@ nlohmann::json codec<nlohmann::json>::decode(value_view v) {
   return j;
 }
 
-nlohmann::json to_json_value(value_view v) {
+nlohmann::json to_json_value(value_view v) { return json_value(v, 0); }
+
+namespace {
+
+// to_json_value() for a value inside `depth` arrays.
+nlohmann::json json_value(value_view v, int depth) {
   switch (v.type) {
     case oids::int2:
     case oids::int4:
@@ -193,8 +203,10 @@ nlohmann::json to_json_value(value_view v) {
     default:
       break;
   }
-  if (array_element_oid(v.type) != 0) return array_json(v);
+  if (array_element_oid(v.type) != 0) return array_json(v, depth);
   return detail::render_text(v);
 }
+
+}  // namespace
 
 }  // namespace pgq

@@ -164,34 +164,57 @@ const migration* find(const context* c, std::int64_t version) {
 
 std::string short_sum(const std::string& s) { return s.size() > 12 ? s.substr(0, 12) : s; }
 
+// A client error `e` with `message`, naming the migration at fault (when
+// there is one) in diag().
+[[noreturn]] void refuse(errc e, std::string message, const migration* m = nullptr,
+                         std::optional<std::int64_t> version = {}) {
+  diagnostics d;
+  d.message = std::move(message);
+  if (m != nullptr) {
+    d.script = m->up.file;
+    version = m->version;
+  }
+  d.migration_version = version;
+  throw sql_error(make_error_code(e), std::move(d));
+}
+
 void check_no_drift(const context* c, const status_report& rep, const char* what) {
   std::string msg;
+  const migration* first = nullptr;
   for (const auto& s : rep.migrations) {
     if (s.state != migration_state::drifted) continue;
     const migration* m = find(c, s.version);
+    if (first == nullptr) first = m;
     msg += "\n  " + m->up.file + ": applied with checksum " + short_sum(s.recorded_checksum) +
            "..., the file now has " + short_sum(s.file_checksum) + "...";
   }
   if (msg.empty()) return;
-  throw migration_error(std::string("drift: applied migrations changed since they ran; ") + what +
-                        " refuses to run until they are restored, or until `repair` records the new "
-                        "checksums (when the change is harmless, e.g. a comment):" +
-                        msg);
+  refuse(errc::checksum_mismatch,
+         std::string("drift: applied migrations changed since they ran; ") + what +
+             " refuses to run until they are restored, or until `repair` records the new "
+             "checksums (when the change is harmless, e.g. a comment):" +
+             msg,
+         first);
 }
 
 std::vector<migration_step> plan_up_from(const context* c, const status_report& rep,
                                          std::optional<std::int64_t> target) {
   if (target && find(c, *target) == nullptr) {
-    throw migration_error("up: no migration file has version " + std::to_string(*target));
+    refuse(errc::migration_refused, "up: no migration file has version " + std::to_string(*target), nullptr,
+           target);
   }
   check_no_drift(c, rep, "up");
   std::vector<migration_step> steps;
   std::string out_of_order;
+  const migration* first_out_of_order = nullptr;
   for (const auto& s : rep.migrations) {
     if (s.state != migration_state::pending) continue;
     if (target && s.version > *target) continue;
     const migration* m = find(c, s.version);
-    if (s.out_of_order && !c->opts.allow_out_of_order) out_of_order += "\n  " + m->up.file;
+    if (s.out_of_order && !c->opts.allow_out_of_order) {
+      if (first_out_of_order == nullptr) first_out_of_order = m;
+      out_of_order += "\n  " + m->up.file;
+    }
     migration_step st;
     st.version = m->version;
     st.name = m->name;
@@ -201,20 +224,21 @@ std::vector<migration_step> plan_up_from(const context* c, const status_report& 
     steps.push_back(std::move(st));
   }
   if (!out_of_order.empty()) {
-    throw migration_error(
-        "up: pending migrations are older than the newest applied one (merged from another branch?); "
-        "give them versions above the newest applied, or allow out-of-order migrations:" +
-        out_of_order);
+    refuse(errc::migration_refused,
+           "up: pending migrations are older than the newest applied one (merged from another branch?); "
+           "give them versions above the newest applied, or allow out-of-order migrations:" +
+               out_of_order,
+           first_out_of_order);
   }
   return steps;
 }
 
 std::vector<migration_step> plan_down_from(const context* c, const status_report& rep, std::int64_t target) {
-  if (target < 0) throw migration_error("down: the target version must be 0 or more");
+  if (target < 0) refuse(errc::migration_refused, "down: the target version must be 0 or more");
   if (target != 0 && find(c, target) == nullptr &&
       std::none_of(rep.migrations.begin(), rep.migrations.end(),
                    [target](const migration_status& s) { return s.version == target; })) {
-    throw migration_error("down: no migration has version " + std::to_string(target));
+    refuse(errc::migration_refused, "down: no migration has version " + std::to_string(target), nullptr, target);
   }
   check_no_drift(c, rep, "down");
   std::vector<migration_step> steps;
@@ -222,12 +246,16 @@ std::vector<migration_step> plan_down_from(const context* c, const status_report
     if (it->version <= target || it->state == migration_state::pending) continue;
     const migration* m = find(c, it->version);
     if (m == nullptr) {
-      throw migration_error("down: migration " + std::to_string(it->version) + "_" + it->name +
-                            " is applied but has no file here, so it cannot be reverted; nothing was run");
+      refuse(errc::migration_refused,
+             "down: migration " + std::to_string(it->version) + "_" + it->name +
+                 " is applied but has no file here, so it cannot be reverted; nothing was run",
+             nullptr, it->version);
     }
     if (!m->down) {
-      throw migration_error("down: " + m->up.file + " has no down file (" + m->label +
-                            ".down.sql), so it cannot be reverted; nothing was run");
+      refuse(errc::migration_refused,
+             "down: " + m->up.file + " has no down file (" + m->label +
+                 ".down.sql), so it cannot be reverted; nothing was run",
+             m);
     }
     migration_step st;
     st.version = m->version;
@@ -364,8 +392,44 @@ std::string failure_head(const migration* m, const migration_script& script, con
   return msg + ": " + server_error_text(o.failure) + ".\n";
 }
 
+// The sql_error for a failed migration: the failure's own code (SQLSTATE or
+// pgq::errc) and diagnostics, with the migration added to diag() and `what`
+// as its message. A failure that is no system_error is not ours to wrap: it
+// is rethrown as it is.
+sql_error migration_failure(const script_outcome& o, const migration* m, const migration_script& script,
+                            bool up, std::string what) {
+  const std::size_t total = script.statements.size();
+  error_code ec;
+  diagnostics d;
+  try {
+    std::rethrow_exception(o.failure);
+  } catch (const sql_error& e) {
+    ec = e.code();
+    d = e.diag();
+  } catch (const boost::system::system_error& e) {
+    ec = e.code();
+    d.message = e.what();
+  }
+  // Appended as PostgreSQL appends the callers of a failing PL/pgSQL
+  // function: innermost first.
+  std::string where = "migration " + m->label + " (" + script.file + "), ";
+  if (o.failed < total) {
+    const sql_statement& st = script.statements[o.failed];
+    where += "statement " + std::to_string(o.failed + 1) + " of " + std::to_string(total);
+    d.script_line = error_line(st, d);
+    if (d.statement.empty()) d.statement = st.text;
+  } else {
+    where += up ? "recording it in the history" : "removing it from the history";
+  }
+  if (!d.context.empty()) d.context += '\n';
+  d.context += where;
+  d.script = script.file;
+  d.migration_version = m->version;
+  return sql_error(ec, std::move(d), std::move(what));
+}
+
 // Runs one script and writes (up) or deletes (down) its history row. Throws
-// migration_error saying what failed and what state it left.
+// sql_error saying what failed and what state it left (see migration_failure).
 asio::awaitable<migration_step> run_script(connection* conn, const context* c, const migration* m,
                                            migration_direction dir) {
   const bool up = dir == migration_direction::up;
@@ -402,7 +466,7 @@ asio::awaitable<migration_step> run_script(connection* conn, const context* c, c
         msg += "\nThis statement cannot run inside a transaction: make \"-- pgq:no-transaction\" the "
                "file's first line (its statements then run one by one, each on its own).";
       }
-      throw migration_error(msg);
+      throw migration_failure(o, m, script, up, std::move(msg));
     }
   } else {
     const script_outcome o = co_await apply_script(*conn, c, m, script, up, started);
@@ -427,7 +491,7 @@ asio::awaitable<migration_step> run_script(connection* conn, const context* c, c
                (up ? "insert its row by hand, or make the file safe to run again, then run up again."
                    : "delete its row by hand.");
       }
-      throw migration_error(msg);
+      throw migration_failure(o, m, script, up, std::move(msg));
     }
   }
   step.took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
@@ -531,7 +595,9 @@ asio::awaitable<run_report> locked_run(const context* c, action what, std::optio
 }
 
 context make_context(const std::string& conninfo, const std::vector<migration>* ms, const migrator_options& o) {
-  if (o.schema.empty() || o.table.empty()) throw migration_error("the history table's schema and name must not be empty");
+  if (o.schema.empty() || o.table.empty()) {
+    throw sql_error(errc::bad_migration, "the history table's schema and name must not be empty");
+  }
   context c;
   c.conninfo = conninfo;
   c.migrations = ms;

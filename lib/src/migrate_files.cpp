@@ -2,6 +2,8 @@
 // that the fuzz targets can build it without the rest of the library.
 #include <pgq/migrate.hpp>
 
+#include <pgq/error.hpp>
+
 #include <algorithm>
 #include <array>
 #include <cctype>
@@ -129,13 +131,27 @@ bool is_no_transaction(std::string_view text) {
 
 namespace {
 
+// errc::bad_migration about `file` (a file name, or a path when reading
+// failed), naming it in diag().script.
+[[noreturn]] void bad_migration(std::string message, std::string_view file,
+                                std::optional<std::int64_t> version = {},
+                                std::optional<std::size_t> line = {}) {
+  diagnostics d;
+  d.message = std::move(message);
+  d.script = std::string(file);
+  d.script_line = line;
+  d.migration_version = version;
+  throw sql_error(make_error_code(errc::bad_migration), std::move(d));
+}
+
 bool is_name_char(char c) noexcept {
   return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '-';
 }
 
 [[noreturn]] void bad_name(std::string_view file, std::string_view why) {
-  throw migration_error("migration file \"" + std::string(file) + "\": " + std::string(why) +
-                        " (expected NNNN_name.up.sql or NNNN_name.down.sql)");
+  bad_migration("migration file \"" + std::string(file) + "\": " + std::string(why) +
+                    " (expected NNNN_name.up.sql or NNNN_name.down.sql)",
+                file);
 }
 
 }  // namespace
@@ -182,22 +198,28 @@ std::string upper_first_word(std::string_view text) {
   return w;
 }
 
-migration_script make_script(migration_file f) {
+migration_script make_script(migration_file f, std::int64_t version) {
   migration_script s;
   s.no_transaction = is_no_transaction(f.text);
   try {
     s.statements = split_sql(f.text);
-  } catch (const sql_split_error& e) {
-    throw migration_error("migration file \"" + f.name + "\": " + e.what());
+  } catch (const sql_error& e) {
+    // Still errc::sql_split_failed, with its line and column, now naming the file.
+    diagnostics d = e.diag();
+    d.message = "migration file \"" + f.name + "\": " + d.message;
+    d.script = f.name;
+    d.migration_version = version;
+    throw sql_error(e.code(), std::move(d));
   }
   if (!s.no_transaction) {
     for (std::size_t i = 0; i < s.statements.size(); ++i) {
       const std::string w = upper_first_word(s.statements[i].text);
       if (w == "BEGIN" || w == "START" || w == "COMMIT" || w == "END" || w == "ROLLBACK" || w == "ABORT") {
-        throw migration_error("migration file \"" + f.name + "\", line " +
-                              std::to_string(s.statements[i].line) + ": " + w +
-                              " controls the transaction, but pgq already runs the file in one; "
-                              "remove it, or make \"-- pgq:no-transaction\" the first line");
+        bad_migration("migration file \"" + f.name + "\", line " + std::to_string(s.statements[i].line) + ": " +
+                          w +
+                          " controls the transaction, but pgq already runs the file in one; "
+                          "remove it, or make \"-- pgq:no-transaction\" the first line",
+                      f.name, version, s.statements[i].line);
       }
     }
   }
@@ -221,14 +243,15 @@ std::vector<migration> load_migrations(std::vector<migration_file> files) {
     const bool up = parsed->direction == migration_direction::up;
     auto& slot = up ? p.up : p.down;
     if (slot) {
-      throw migration_error("migration file \"" + f.name + "\": version " + parsed->version_text +
-                            " already has " + (up ? "an up" : "a down") + " file, \"" + slot->name +
-                            "\"; versions must be unique");
+      bad_migration("migration file \"" + f.name + "\": version " + parsed->version_text + " already has " +
+                        (up ? "an up" : "a down") + " file, \"" + slot->name + "\"; versions must be unique",
+                    f.name, parsed->version);
     }
     const auto& other = up ? p.down_name : p.up_name;
     if (other && other->name != parsed->name) {
-      throw migration_error("migration file \"" + f.name + "\": its name differs from \"" +
-                            (up ? p.down : p.up)->name + "\", which has the same version");
+      bad_migration("migration file \"" + f.name + "\": its name differs from \"" + (up ? p.down : p.up)->name +
+                        "\", which has the same version",
+                    f.name, parsed->version);
     }
     (up ? p.up_name : p.down_name) = *parsed;
     slot = std::move(f);
@@ -237,15 +260,16 @@ std::vector<migration> load_migrations(std::vector<migration_file> files) {
   out.reserve(by_version.size());
   for (auto& [version, p] : by_version) {
     if (!p.up) {
-      throw migration_error("migration file \"" + p.down->name + "\": a down file without its up file");
+      bad_migration("migration file \"" + p.down->name + "\": a down file without its up file", p.down->name,
+                    version);
     }
     migration m;
     m.version = version;
     m.name = p.up_name->name;
     m.label = p.up_name->version_text + "_" + m.name;
     m.checksum = migration_checksum(p.up->text);
-    m.up = make_script(std::move(*p.up));
-    if (p.down) m.down = make_script(std::move(*p.down));
+    m.up = make_script(std::move(*p.up), version);
+    if (p.down) m.down = make_script(std::move(*p.down), version);
     out.push_back(std::move(m));
   }
   return out;
@@ -255,13 +279,13 @@ std::vector<migration> load_migrations(const std::filesystem::path& dir) {
   std::vector<migration_file> files;
   std::error_code ec;
   std::filesystem::directory_iterator it(dir, ec);
-  if (ec) throw migration_error("cannot read the migrations directory \"" + dir.string() + "\": " + ec.message());
+  if (ec) bad_migration("cannot read the migrations directory \"" + dir.string() + "\": " + ec.message(), dir.string());
   for (const auto& entry : it) {
     if (!entry.is_regular_file()) continue;
     std::ifstream in(entry.path(), std::ios::binary);
     std::ostringstream text;
     text << in.rdbuf();
-    if (!in) throw migration_error("cannot read the migration file \"" + entry.path().string() + "\"");
+    if (!in) bad_migration("cannot read the migration file \"" + entry.path().string() + "\"", entry.path().string());
     files.push_back(migration_file{entry.path().filename().string(), std::move(text).str()});
   }
   return load_migrations(std::move(files));

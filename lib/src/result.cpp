@@ -1,3 +1,4 @@
+#include <pgq/detail/params.hpp>
 #include <pgq/json.hpp>
 #include <pgq/result.hpp>
 
@@ -33,6 +34,18 @@ void throw_nul_in_text(int index) {
   throw sql_error(errc::invalid_value, "parameter $" + std::to_string(index + 1) +
                                            " contains a NUL byte, which text values cannot hold "
                                            "(send bytes as pgq::bytea)");
+}
+
+void throw_param_too_large(int index, std::size_t size) {
+  throw sql_error(errc::invalid_value, "parameter $" + std::to_string(index + 1) + " is " + std::to_string(size) +
+                                           " bytes, more than the " + std::to_string(max_param_bytes) +
+                                           " (2 GiB - 1) a parameter can hold");
+}
+
+void check_param_count(const param_set& p) {
+  if (p.size() <= max_param_count) return;
+  throw sql_error(errc::invalid_value, "a statement can take at most " + std::to_string(max_param_count) +
+                                           " parameters, not " + std::to_string(p.size()));
 }
 
 void rethrow_in_column(const pg_result* res, int col, std::string_view cpp, const sql_error& e) {

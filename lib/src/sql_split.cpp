@@ -9,12 +9,6 @@
 
 namespace pgq {
 
-sql_split_error::sql_split_error(std::size_t line, std::size_t column, const std::string& message)
-    : std::invalid_argument("line " + std::to_string(line) + ", column " + std::to_string(column) +
-                            ": " + message),
-      line_(line),
-      column_(column) {}
-
 namespace {
 
 bool is_ident_start(unsigned char c) {
@@ -66,7 +60,11 @@ class splitter {
   }
 
   [[noreturn]] void fail(const position& at, const std::string& what) const {
-    throw sql_split_error(at.line, at.column, what);
+    diagnostics d;
+    d.message = "line " + std::to_string(at.line) + ", column " + std::to_string(at.column) + ": " + what;
+    d.script_line = at.line;
+    d.script_column = at.column;
+    throw sql_error(make_error_code(errc::sql_split_failed), std::move(d));
   }
 
   // Marks that the current statement has a token starting here.

@@ -1108,7 +1108,8 @@ array_shape parse_binary_array(value_view v, int max_dims, detail::element_sink 
 
 // ----------------------------------------------------- rendering as text
 
-std::string render_binary(value_view v);
+// `depth`: how many arrays enclose `v` (0 for a value of its own).
+std::string render_binary(value_view v, int depth);
 
 /// Quotes an array element the way array_out does.
 /// Whether array_out would quote element text `e`.
@@ -1136,11 +1137,14 @@ void append_array_element(std::string& out, std::string_view e) {
     out += e;
 }
 
-std::string render_binary_array(value_view v) {
+// `depth`: how many arrays enclose this one. The element type comes from the
+// bytes, so an element may claim to be an array again: bounded.
+std::string render_binary_array(value_view v, int depth) {
+  detail::check_array_nesting(v, depth + 1);
   std::vector<std::optional<std::string>> elems;
   auto add = [&](const value_view* e, bool) {
     if (e)
-      elems.emplace_back(render_binary(*e));
+      elems.emplace_back(render_binary(*e, depth + 1));
     else
       elems.emplace_back();
   };
@@ -1245,7 +1249,7 @@ void append_interval(value_view v, std::string& out) {
 }
 
 /// The server's text for a binary value of a type pgq knows.
-std::string render_binary(value_view v) {
+std::string render_binary(value_view v, int depth) {
   std::string out;
   switch (v.type) {
     case oids::bool_:
@@ -1322,7 +1326,7 @@ std::string render_binary(value_view v) {
       break;
   }
   if (is_text_like(v.type)) return std::string(v.bytes);
-  if (array_element_oid(v.type) != 0) return render_binary_array(v);
+  if (array_element_oid(v.type) != 0) return render_binary_array(v, depth);
   detail::throw_type_mismatch(v.type, "std::string (binary format)");
 }
 
@@ -1462,7 +1466,15 @@ bool binary_renderable(oid t) noexcept {
 
 std::string render_text(value_view v) {
   if (v.fmt == format::text) return std::string(v.bytes);
-  return render_binary(v);
+  return render_binary(v, 0);
+}
+
+void check_array_nesting(value_view v, int depth) {
+  if (depth <= max_array_nesting) return;
+  throw sql_error(errc::invalid_value,
+                  "invalid " + type_name(v.type) + " value (" + format_name(v.fmt) + "): arrays nested through " +
+                      "their element type deeper than " + std::to_string(max_array_nesting) +
+                      " levels, pgq's limit (the server never sends an array whose elements are arrays)");
 }
 
 void encode_integer(std::int64_t v, int width, format f, std::string& out) {

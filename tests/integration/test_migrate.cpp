@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -178,16 +179,16 @@ pgq::status_report status(pgq::migrator& m) {
   return r;
 }
 
-// The message of the migration_error that `f` throws.
+// The sql_error that `f` throws.
 template <class F>
-std::string migration_error_of(F f) {
+pgq::sql_error error_of(F f) {
   try {
     f();
-  } catch (const pgq::migration_error& e) {
-    return e.what();
+  } catch (const pgq::sql_error& e) {
+    return e;
   }
-  FAIL("no migration_error was thrown");
-  return {};
+  FAIL("no sql_error was thrown");
+  throw std::logic_error("unreachable");
 }
 
 std::vector<pgq::migration> load(std::vector<pgq::migration_file> files) {
@@ -319,10 +320,15 @@ TEST_CASE("migrate: a failing migration leaves the schema and the history as the
   const std::string history = query_text(db.dsn(), history_sql);
   REQUIRE(history.starts_with("1|accounts|"));
 
-  const std::string msg = migration_error_of([&] { up(m); });
-  CHECK_THAT(msg, Catch::Contains("0002_broken") && Catch::Contains("statement 3 of 3") &&
-                      Catch::Contains("line 3") && Catch::Contains("division by zero") &&
-                      Catch::Contains("rolled back"));
+  const auto e = error_of([&] { up(m); });
+  CHECK_THAT(e.what(), Catch::Contains("0002_broken") && Catch::Contains("statement 3 of 3") &&
+                           Catch::Contains("line 3") && Catch::Contains("division by zero") &&
+                           Catch::Contains("rolled back"));
+  CHECK(e.code() == pgq::make_sqlstate_error("22012"));
+  CHECK(e.diag().message == "division by zero");
+  CHECK(e.diag().script == "0002_broken.up.sql");
+  CHECK(e.diag().script_line == std::size_t{3});
+  CHECK(e.diag().migration_version == 2);
 
   CHECK(schema_dump(db.dsn()) == schema);
   CHECK(query_text(db.dsn(), history_sql) == history);
@@ -332,11 +338,58 @@ TEST_CASE("migrate: a failing migration leaves the schema and the history as the
   CHECK(st.migrations[1].state == pgq::migration_state::pending);  // not "dirty": fix it and run again
 }
 
+TEST_CASE("migrate: a unique violation keeps its SQLSTATE and every field of the server's error", "[migrate]") {
+  scratch_database db;
+  pgq::migrator m(db.dsn(), load({{"0001_users.up.sql", "CREATE TABLE users (id int CONSTRAINT users_pkey PRIMARY KEY);\n"
+                                                        "INSERT INTO users VALUES (1);\n"
+                                                        "INSERT INTO users\n  VALUES (1);\n"}}));
+  const auto e = error_of([&] { up(m); });
+  CHECK(e.code() == pgq::make_sqlstate_error("23505"));
+  CHECK(e.sqlstate() == "23505");
+  const auto& d = e.diag();
+  CHECK(d.severity == "ERROR");
+  CHECK(d.constraint == "users_pkey");
+  CHECK(d.table == "users");
+  CHECK(d.schema == "public");
+  CHECK(d.detail == "Key (id)=(1) already exists.");
+  CHECK_THAT(d.message, Catch::Contains("duplicate key value violates unique constraint"));
+  CHECK_THAT(d.statement, Catch::Contains("INSERT INTO users"));
+  CHECK(d.script == "0001_users.up.sql");
+  CHECK(d.script_line == std::size_t{3});
+  CHECK(d.migration_version == 1);
+  CHECK(d.context == "migration 0001_users (0001_users.up.sql), statement 3 of 3");
+  CHECK_THAT(e.what(), Catch::Contains("0001_users") && Catch::Contains("23505") && Catch::Contains("users_pkey") &&
+                           Catch::Contains("Nothing of it took effect"));
+  CHECK_FALSE(pgq::is_retryable(e.code()));
+  CHECK_FALSE(pgq::is_fatal(e.code()));
+  CHECK(query_text(db.dsn(), "SELECT to_regclass('users') IS NULL") == "t\n");
+}
+
+TEST_CASE("migrate: a serialization failure in a migration is retryable", "[migrate]") {
+  scratch_database db;
+  const std::string raise = "DO $$ BEGIN RAISE EXCEPTION 'could not serialize access' "
+                            "USING ERRCODE = 'serialization_failure'; END $$;\n";
+  std::string directive;
+  SECTION("in a transaction") {}
+  SECTION("outside a transaction") { directive = "-- pgq:no-transaction\n"; }
+  pgq::migrator m(db.dsn(), load({{"0003_retry.up.sql", directive + "CREATE TABLE IF NOT EXISTS r (a int);\n" + raise}}));
+  const auto e = error_of([&] { up(m); });
+  CHECK(e.code() == pgq::make_sqlstate_error("40001"));
+  CHECK(pgq::is_retryable(e.code()));
+  CHECK_FALSE(pgq::is_fatal(e.code()));
+  // The server's own context (the DO block) comes first, the migration after.
+  CHECK_THAT(e.diag().context, Catch::Contains("PL/pgSQL") &&
+                                   Catch::EndsWith("\nmigration 0003_retry (0003_retry.up.sql), statement 2 of 2"));
+  CHECK(e.diag().migration_version == 3);
+  CHECK(query_text(db.dsn(), "SELECT count(*) FROM pgq_migrations") == "0\n");
+}
+
 TEST_CASE("migrate: a statement that cannot run in a transaction says how to fix it", "[migrate]") {
   scratch_database db;
   pgq::migrator m(db.dsn(), load({{"1_t.up.sql", "CREATE TABLE t (a int);\nCREATE INDEX CONCURRENTLY t_a ON t (a);\n"}}));
-  const std::string msg = migration_error_of([&] { up(m); });
-  CHECK_THAT(msg, Catch::Contains("25001") && Catch::Contains("-- pgq:no-transaction"));
+  const auto e = error_of([&] { up(m); });
+  CHECK_THAT(e.what(), Catch::Contains("25001") && Catch::Contains("-- pgq:no-transaction"));
+  CHECK(e.code() == pgq::make_sqlstate_error("25001"));
   CHECK(query_text(db.dsn(), "SELECT to_regclass('t') IS NULL") == "t\n");
 }
 
@@ -346,10 +399,12 @@ TEST_CASE("migrate: a failing no-transaction migration names the statement and w
                              "CREATE TABLE IF NOT EXISTS t (a int);\n"
                              "CREATE INDEX CONCURRENTLY IF NOT EXISTS t_b ON t (b);\n";
   pgq::migrator bad(db.dsn(), load({{"0007_index.up.sql", broken}}));
-  const std::string msg = migration_error_of([&] { up(bad); });
-  CHECK_THAT(msg, Catch::Contains("0007_index.up.sql") && Catch::Contains("statement 2 of 2") &&
-                      Catch::Contains("line 3") && Catch::Contains("column \"b\" does not exist") &&
-                      Catch::Contains("Statements 1 to 1 took effect") && Catch::Contains("not recorded"));
+  const auto e = error_of([&] { up(bad); });
+  CHECK_THAT(e.what(), Catch::Contains("0007_index.up.sql") && Catch::Contains("statement 2 of 2") &&
+                           Catch::Contains("line 3") && Catch::Contains("column \"b\" does not exist") &&
+                           Catch::Contains("Statements 1 to 1 took effect") && Catch::Contains("not recorded"));
+  CHECK(e.code() == pgq::make_sqlstate_error("42703"));
+  CHECK(e.diag().script_line == std::size_t{3});
   // Statement 1 stays (it ran on its own); the migration is not recorded.
   CHECK(query_text(db.dsn(), "SELECT to_regclass('t') IS NOT NULL") == "t\n");
   CHECK(query_text(db.dsn(), "SELECT count(*) FROM pgq_migrations") == "0\n");
@@ -392,8 +447,13 @@ TEST_CASE("migrate: an edited applied file is drift, blocks up until repair", "[
     REQUIRE(problems.size() == 1);
     CHECK(problems[0].version == 1);
 
-    const std::string msg = migration_error_of([&] { up(m); });
-    CHECK_THAT(msg, Catch::Contains("drift") && Catch::Contains("0001_accounts.up.sql") && Catch::Contains("repair"));
+    const auto e = error_of([&] { up(m); });
+    CHECK(e.code() == pgq::errc::checksum_mismatch);
+    CHECK_THAT(e.what(), Catch::Contains("drift") && Catch::Contains("0001_accounts.up.sql") &&
+                             Catch::Contains("repair"));
+    CHECK(e.diag().script == "0001_accounts.up.sql");
+    CHECK(e.diag().migration_version == 1);
+    CHECK(error_of([&] { down(m, 0); }).code() == pgq::errc::checksum_mismatch);
     CHECK(query_text(db.dsn(), "SELECT to_regclass('more') IS NULL") == "t\n");  // nothing ran
 
     pgq::run_report repaired;
@@ -439,8 +499,12 @@ TEST_CASE("migrate: down refuses, running nothing, when a down file is missing",
                                   {"1_a.down.sql", "DROP TABLE a;"},
                                   {"2_b.up.sql", "CREATE TABLE b (x int);"}}));
   up(m);
-  const std::string msg = migration_error_of([&] { down(m, 0); });
-  CHECK_THAT(msg, Catch::Contains("2_b.up.sql") && Catch::Contains("no down file"));
+  const auto e = error_of([&] { down(m, 0); });
+  CHECK(e.code() == pgq::errc::migration_refused);
+  CHECK_THAT(e.what(), Catch::Contains("2_b.up.sql") && Catch::Contains("no down file"));
+  CHECK(e.diag().migration_version == 2);
+  CHECK(error_of([&] { down(m, -1); }).code() == pgq::errc::migration_refused);
+  CHECK(error_of([&] { up(m, 9); }).code() == pgq::errc::migration_refused);
   CHECK(query_text(db.dsn(), "SELECT count(*) FROM pgq_migrations") == "2\n");
 }
 

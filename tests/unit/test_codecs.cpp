@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 #include <optional>
+#include <pgq/detail/params.hpp>
 #include <pgq/json.hpp>
 #include <pgq/types.hpp>
 #include <string>
@@ -724,6 +725,92 @@ TEST_CASE("arrays: hostile binary input", "[codec]") {
   // Two dimensions do not fit a vector.
   CHECK(bad("0000000200000000000000170000000100000001000000010000000100000004"
             "00000001") == code(errc::invalid_value));
+}
+
+namespace {
+
+void put_be32(std::string& out, std::uint32_t v) {
+  for (int shift = 24; shift >= 0; shift -= 8) out += static_cast<char>((v >> shift) & 0xFF);
+}
+
+/// A binary int4[] whose one element claims, in its header, to be an int4[]
+/// again, `levels` arrays deep, the innermost holding the int4 7: what no
+/// server sends, written outside in so that building it stays linear.
+std::string nested_binary_array(int levels) {
+  std::string out;
+  out.reserve(static_cast<std::size_t>(levels) * 24 + 4);
+  for (int level = levels; level >= 1; --level) {
+    put_be32(out, 1);                                                // ndim
+    put_be32(out, 0);                                                // flags
+    put_be32(out, level > 1 ? pgq::oids::int4_array : pgq::oids::int4);  // element type
+    put_be32(out, 1);                                                // length
+    put_be32(out, 1);                                                // lower bound
+    put_be32(out, level > 1 ? static_cast<std::uint32_t>(24 * (level - 1) + 4) : 4u);  // element bytes
+  }
+  put_be32(out, 7);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("arrays: element types nested beyond the limit are refused, not followed", "[codec]") {
+  constexpr int limit = pgq::detail::max_array_nesting;
+  REQUIRE(limit == 6);
+  const auto render = [](const std::string& bytes) {
+    return pgq::detail::render_text({bytes, pgq::oids::int4_array, format::binary});
+  };
+  const auto json = [](const std::string& bytes) {
+    return pgq::to_json_value({bytes, pgq::oids::int4_array, format::binary});
+  };
+  // Within the limit the bytes are followed (as array_out would print them).
+  CHECK(render(nested_binary_array(1)) == "{7}");
+  CHECK(render(nested_binary_array(2)) == "{\"{7}\"}");
+  CHECK(json(nested_binary_array(2)).dump() == "[[7]]");
+  // At the limit the quoting (doubled at every level) stays small.
+  CHECK(render(nested_binary_array(limit)).size() < 1000);
+  CHECK(json(nested_binary_array(limit)).dump() == "[[[[[[7]]]]]]");
+  // One level more, and a depth that would overflow the stack if followed.
+  for (int levels : {limit + 1, 64, 200'000}) {
+    INFO(levels);
+    const std::string bytes = nested_binary_array(levels);
+    std::string message;
+    CHECK(thrown([&] { render(bytes); }, &message) == code(errc::invalid_value));
+    CHECK_THAT(message, Catch::Contains("int4[]") && Catch::Contains("deeper than 6 levels"));
+    CHECK(thrown([&] { json(bytes); }, &message) == code(errc::invalid_value));
+    CHECK_THAT(message, Catch::Contains("deeper than 6 levels"));
+  }
+}
+
+TEST_CASE("parameters: more than 2 GiB is refused before a byte is read", "[codec][params]") {
+  const char small[4] = {'a', 'b', 'c', 'd'};
+  // A view that claims more than INT_MAX bytes over a 4-byte buffer: reading
+  // it would crash (ASan) or send garbage; the size check comes first.
+  const std::size_t huge = pgq::detail::max_param_bytes + 1;
+  const std::string_view lying(small, huge);
+  pgq::detail::param_set p;
+  p.add(std::int32_t{1});
+  std::string message;
+  CHECK(thrown([&] { p.add(lying); }, &message) == code(errc::invalid_value));
+  CHECK_THAT(message, Catch::Contains("parameter $2") && Catch::Contains(std::to_string(huge) + " bytes") &&
+                          Catch::Contains("2147483647"));
+  // The set is as it was: the refused parameter left nothing behind.
+  CHECK(p.size() == 1);
+  p.add(std::string_view("next"));
+  REQUIRE(p.size() == 2);
+  CHECK(std::string_view(p.value(1), static_cast<std::size_t>(p.lengths()[1])) == "next");
+  // Exactly at the limit is not refused by the check (not encoded here: 2 GiB).
+  CHECK(pgq::detail::max_param_bytes == static_cast<std::size_t>(std::numeric_limits<int>::max()));
+}
+
+TEST_CASE("parameters: at most 65535 per statement", "[codec][params]") {
+  pgq::detail::param_set p;
+  for (int i = 0; i < pgq::detail::max_param_count; ++i) p.add_null(0);
+  CHECK_NOTHROW(pgq::detail::check_param_count(p));
+  p.add(std::int32_t{1});
+  std::string message;
+  CHECK(thrown([&] { pgq::detail::check_param_count(p); }, &message) == code(errc::invalid_value));
+  CHECK_THAT(message, Catch::Contains("65535") && Catch::Contains("65536"));
+  CHECK_NOTHROW(pgq::detail::check_param_count(pgq::detail::make_params(1, "two", 3.0)));
 }
 
 TEST_CASE("arrays: text format and the server's quoting", "[codec]") {

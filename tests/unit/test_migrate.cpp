@@ -6,28 +6,32 @@
 
 #include <catch2/catch.hpp>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include <exception>
 #include <filesystem>
 #include <fstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
+using pgq::errc;
 using pgq::migration_direction;
-using pgq::migration_error;
 using pgq::migration_file;
 
 namespace {
 
-// The message of the migration_error that `f` throws (fails the test when
-// it throws nothing).
+// The sql_error that `f` throws (fails the test when it throws nothing).
 template <class F>
-std::string error_of(F f) {
+pgq::sql_error error_of(F f) {
   try {
     f();
-  } catch (const migration_error& e) {
-    return e.what();
+  } catch (const pgq::sql_error& e) {
+    return e;
   }
-  FAIL("no migration_error was thrown");
-  return {};
+  FAIL("no sql_error was thrown");
+  throw std::logic_error("unreachable");
 }
 
 }  // namespace
@@ -56,8 +60,10 @@ TEST_CASE("malformed migration file names are errors that name the file", "[migr
                           "0001accounts.up.sql", "0000_zero.up.sql", "0001_two words.up.sql",
                           "1234567890123456789_too_long.up.sql", "0001_x.UP.sql"}) {
     INFO(bad);
-    const std::string msg = error_of([&] { pgq::parse_migration_file_name(bad); });
-    CHECK_THAT(msg, Catch::Contains(bad));
+    const auto e = error_of([&] { pgq::parse_migration_file_name(bad); });
+    CHECK(e.code() == errc::bad_migration);
+    CHECK_THAT(e.what(), Catch::Contains(bad));
+    CHECK(e.diag().script == bad);
   }
 }
 
@@ -80,25 +86,42 @@ TEST_CASE("load_migrations orders by number, pairs up and down, rejects conflict
 
   SECTION("two up files with one version") {
     files.push_back({"0002_other.up.sql", "SELECT 1;"});
-    CHECK_THAT(error_of([&] { pgq::load_migrations(files); }), Catch::Contains("0002_other.up.sql"));
+    const auto e = error_of([&] { pgq::load_migrations(files); });
+    CHECK(e.code() == errc::bad_migration);
+    CHECK_THAT(e.what(), Catch::Contains("0002_other.up.sql"));
+    CHECK(e.diag().script == "0002_other.up.sql");
+    CHECK(e.diag().migration_version == 2);
   }
   SECTION("a down file whose name differs from its up file") {
     files.push_back({"10_eleven.down.sql", "SELECT 1;"});
-    CHECK_THAT(error_of([&] { pgq::load_migrations(files); }), Catch::Contains("10_eleven.down.sql"));
+    const auto e = error_of([&] { pgq::load_migrations(files); });
+    CHECK(e.code() == errc::bad_migration);
+    CHECK_THAT(e.what(), Catch::Contains("10_eleven.down.sql"));
   }
   SECTION("a down file without an up file") {
     files.push_back({"3_three.down.sql", "SELECT 1;"});
-    CHECK_THAT(error_of([&] { pgq::load_migrations(files); }), Catch::Contains("3_three.down.sql"));
+    const auto e = error_of([&] { pgq::load_migrations(files); });
+    CHECK(e.code() == errc::bad_migration);
+    CHECK_THAT(e.what(), Catch::Contains("3_three.down.sql"));
+    CHECK(e.diag().migration_version == 3);
   }
   SECTION("a script that ends inside a string") {
     files.push_back({"4_open.up.sql", "SELECT 1;\nSELECT 'oops;\n"});
-    const std::string msg = error_of([&] { pgq::load_migrations(files); });
-    CHECK_THAT(msg, Catch::Contains("4_open.up.sql") && Catch::Contains("line 2"));
+    const auto e = error_of([&] { pgq::load_migrations(files); });
+    CHECK(e.code() == errc::sql_split_failed);
+    CHECK_THAT(e.what(), Catch::Contains("4_open.up.sql") && Catch::Contains("line 2"));
+    CHECK(e.diag().script == "4_open.up.sql");
+    CHECK(e.diag().script_line == std::size_t{2});
+    CHECK(e.diag().script_column == std::size_t{8});
+    CHECK(e.diag().migration_version == 4);
   }
   SECTION("a transactional script that runs COMMIT itself") {
     files.push_back({"5_commit.up.sql", "CREATE TABLE t (a int);\nCOMMIT;\n"});
-    const std::string msg = error_of([&] { pgq::load_migrations(files); });
-    CHECK_THAT(msg, Catch::Contains("5_commit.up.sql") && Catch::Contains("line 2"));
+    const auto e = error_of([&] { pgq::load_migrations(files); });
+    CHECK(e.code() == errc::bad_migration);
+    CHECK_THAT(e.what(), Catch::Contains("5_commit.up.sql") && Catch::Contains("line 2"));
+    CHECK(e.diag().script == "5_commit.up.sql");
+    CHECK(e.diag().script_line == std::size_t{2});
   }
   SECTION("a no-transaction script may manage its own transactions") {
     files.push_back({"5_own.up.sql", "-- pgq:no-transaction\nBEGIN;\nSELECT 1;\nCOMMIT;\n"});
@@ -178,6 +201,30 @@ TEST_CASE("embedded migrations are byte for byte the files of migrations/", "[mi
 }
 
 TEST_CASE("a missing migrations directory is an error naming it", "[migrate]") {
-  const std::string msg = error_of([] { pgq::load_migrations(std::filesystem::path("/no/such/dir")); });
-  CHECK_THAT(msg, Catch::Contains("/no/such/dir"));
+  const auto e = error_of([] { pgq::load_migrations(std::filesystem::path("/no/such/dir")); });
+  CHECK(e.code() == errc::bad_migration);
+  CHECK_THAT(e.what(), Catch::Contains("/no/such/dir"));
+}
+
+TEST_CASE("migration errors are sql_errors with codes of their own", "[migrate][errors]") {
+  CHECK(pgq::error_code(errc::bad_migration).message() == "bad migration file or set");
+  CHECK(pgq::error_code(errc::sql_split_failed) != pgq::error_code(errc::bad_migration));
+  CHECK(pgq::error_code(errc::checksum_mismatch) != pgq::error_code(errc::migration_refused));
+  for (auto e : {errc::sql_split_failed, errc::bad_migration, errc::checksum_mismatch, errc::migration_refused}) {
+    INFO(static_cast<int>(e));
+    CHECK_FALSE(pgq::is_fatal(e));
+    CHECK_FALSE(pgq::is_retryable(e));
+    CHECK(pgq::error_code(e).message() != "unknown pgq error");
+  }
+  // A migrator refuses an empty history table name before it connects.
+  pgq::migrator_options o;
+  o.table.clear();
+  pgq::migrator m("host=/nonexistent", {}, o);
+  boost::asio::io_context ctx;
+  std::exception_ptr failure;
+  boost::asio::co_spawn(ctx, m.status(), [&](std::exception_ptr e, const pgq::status_report&) { failure = e; });
+  ctx.run();
+  REQUIRE(failure);
+  const auto e = error_of([&] { std::rethrow_exception(failure); });
+  CHECK(e.code() == errc::bad_migration);
 }

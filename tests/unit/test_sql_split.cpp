@@ -83,10 +83,13 @@ TEST_CASE("split_sql: unterminated quotes and comments are errors with a positio
   const auto fails_at = [](std::string_view script, std::size_t line, std::size_t column) {
     try {
       pgq::split_sql(script);
-    } catch (const pgq::sql_split_error& e) {
+    } catch (const pgq::sql_error& e) {
       INFO(e.what());
-      CHECK(e.line() == line);
-      CHECK(e.column() == column);
+      CHECK(e.code() == pgq::errc::sql_split_failed);
+      CHECK(e.diag().script_line == line);
+      CHECK(e.diag().script_column == column);
+      CHECK(e.diag().script.empty());  // not from a file
+      CHECK(e.sqlstate().empty());
       return;
     }
     FAIL("no error for: " << script);
@@ -97,4 +100,22 @@ TEST_CASE("split_sql: unterminated quotes and comments are errors with a positio
   fails_at("SELECT $x$ abc $y$", 1, 8);
   fails_at("SELECT E'abc\\'", 1, 9);
   CHECK_THROWS_WITH(pgq::split_sql("\n  'x"), "line 2, column 3: unterminated quoted string");
+}
+
+TEST_CASE("split_sql: an unterminated dollar quote is errc::sql_split_failed where it opened", "[sql_split][errors]") {
+  const std::string script = "SELECT 1;\nCREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $body$\n"
+                             "BEGIN RETURN 1; END;\n$bod$;\n";
+  try {
+    pgq::split_sql(script);
+    FAIL("no error for an unterminated dollar quote");
+  } catch (const pgq::sql_error& e) {
+    CHECK(e.code() == pgq::errc::sql_split_failed);
+    CHECK(e.code().category() == pgq::client_category());
+    CHECK(e.diag().script_line == std::size_t{2});
+    CHECK(e.diag().script_column == std::size_t{53});
+    CHECK_THAT(e.what(), Catch::StartsWith("line 2, column 53: "));
+    CHECK_FALSE(pgq::is_retryable(e.code()));
+  }
+  // Caught as the base classes too.
+  CHECK_THROWS_AS(pgq::split_sql("SELECT $$"), boost::system::system_error);
 }

@@ -4,6 +4,8 @@
 #include <boost/system/error_code.hpp>
 #include <boost/system/system_error.hpp>
 
+#include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -32,7 +34,32 @@ enum class errc {
   pool_closed,          ///< the pool was closed
   transaction_done,     ///< the transaction was already committed or rolled back
   commit_unknown,       ///< the connection was lost during COMMIT: it may or may not have committed
+  /// A SQL script ends inside a quoted string, a quoted identifier, a
+  /// dollar-quoted body or a block comment (split_sql()). `diag()` has
+  /// `script_line` and `script_column` where the open quote began, and
+  /// `script` when the text came from a file.
+  sql_split_failed,
+  /// A migration set that cannot be used as it is (load_migrations(),
+  /// parse_migration_file_name(), migrator): a malformed or duplicate file
+  /// name, an up and a down file of one version with different names, a
+  /// down file without its up file, BEGIN/COMMIT in a script that pgq runs
+  /// in a transaction, an unreadable directory or file, an empty history
+  /// table name. `diag().script` names the file, `script_line` the line
+  /// when there is one.
+  bad_migration,
+  /// An applied migration's file changed since it ran (drift): up() and
+  /// down() refuse and run nothing until the file is restored or repair()
+  /// records the new checksum. The message lists the files.
+  checksum_mismatch,
+  /// up() or down() cannot do what was asked, and ran nothing: a target
+  /// version no migration has, a negative down target, pending migrations
+  /// older than the newest applied one (out of order), a migration to
+  /// revert that has no down file or no file at all.
+  migration_refused,
 };
+// A migration whose SQL fails has no errc of its own: its sql_error keeps
+// the failure's code (the SQLSTATE, or errc::connection_lost...), so that
+// is_retryable() and is_fatal() answer for it.
 
 /// The category of `pgq::errc` codes.
 const boost::system::error_category& client_category() noexcept;
@@ -84,6 +111,14 @@ struct diagnostics {
   std::string source_line;
   std::string source_function;
   std::string statement;          ///< the statement that failed, as sent
+
+  // Where in a SQL script the error is. pgq fills these (the server never
+  // does) for errc::sql_split_failed, errc::bad_migration, and a migration
+  // whose statement failed.
+  std::string script;                        ///< the file, e.g. "0003_audit.up.sql"; empty for text not from a file
+  std::optional<std::size_t> script_line;    ///< 1-based line in the script
+  std::optional<std::size_t> script_column;  ///< 1-based column in the script (split errors)
+  std::optional<std::int64_t> migration_version;  ///< the migration at fault, when known
 };
 
 /// The one exception pgq throws. `code()` is a `pgq::errc` for client failures
@@ -95,6 +130,10 @@ class sql_error : public boost::system::system_error {
   sql_error(error_code ec, diagnostics diag);
   /// A client error with a message.
   sql_error(errc e, std::string message, std::string statement = {});
+  /// An error that tells a longer story than its diagnostics (a failed
+  /// migration: which file, which statement, what it left behind): `what()`
+  /// is `what`; `code()` and `diag()` are as given.
+  sql_error(error_code ec, diagnostics diag, std::string what);
 
   const diagnostics& diag() const noexcept { return state_->diag; }
   /// The SQLSTATE, empty for client errors.

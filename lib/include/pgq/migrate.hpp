@@ -3,6 +3,7 @@
 #pragma once
 
 #include <pgq/config.hpp>
+#include <pgq/error.hpp>
 #include <pgq/sql_split.hpp>
 
 #include <boost/asio/awaitable.hpp>
@@ -12,7 +13,6 @@
 #include <filesystem>
 #include <functional>
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -21,12 +21,9 @@ namespace pgq {
 
 // ------------------------------------------------------------ the files
 
-/// A bad migration set: a malformed or duplicate file name, a down file
-/// without its up file, a script that cannot be split. what() names the file.
-class migration_error : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+// Every failure here is a `pgq::sql_error` (see errc::bad_migration,
+// errc::sql_split_failed, errc::checksum_mismatch, errc::migration_refused
+// in error.hpp); `diag().script` names the file at fault.
 
 /// Which way a migration file goes.
 enum class migration_direction { up, down };
@@ -44,8 +41,9 @@ struct migration_file_name {
 
 /// Parses a file name (the last path component, no directories). Returns
 /// nothing for a name that is not a migration at all (does not end in
-/// `.sql`: README.md, .gitkeep); throws `migration_error` naming the file for
-/// a `.sql` file that does not follow the pattern. Pure: no file access.
+/// `.sql`: README.md, .gitkeep); throws `sql_error` (errc::bad_migration)
+/// naming the file for a `.sql` file that does not follow the pattern. Pure:
+/// no file access.
 std::optional<migration_file_name> parse_migration_file_name(std::string_view file_name);
 
 /// One migration file's name and contents, as read from a directory or
@@ -93,16 +91,18 @@ struct migration {
 };
 
 /// Turns a folder's files into migrations sorted by version. Files whose name
-/// does not end in `.sql` are ignored. Throws `migration_error` naming the
-/// file: malformed name, two files for the same version and direction, an up
-/// and a down file of one version with different names, a down file without
-/// an up file, a script that ends inside a quote or comment, a transactional
-/// script that runs BEGIN/COMMIT itself.
+/// does not end in `.sql` are ignored. Throws `sql_error` naming the file
+/// (in what() and `diag().script`): errc::bad_migration for a malformed name,
+/// two files for the same version and direction, an up and a down file of
+/// one version with different names, a down file without an up file, a
+/// transactional script that runs BEGIN/COMMIT itself (`script_line` is its
+/// line); errc::sql_split_failed for a script that ends inside a quote or
+/// comment (`script_line` and `script_column` are where it opened).
 std::vector<migration> load_migrations(std::vector<migration_file> files);
 
 /// Reads every regular file of `dir` (not recursive) and calls
-/// load_migrations(). Throws `migration_error` when the directory cannot be
-/// read.
+/// load_migrations(). Throws `sql_error` (errc::bad_migration) when the
+/// directory or a file cannot be read.
 std::vector<migration> load_migrations(const std::filesystem::path& dir);
 
 // ------------------------------------------------------------ the runner
@@ -203,11 +203,21 @@ struct run_report {
 /// outside a transaction, and its history row is written after the last
 /// statement succeeded; a failure names the statement.
 ///
-/// Errors: `pgq::sql_error` for connection failures (errc::connect_failed,
-/// errc::bad_conninfo), errc::timeout when the lock was not obtained in time;
-/// `migration_error` for drift, out-of-order migrations, a missing down
-/// script, and a migration that failed (its message names the file, the
-/// statement and its line, and the server's error).
+/// Errors, all `pgq::sql_error`: errc::connect_failed or errc::bad_conninfo
+/// when connecting fails; errc::timeout when the lock was not obtained in
+/// time; errc::checksum_mismatch for drift; errc::migration_refused for
+/// out-of-order migrations, a missing down script or an unknown target
+/// (nothing ran); errc::bad_migration for an empty history table name. A
+/// migration that failed keeps its failure's code: the SQLSTATE for a
+/// server error (so `is_retryable(e.code())` answers for a serialization
+/// failure), errc::connection_lost and so on for a client one. Its `diag()`
+/// has every field the server sent, plus `script` (the file),
+/// `script_line` (the failing statement's line), `migration_version`, and a
+/// line "migration <label> (<file>), statement N of M" appended to
+/// `context`; its what() names the file, the statement and its line, the
+/// server's error, and what the failure left behind. (An exception that is
+/// not a `boost::system::system_error`, e.g. std::bad_alloc, passes through
+/// unchanged.)
 ///
 /// Thread-safety: one operation at a time per migrator object. Cancellation:
 /// the running statement is cancelled on the server; a transactional
@@ -224,9 +234,10 @@ class migrator {
   boost::asio::awaitable<status_report> status();
 
   /// Applies pending migrations in version order, up to and including
-  /// `target` (all when unset). Refuses (throws `migration_error`, runs
-  /// nothing) while any migration is drifted, or when a pending one is out of
-  /// order (unless allowed). Creates the history table when missing.
+  /// `target` (all when unset). Refuses (throws `sql_error`, runs nothing)
+  /// while any migration is drifted (errc::checksum_mismatch), or when a
+  /// pending one is out of order (unless allowed) or `target` is unknown
+  /// (errc::migration_refused). Creates the history table when missing.
   boost::asio::awaitable<run_report> up(std::optional<std::int64_t> target = {});
 
   /// Reverts applied migrations newer than `target`, newest first (0 reverts

@@ -1,8 +1,9 @@
 // pgq/sql_split.hpp - split a SQL script into its statements, as psql does.
 #pragma once
 
+#include <pgq/error.hpp>
+
 #include <cstddef>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -22,20 +23,6 @@ struct sql_statement {
   std::size_t offset = 0;
 };
 
-/// Why a script could not be split: it ends inside a quoted string, a quoted
-/// identifier, a dollar-quoted body or a block comment. what() reads
-/// "line L, column C: <message>", where L:C is where the open quote began.
-class sql_split_error : public std::invalid_argument {
- public:
-  sql_split_error(std::size_t line, std::size_t column, const std::string& message);
-  std::size_t line() const noexcept { return line_; }
-  std::size_t column() const noexcept { return column_; }
-
- private:
-  std::size_t line_;
-  std::size_t column_;
-};
-
 /// Splits `script` on the semicolons that end statements. Semicolons inside
 /// `'...'` (with `''`), `E'...'` (with backslash escapes), `"..."`, dollar
 /// quotes (`$$...$$`, `$tag$...$tag$`), `--` comments, nested `/* */`
@@ -44,7 +31,11 @@ class sql_split_error : public std::invalid_argument {
 /// `standard_conforming_strings` is assumed on (the default since 9.1).
 /// Psql backslash commands are not interpreted.
 ///
-/// Throws `sql_split_error` when the script ends inside a quote or comment.
+/// Throws `pgq::sql_error` with errc::sql_split_failed when the script ends
+/// inside a quoted string, a quoted identifier, a dollar-quoted body or a
+/// block comment: what() reads "line L, column C: <message>", and
+/// `diag().script_line` / `script_column` hold L and C, where the open quote
+/// began.
 std::vector<sql_statement> split_sql(std::string_view script);
 
 }  // namespace pgq

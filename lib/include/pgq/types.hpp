@@ -293,6 +293,21 @@ bool binary_renderable(oid type) noexcept;
 /// prints them; other binary values throw errc::type_mismatch.
 std::string render_text(value_view v);
 
+/// How deep binary arrays may nest through the element type their headers
+/// name when pgq walks them recursively (render_text(), to_json_value()).
+/// The server never sends an array whose elements are arrays (more
+/// dimensions are one array), but the element type is read from the bytes:
+/// a hostile or corrupt value could nest until the stack overflows. Small on
+/// purpose, not merely stack-safe: array_out's quoting doubles the escapes
+/// of a nested array's text at every level, so rendered text grows as
+/// 2^depth; 6 (PostgreSQL's MAXDIM) keeps that within 64 times the input.
+inline constexpr int max_array_nesting = 6;
+
+/// Throws errc::invalid_value, naming the type and the limit, when `depth`
+/// (1 for an outermost array, 2 for an array that is its element...) is
+/// beyond max_array_nesting.
+void check_array_nesting(value_view v, int depth);
+
 /// The shape of an array: length and lower bound of each dimension (none
 /// for an empty array) and the element type (from the binary header, or
 /// derived from the array type for text).

@@ -6,6 +6,8 @@
 
 #include <boost/container/small_vector.hpp>
 
+#include <cstddef>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -14,6 +16,18 @@
 namespace pgq::detail {
 
 [[noreturn]] void throw_nul_in_text(int index);
+
+/// The most bytes one parameter can have: libpq takes lengths as `int`, and
+/// the protocol sends them as Int32.
+inline constexpr std::size_t max_param_bytes = static_cast<std::size_t>(std::numeric_limits<int>::max());
+
+/// The most parameters one statement can have: the protocol counts them in
+/// an Int16 (Parse and Bind), and the server refuses more than 65535.
+inline constexpr int max_param_count = 65535;
+
+/// Throws errc::invalid_value: parameter `index` (0-based) would be `size`
+/// bytes, more than max_param_bytes.
+[[noreturn]] void throw_param_too_large(int index, std::size_t size);
 
 /// The encoded parameters of one statement: one byte buffer and per-parameter
 /// type, format, offset and length (-1 for NULL). Up to eight parameters and a
@@ -55,9 +69,23 @@ class param_set {
       add(static_cast<const char*>(v));
     } else {
       using codec_t = codec<T>;
+      // Where the size is known up front, refuse before copying: a view
+      // claiming more than 2 GiB must not be read at all.
+      if constexpr (std::is_same_v<T, std::string> || std::is_same_v<T, std::string_view>) {
+        if (v.size() > max_param_bytes) throw_param_too_large(size(), v.size());
+      } else if constexpr (std::is_same_v<T, std::vector<std::byte>> && codec_t::param_format == format::binary) {
+        if (v.size() > max_param_bytes) throw_param_too_large(size(), v.size());
+      } else if constexpr (std::is_same_v<T, bytea> && codec_t::param_format == format::binary) {
+        if (v.data.size() > max_param_bytes) throw_param_too_large(size(), v.data.size());
+      }
       const std::size_t offset = data_.size();
       codec_t::encode(v, codec_t::param_format, data_);
       const std::size_t length = data_.size() - offset;
+      // Other codecs (arrays, JSON...) only know once encoded.
+      if (length > max_param_bytes) {
+        data_.resize(offset);
+        throw_param_too_large(size(), length);
+      }
       if constexpr (codec_t::param_format == format::text) {
         // libpq reads text parameters up to a NUL and ignores their length.
         if (data_.find('\0', offset) != std::string::npos) throw_nul_in_text(size());
@@ -82,6 +110,11 @@ class param_set {
   boost::container::small_vector<std::size_t, inline_count> offsets_;
   boost::container::small_vector<int, inline_count> lengths_;
 };
+
+/// Throws `sql_error` (errc::invalid_value) when `p` has more than
+/// max_param_count (65535) parameters, which no statement can take; call it
+/// before sending `p`.
+void check_param_count(const param_set& p);
 
 template <class... Args>
 param_set make_params(const Args&... args) {
