@@ -1,4 +1,5 @@
 #include "driver/driver.hpp"
+#include "driver/resolve.hpp"
 
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
@@ -37,27 +38,7 @@ namespace {
 
 
 
-std::vector<std::string> split_list(std::string_view s) {
-  std::vector<std::string> out;
-  std::size_t start = 0;
-  while (true) {
-    const std::size_t comma = s.find(',', start);
-    out.emplace_back(s.substr(start, comma == std::string_view::npos ? std::string_view::npos
-                                                                      : comma - start));
-    if (comma == std::string_view::npos) break;
-    start = comma + 1;
-  }
-  return out;
-}
 
-std::string join_list(const std::vector<std::string>& v) {
-  std::string out;
-  for (std::size_t i = 0; i < v.size(); ++i) {
-    if (i != 0) out += ',';
-    out += v[i];
-  }
-  return out;
-}
 
 std::optional<std::string> env(const char* name) {
   const char* v = std::getenv(name);
@@ -252,55 +233,13 @@ asio::awaitable<void> driver::connect_steps(std::string text, connect_options op
   };
 
   // Resolve host names here, asynchronously, so that libpq never blocks in
-  // getaddrinfo. Each address becomes its own host entry so that libpq still
-  // tries them in turn, as it would have for the name.
-  if (opts.resolve_hosts && !ci.get("hostaddr") && !env("PGHOSTADDR")) {
-    const std::optional<std::string> host_value = ci.get("host") ? ci.get("host") : env("PGHOST");
-    if (host_value) {
-      const std::vector<std::string> hosts = split_list(*host_value);
-      const std::optional<std::string> port_value = ci.get("port") ? ci.get("port") : env("PGPORT");
-      std::vector<std::string> ports = port_value ? split_list(*port_value) : std::vector<std::string>{};
-      if (ports.size() == 1) ports.assign(hosts.size(), ports[0]);
-      const bool per_host_ports = ports.size() == hosts.size();
-      if (port_value && !per_host_ports) {
-        throw sql_error(errc::bad_conninfo, "could not match " + std::to_string(ports.size()) +
-                                                " port numbers to " + std::to_string(hosts.size()) +
-                                                " hosts");
-      }
-      std::vector<std::string> out_hosts, out_addrs, out_ports;
-      std::string last_failure;
-      for (std::size_t i = 0; i < hosts.size(); ++i) {
-        const std::string& h = hosts[i];
-        auto keep = [&](const std::string& addr) {
-          out_hosts.push_back(h);
-          out_addrs.push_back(addr);
-          if (per_host_ports) out_ports.push_back(ports[i]);
-        };
-        error_code ec;
-        if (h.empty() || h.front() == '/' || h.front() == '@') {
-          keep("");  // a Unix-domain socket: nothing to resolve
-          continue;
-        }
-        asio::ip::make_address(h, ec);
-        if (!ec) {
-          keep(h);
-          continue;
-        }
-        try {
-          auto results = co_await resolver_.async_resolve(h, "", asio::use_awaitable);
-          for (const auto& entry : results) keep(entry.endpoint().address().to_string());
-        } catch (const boost::system::system_error& e) {
-          if (e.code() == asio::error::operation_aborted) rethrow_cancelled(e);
-          last_failure = "could not translate host name \"" + h + "\" to address: " + e.code().message();
-        }
-      }
-      if (out_hosts.empty()) {
-        throw sql_error(errc::connect_failed,
-                        last_failure.empty() ? "no host to connect to" : last_failure);
-      }
-      ci.set("host", join_list(out_hosts));
-      ci.set("hostaddr", join_list(out_addrs));
-      if (per_host_ports) ci.set("port", join_list(out_ports));
+  // getaddrinfo: those of the conninfo, the service file and the environment.
+  if (opts.resolve_hosts) {
+    try {
+      ci = co_await resolve_hosts(std::move(ci), resolver_);
+    } catch (const boost::system::system_error& e) {
+      if (e.code() == asio::error::operation_aborted) rethrow_cancelled(e);
+      throw;
     }
   }
 
