@@ -440,7 +440,7 @@ TEST_CASE("pipeline_core refuses more than 65535 parameters before sending anyth
   CHECK(h.core.is_open());
 }
 
-TEST_CASE("pipeline_core: a lost connection fails everything once; later requests say why", "[pipeline_core]") {
+TEST_CASE("pipeline_core: a lost connection fails everything once, and later requests say why", "[pipeline_core]") {
   harness h;
   const auto a = h.query("SELECT 1");
   h.core.lost("server closed the connection");

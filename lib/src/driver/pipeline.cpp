@@ -835,6 +835,7 @@ void pipeline_core::complete(request& req, std::exception_ptr ep, result res) {
 
 void pipeline_core::complete_group_item(request& req, std::exception_ptr ep, result res) {
   batch_group& g = *req.group;
+  if (!g.awaited) return;  // its caller was told already (cancelled, lost)
   if (req.index != npos) {
     if (ep && !g.first_error) {
       try {
@@ -847,7 +848,7 @@ void pipeline_core::complete_group_item(request& req, std::exception_ptr ep, res
       } catch (...) {
         g.first_error = std::current_exception();
       }
-    } else if (!ep) {
+    } else if (!ep && req.index < g.results.size()) {
       g.results[req.index] = std::move(res);
     }
   } else if (ep && !g.first_error) {
@@ -945,7 +946,7 @@ void pipeline_core::cancel(std::uint64_t id) {
   }
 }
 
-void pipeline_core::cancel_group(const std::shared_ptr<batch_group>& g) {
+void pipeline_core::cancel_group(std::shared_ptr<batch_group> g) {
   if (!g->awaited) return;
   bool any_sent = false;
   bool front_is_ours = !inflight_.empty() && inflight_.front()->group == g;
@@ -1010,7 +1011,7 @@ void pipeline_core::stream_resume() {
   drain();
 }
 
-void pipeline_core::stream_abandon(const std::shared_ptr<stream_state>& st) {
+void pipeline_core::stream_abandon(std::shared_ptr<stream_state> st) {
   if (st->abandoned) return;
   st->abandoned = true;
   st->rows.clear();

@@ -322,7 +322,7 @@ class pipeline_core {
   void on_server_cancel_done();
   /// A stream's consumer took its rows / gave up.
   void stream_resume();
-  void stream_abandon(const std::shared_ptr<stream_state>& st);
+  void stream_abandon(std::shared_ptr<stream_state> st);
   /// The COPY holding the connection is done: back to pipeline mode.
   void end_exclusive();
 
@@ -379,7 +379,7 @@ class pipeline_core {
   bool decide_batch(batch_group& g);
   void grant_exclusive();
   void end_stray_copy(request& front, int status);
-  void cancel_group(const std::shared_ptr<batch_group>& g);
+  void cancel_group(std::shared_ptr<batch_group> g);
   void note_notifications();
   void wake(const std::shared_ptr<stream_state>& st);
 
