@@ -285,6 +285,8 @@ asio::awaitable<void> driver::connect_steps(std::string text, connect_options op
   const int tx = PQtransactionStatus(port_.conn);
   core_.opened(tx == PQTRANS_INTRANS ? tx_block : tx == PQTRANS_INERROR ? tx_failed : tx_idle,
                opts.statement_cache_size, opts.binary_results);
+  tx_.store(core_.tracked_tx(), std::memory_order_release);
+  pending_.store(0, std::memory_order_release);
   open_.store(true, std::memory_order_release);
   arm_read();
 }
@@ -344,8 +346,11 @@ void driver::perform(bool inline_ok) {
   if (performing_) return;  // the outer call goes on with what this adds
   performing_ = true;
   while (true) {
-    // Callers resumed below must see a lost connection as closed.
+    // Callers resumed below must see a lost connection as closed, and the
+    // state after their requests.
     if (!core_.is_open()) open_.store(false, std::memory_order_release);
+    pending_.store(core_.pending(), std::memory_order_release);
+    tx_.store(core_.tracked_tx(), std::memory_order_release);
     for (int n = core_.take_server_cancels(); n > 0; --n) start_server_cancel();
     auto& done = core_.completions();
     if (!done.empty()) {
@@ -366,6 +371,8 @@ void driver::perform(bool inline_ok) {
     break;
   }
   performing_ = false;
+  pending_.store(core_.pending(), std::memory_order_release);
+  tx_.store(core_.tracked_tx(), std::memory_order_release);
   if (!core_.is_open()) {
     if (open_.load(std::memory_order_acquire) || sock_.is_open()) teardown();
     return;

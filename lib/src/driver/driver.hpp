@@ -92,8 +92,8 @@ class driver : public std::enable_shared_from_this<driver> {
   bool is_open() const noexcept { return open_.load(std::memory_order_acquire); }  // any thread
   int backend_pid() const noexcept { return backend_pid_.load(); }                   // any thread
   int server_version() const noexcept { return server_version_.load(); }             // any thread
-  tx_set tracked_tx() const noexcept { return core_.tracked_tx(); }
-  std::size_t pending() const noexcept { return core_.pending(); }
+  tx_set tracked_tx() const noexcept { return tx_.load(std::memory_order_acquire); }   // any thread
+  std::size_t pending() const noexcept { return pending_.load(std::memory_order_acquire); }  // any thread
   const statement_cache& cache() const noexcept { return core_.cache(); }
   pg_conn* native_handle() const noexcept { return port_.conn; }
 
@@ -130,6 +130,10 @@ class driver : public std::enable_shared_from_this<driver> {
   std::atomic<bool> open_{false};
   std::atomic<int> backend_pid_{0};
   std::atomic<int> server_version_{0};
+  // Mirrors of the core's state for readers on other threads, updated
+  // after every event.
+  std::atomic<std::size_t> pending_{0};
+  std::atomic<tx_set> tx_{tx_idle};
   bool reading_ = false;
   bool writing_ = false;
   bool performing_ = false;
