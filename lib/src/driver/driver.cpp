@@ -129,17 +129,38 @@ void invoke(const asio::any_io_executor& fallback, const asio::any_io_executor& 
 
 }  // namespace
 
-// One server-side cancel on its way, shared by the driver and the thread
-// that sends it. Once `abandoned` (the driver stopped waiting), the thread
-// touches nothing but the ticket: the driver and its io_context may be gone.
+// One server-side cancel on its way, shared by the driver, its timer and
+// the thread that sends it. The thread touches nothing but the ticket (the
+// driver may be gone) and hands its end back through `work`.
 struct cancel_ticket {
   std::mutex mutex;
-  bool abandoned = false;  // under mutex
   // A tracked executor: the caller's io_context::run() does not return (and
   // the context is not destroyed under the thread) while the cancel is on its
-  // way. Under mutex; reset when the driver is done with the cancel.
+  // way, also after the connection closed: a Ctrl-C that closes everything
+  // must still reach the server. Under mutex; released by finish().
   asio::any_io_executor work;
-  std::shared_ptr<driver> owner;  // driver's executor only
+  std::shared_ptr<driver> owner;               // executor only; null once the driver let go
+  std::shared_ptr<asio::steady_timer> timer;   // executor only: gives up after cancel_timeout
+
+  // On the executor: the cancel is done, timed out or given up.
+  void finish() noexcept {
+    if (timer) {
+      timer->cancel();
+      timer.reset();
+    }
+    owner.reset();
+    asio::any_io_executor w;
+    std::lock_guard lock(mutex);
+    w.swap(work);
+  }
+  // On the executor: the cancel arrived or its time is up.
+  static void done(const std::shared_ptr<cancel_ticket>& t) {
+    if (const std::shared_ptr<driver> d = t->owner) {
+      d->on_server_cancel_done(t);
+    } else {
+      t->finish();
+    }
+  }
 };
 
 driver::driver(asio::any_io_executor ex) : ex_(ex), sock_(ex), resolver_(ex), connect_timer_(ex) {
@@ -537,28 +558,21 @@ void driver::start_server_cancel() {
   auto ticket = std::make_shared<cancel_ticket>();
   ticket->work = asio::prefer(ex_, asio::execution::outstanding_work.tracked);
   ticket->owner = shared_from_this();
-  pending_cancels_.emplace_back(ticket, ex_);
+  pending_cancels_.push_back(ticket);
   if (cancel_timeout_.count() > 0) {
     // A cancel that does not arrive in time (a black-holed network) is not
     // waited for any longer: requests queued behind it go out.
-    auto& timer = pending_cancels_.back().second;
-    timer.expires_after(cancel_timeout_);
-    timer.async_wait([ticket](const error_code& ec) {
-      if (ec || !ticket->owner) return;
-      const std::shared_ptr<driver> d = ticket->owner;  // settling the ticket drops its reference
-      d->on_server_cancel_done(ticket);
+    ticket->timer = std::make_shared<asio::steady_timer>(ex_, cancel_timeout_);
+    ticket->timer->async_wait([ticket](const error_code& ec) {
+      if (!ec) cancel_ticket::done(ticket);
     });
   }
   cancel_runner::instance().post([c = cancel_, ticket] {
     char errbuf[256];
     PQcancel(c.get(), errbuf, sizeof errbuf);
     std::lock_guard lock(ticket->mutex);
-    if (ticket->abandoned) return;
-    asio::post(ticket->work, [ticket] {
-      if (!ticket->owner) return;  // timed out meanwhile
-      const std::shared_ptr<driver> d = ticket->owner;
-      d->on_server_cancel_done(ticket);
-    });
+    if (!ticket->work) return;  // given up meanwhile
+    asio::post(ticket->work, [ticket] { cancel_ticket::done(ticket); });
   });
 }
 
@@ -569,27 +583,15 @@ void driver::on_server_cancel_done(const std::shared_ptr<cancel_ticket>& ticket)
 }
 
 void driver::settle_cancel(const std::shared_ptr<cancel_ticket>& ticket) noexcept {
-  for (auto it = pending_cancels_.begin(); it != pending_cancels_.end(); ++it) {
-    if (it->first == ticket) {
-      it->second.cancel();
-      pending_cancels_.erase(it);
-      break;
-    }
-  }
-  asio::any_io_executor work;
-  {
-    std::lock_guard lock(ticket->mutex);
-    ticket->abandoned = true;
-    work.swap(ticket->work);
-  }
-  ticket->owner.reset();
+  pending_cancels_.remove(ticket);
+  ticket->finish();
 }
 
-void driver::settle_all_cancels() noexcept {
-  while (!pending_cancels_.empty()) {
-    auto ticket = pending_cancels_.front().first;
-    settle_cancel(ticket);
-  }
+void driver::detach_cancels() noexcept {
+  // The session is gone, but a cancel on its way still goes out (bounded by
+  // its timer): the statement it stops may outlive the connection.
+  for (auto& t : pending_cancels_) t->owner.reset();
+  pending_cancels_.clear();
 }
 
 // ------------------------------------------------------------ closing
@@ -597,8 +599,7 @@ void driver::settle_all_cancels() noexcept {
 void driver::teardown() noexcept {
   open_.store(false, std::memory_order_release);
   release_socket();
-  // Cancels still on their way concern a session that is gone.
-  settle_all_cancels();
+  detach_cancels();
   auto waiters = std::move(notification_waiters_);
   notification_waiters_.clear();
   const std::string& why = core_.lost_reason();

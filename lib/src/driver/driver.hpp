@@ -98,6 +98,7 @@ class driver : public std::enable_shared_from_this<driver> {
   pg_conn* native_handle() const noexcept { return port_.conn; }
 
  private:
+  friend struct cancel_ticket;
   boost::asio::awaitable<void> connect_steps(std::string conninfo_text, connect_options opts, std::uint64_t attempt);
   void wrap_socket();
   void release_socket() noexcept;
@@ -114,7 +115,7 @@ class driver : public std::enable_shared_from_this<driver> {
   void start_server_cancel();
   void on_server_cancel_done(const std::shared_ptr<cancel_ticket>& ticket);
   void settle_cancel(const std::shared_ptr<cancel_ticket>& ticket) noexcept;
-  void settle_all_cancels() noexcept;
+  void detach_cancels() noexcept;
   void teardown() noexcept;
   static void note_notice(void* self, const pg_result* res);
 
@@ -143,9 +144,9 @@ class driver : public std::enable_shared_from_this<driver> {
   std::deque<std::pair<std::uint64_t, notification_handler>> notification_waiters_;
   std::atomic<std::uint64_t> next_waiter_{1};
   std::atomic<std::size_t> notifications_dropped_{0};
-  // Server-side cancels on their way, each with the timer that stops the
-  // wait for it after cancel_timeout_.
-  std::list<std::pair<std::shared_ptr<cancel_ticket>, boost::asio::steady_timer>> pending_cancels_;
+  // Server-side cancels on their way (each with the timer that stops the
+  // wait for it after cancel_timeout_).
+  std::list<std::shared_ptr<cancel_ticket>> pending_cancels_;
   std::chrono::milliseconds cancel_timeout_{std::chrono::seconds(5)};
 };
 
