@@ -55,6 +55,7 @@ class pool_impl final : public std::enable_shared_from_this<pool_impl>, private 
   }
 
   const asio::any_io_executor& get_executor() const noexcept { return ex_; }
+  std::size_t max_size() const noexcept { return opts_.max_size; }
 
   void acquire(lease_handler handler) {
     std::lock_guard lock(mutex_);
@@ -440,21 +441,36 @@ asio::awaitable<lease> pool::wait_for_lease() {
       initiate_acquire{impl_}, asio::use_awaitable);
 }
 
+// A lease on an open connection. One found closed (its server ended the
+// session while it sat idle) goes back as broken, to be replaced, and the
+// next is tried: a dead connection is never handed out while the pool knows.
+asio::awaitable<lease> pool::acquire_open(lease l) {
+  const std::size_t tries = impl_->max_size() + 1;
+  for (std::size_t i = 0; i < tries; ++i) {
+    if (!l) l = co_await wait_for_lease();
+    if (l->is_open()) break;
+    l = lease();  // released as broken
+    l = impl_->try_acquire();
+  }
+  if (!l) l = co_await wait_for_lease();
+  co_return l;
+}
+
 asio::awaitable<lease> pool::acquire() {
   lease l = impl_->try_acquire();
-  if (!l) l = co_await wait_for_lease();
+  if (!l || !l->is_open()) l = co_await acquire_open(std::move(l));
   co_return l;
 }
 
 asio::awaitable<result> pool::query_params(std::string_view sql, detail::param_set params) {
   lease l = impl_->try_acquire();
-  if (!l) l = co_await wait_for_lease();
+  if (!l || !l->is_open()) l = co_await acquire_open(std::move(l));
   co_return co_await l->query_params(sql, std::move(params));
 }
 
 asio::awaitable<std::uint64_t> pool::execute_params(std::string_view sql, detail::param_set params) {
   lease l = impl_->try_acquire();
-  if (!l) l = co_await wait_for_lease();
+  if (!l || !l->is_open()) l = co_await acquire_open(std::move(l));
   co_return co_await l->execute_params(sql, std::move(params));
 }
 

@@ -451,3 +451,43 @@ TEST_CASE("pipeline_core: a lost connection fails everything once, and later req
   CHECK(h.message(b).find("server closed the connection") != std::string::npos);
   CHECK(h.times_completed(a) == 1);
 }
+
+TEST_CASE("pipeline_core: an atomic batch cancelled with its COMMIT on the wire waits for the COMMIT's answer", "[pipeline_core]") {
+  SECTION("the cancel takes hold: cancelled, rolled back") {
+    harness h;
+    const auto id = h.batch({"SELECT pg_sleep(5)", "SELECT 1"}, true);
+    h.pq.answer("BEGIN", 0);
+    h.read();
+    h.cancel(id);
+    CHECK(h.outcome(id) == nullptr);  // not yet: the COMMIT will tell
+    CHECK(h.core.take_server_cancels() == 1);
+    h.pq.answer_error("57014");
+    h.pq.answer_error("25P02");
+    h.pq.answer("ROLLBACK", 0);
+    h.read();
+    CHECK(h.code(id) == errc::cancelled);
+    CHECK(h.times_completed(id) == 1);
+  }
+  SECTION("the statements were done before the cancel: it committed, so the results come") {
+    harness h;
+    const auto id = h.batch({"SELECT 1"}, true);
+    h.pq.answer("BEGIN", 0);
+    h.read();
+    h.cancel(id);
+    h.pq.answer();
+    h.pq.answer("COMMIT", 0);
+    h.read();
+    CHECK(h.code(id) == pgq::error_code());
+    REQUIRE(h.outcome(id) != nullptr);
+    CHECK(h.outcome(id)->rows.size() == 1);
+  }
+  SECTION("the COMMIT itself runs: commit_unknown at once") {
+    harness h;
+    const auto id = h.batch({"SELECT 1"}, true);
+    h.pq.answer("BEGIN", 0);
+    h.pq.answer();
+    h.read();
+    h.cancel(id);
+    CHECK(h.code(id) == errc::commit_unknown);
+  }
+}

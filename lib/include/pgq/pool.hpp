@@ -160,6 +160,7 @@ class pool : public detail::query_methods<pool> {
 
  private:
   boost::asio::awaitable<lease> wait_for_lease();
+  boost::asio::awaitable<lease> acquire_open(lease l);
 
   std::shared_ptr<detail::pool_impl> impl_;
 };

@@ -634,7 +634,8 @@ void pipeline_core::drain() {
   // one the server runs, so cancel it there.
   if (!inflight_.empty() && cancels_in_flight_ == 0) {
     request& front = *inflight_.front();
-    if (front.cancel_when_front && !front.server_cancelled) issue_server_cancel();
+    const bool group_failed = front.group && front.group->cancelling && front.group->first_error;
+    if (front.cancel_when_front && !front.server_cancelled && !group_failed) issue_server_cancel();
   }
 }
 
@@ -854,7 +855,14 @@ void pipeline_core::complete_group_item(request& req, std::exception_ptr ep, res
   } else if (ep && !g.first_error) {
     g.first_error = std::move(ep);  // BEGIN or COMMIT itself failed
   }
-  if (g.remaining > 0 && --g.remaining == 0) finish_group(g);
+  if (g.remaining > 0 && --g.remaining == 0) {
+    if (g.cancelling && g.first_error) {
+      // The cancel took hold: the transaction rolled back.
+      g.first_error = std::make_exception_ptr(
+          sql_error(errc::cancelled, "batch cancelled: its transaction was rolled back"));
+    }
+    finish_group(g);
+  }
 }
 
 void pipeline_core::finish_group(batch_group& g) {
@@ -947,7 +955,24 @@ void pipeline_core::cancel(std::uint64_t id) {
 }
 
 void pipeline_core::cancel_group(std::shared_ptr<batch_group> g) {
-  if (!g->awaited) return;
+  if (!g->awaited || g->cancelling) return;
+  if (g->wrapped && g->commit_sent) {
+    const request* front = inflight_.empty() ? nullptr : inflight_.front().get();
+    const bool commit_running = front != nullptr && front->group == g && front->index == npos &&
+                                front->kind == stmt_kind::commit;
+    if (!commit_running) {
+      // Its COMMIT is on the wire but not running: cancel what runs on the
+      // server and let the COMMIT tell (ROLLBACK: cancelled; COMMIT: done).
+      g->cancelling = true;
+      for (auto& r : inflight_) {
+        if (r->group != g) continue;
+        r->own_sql();
+        if (r->index != npos) r->cancel_when_front = true;
+      }
+      if (front != nullptr && front->group == g && cancels_in_flight_ == 0) issue_server_cancel();
+      return;
+    }
+  }
   bool any_sent = false;
   bool front_is_ours = !inflight_.empty() && inflight_.front()->group == g;
   for (auto& r : inflight_) {
@@ -1001,7 +1026,8 @@ void pipeline_core::on_server_cancel_done() {
   send_waiting();
   if (!inflight_.empty()) {
     request& front = *inflight_.front();
-    if (front.cancel_when_front && !front.server_cancelled) issue_server_cancel();
+    const bool group_failed = front.group && front.group->cancelling && front.group->first_error;
+    if (front.cancel_when_front && !front.server_cancelled && !group_failed) issue_server_cancel();
   }
 }
 

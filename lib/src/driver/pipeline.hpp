@@ -184,6 +184,9 @@ struct batch_group {
   request_caller caller;
   bool awaited = true;
   bool commit_sent = false;   // its COMMIT is on the wire
+  // Cancelled while its statements ran, COMMIT already sent: cancelled on
+  // the server, and completed when the COMMIT says what happened.
+  bool cancelling = false;
   bool lost = false;
 };
 
