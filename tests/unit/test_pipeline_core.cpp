@@ -491,3 +491,22 @@ TEST_CASE("pipeline_core: an atomic batch cancelled with its COMMIT on the wire 
     CHECK(h.code(id) == errc::commit_unknown);
   }
 }
+
+TEST_CASE("pipeline_core: a cancel meant for a statement that lands on the COMMIT behind it is never rerun", "[pipeline_core]") {
+  harness h;
+  h.query("BEGIN");
+  h.pq.answer("BEGIN", 0);
+  h.read();
+  const auto s = h.query("SELECT * FROM big");
+  const auto c = h.query("COMMIT");
+  h.cancel(s);
+  CHECK(h.core.take_server_cancels() == 1);
+  h.pq.answer();                // s finished before the cancel arrived
+  h.pq.answer_error("57014");   // ... which hit a deferred trigger of COMMIT
+  h.read();
+  CHECK(h.code(c) == state("57014"));
+  CHECK(h.message(c).find("meant for an earlier statement") != std::string::npos);
+  const auto st = h.pq.statements();
+  CHECK(std::count(st.begin(), st.end(), "COMMIT") == 1);  // not sent again
+  CHECK(h.core.tracked_tx() == tx_idle);                    // a failed COMMIT ends the transaction
+}
