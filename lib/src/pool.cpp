@@ -16,6 +16,7 @@
 #include <mutex>
 #include <random>
 #include <unordered_map>
+#include <vector>
 
 namespace asio = boost::asio;
 
@@ -57,11 +58,13 @@ class pool_impl final : public std::enable_shared_from_this<pool_impl>, private 
   const asio::any_io_executor& get_executor() const noexcept { return ex_; }
   std::size_t max_size() const noexcept { return opts_.max_size; }
 
-  void acquire(lease_handler handler) {
+  // `hex`: the waiter's executor when it is an any_io_executor (empty:
+  // the handler's associated one, reached through the pool's executor).
+  void acquire(lease_handler handler, asio::any_io_executor hex) {
     std::lock_guard lock(mutex_);
     const std::uint64_t id = next_waiter_++;
     auto slot = asio::get_associated_cancellation_slot(handler);
-    waiters_.emplace(id, std::move(handler));
+    waiters_.emplace(id, waiter_entry{std::move(handler), std::move(hex)});
     if (slot.is_connected()) {
       slot.assign([weak = weak_from_this(), id](asio::cancellation_type) {
         if (auto self = weak.lock()) {
@@ -199,44 +202,67 @@ class pool_impl final : public std::enable_shared_from_this<pool_impl>, private 
   }
 
   // Copies the numbers for stats(), which any thread may call.
+  // With mutex_ held, at the end of every decision: the statistics first,
+  // then the waiters granted or rejected by it, so that a task resumed on
+  // another thread sees the statistics of what happened to it.
   void publish() {
-    std::lock_guard lock(stats_mutex_);
-    stats_ = core_.stats();
+    {
+      std::lock_guard lock(stats_mutex_);
+      stats_ = core_.stats();
+    }
+    if (outbox_.empty()) return;
+    std::vector<outgoing> out;
+    out.swap(outbox_);
+    for (auto& o : out) deliver(std::move(o.handler), std::move(o.error), std::move(o.granted));
   }
 
   void cancel_waiter(std::uint64_t id) {
-    lease_handler h;
+    std::optional<waiter_entry> w;
     {
       std::lock_guard lock(mutex_);
       if (!core_.cancel(id)) return;
-      lease_handler taken = take_waiter(id);
-      h.swap(taken);  // not operator=: it recurses in Boost 1.81
+      w.emplace(take_waiter(id));
       publish();
     }
-    fail(std::move(h), errc::cancelled, "cancelled while waiting for a pool connection");
+    deliver(std::move(*w), std::make_exception_ptr(sql_error(errc::cancelled,
+                                                             "cancelled while waiting for a pool connection")),
+            lease());
   }
 
-  lease_handler take_waiter(std::uint64_t id) {
+  struct waiter_entry {
+    lease_handler handler;
+    asio::any_io_executor ex;
+  };
+
+  waiter_entry take_waiter(std::uint64_t id) {
     auto it = waiters_.find(id);
     if (it == waiters_.end()) return {};
-    lease_handler h(std::move(it->second));
+    waiter_entry w{lease_handler(std::move(it->second.handler)), std::move(it->second.ex)};
     waiters_.erase(it);
-    return h;
+    return w;
   }
 
-  void deliver(lease_handler h, std::exception_ptr ep, lease l) {
-    if (!h) return;
-    auto slot = asio::get_associated_cancellation_slot(h);
-    if (slot.is_connected()) slot.clear();
-    auto ex = asio::get_associated_executor(h, ex_);
-    asio::post(ex_, asio::bind_executor(ex, [h = std::move(h), ep, l = std::move(l)]() mutable {
+  // Straight to the waiter's executor: waiters on one strand resume in the
+  // order they were served (a hop through a multi-threaded pool executor
+  // could swap them). The cancellation slot is cleared there, on the
+  // waiter's side.
+  void deliver(waiter_entry w, std::exception_ptr ep, lease l) {
+    if (!w.handler) return;
+    asio::any_completion_executor handler_ex;
+    if (!w.ex) handler_ex = asio::get_associated_executor(w.handler, ex_);
+    auto call = [h = std::move(w.handler), ep, l = std::move(l)]() mutable {
+      auto slot = asio::get_associated_cancellation_slot(h);
+      if (slot.is_connected()) slot.clear();
       std::move(h)(ep, std::move(l));
-    }));
+    };
+    if (w.ex) {
+      asio::post(w.ex, std::move(call));
+    } else {
+      asio::post(ex_, asio::bind_executor(std::move(handler_ex), std::move(call)));
+    }
   }
 
-  void fail(lease_handler h, errc why, const std::string& message) {
-    deliver(std::move(h), std::make_exception_ptr(sql_error(why, message)), lease());
-  }
+
 
   // --- pool_actions: called with mutex_ held -------------------------------
 
@@ -327,8 +353,8 @@ class pool_impl final : public std::enable_shared_from_this<pool_impl>, private 
   }
 
   void grant(std::uint64_t waiter, std::size_t slot) override {
-    lease_handler h = take_waiter(waiter);
-    if (!h) {
+    waiter_entry h = take_waiter(waiter);
+    if (!h.handler) {
       // The waiter vanished (cannot happen: cancel removes it from the core
       // first); give the slot back rather than leak it.
       asio::post(ex_, [self = shared_from_this(), slot] {
@@ -338,11 +364,11 @@ class pool_impl final : public std::enable_shared_from_this<pool_impl>, private 
       });
       return;
     }
-    deliver(std::move(h), nullptr, lease(shared_from_this(), slot, conns_[slot].get()));
+    outbox_.push_back(outgoing{std::move(h), nullptr, lease(shared_from_this(), slot, conns_[slot].get())});
   }
 
   void reject(std::uint64_t waiter, errc why, const std::string& message) override {
-    fail(take_waiter(waiter), why, message);
+    outbox_.push_back(outgoing{take_waiter(waiter), std::make_exception_ptr(sql_error(why, message)), lease()});
   }
 
   // The timer is re-armed only for an earlier time: most events move the
@@ -376,7 +402,13 @@ class pool_impl final : public std::enable_shared_from_this<pool_impl>, private 
   std::mutex mutex_;  // guards everything below
   pool_core core_;
   std::vector<std::shared_ptr<connection>> conns_;
-  std::unordered_map<std::uint64_t, lease_handler> waiters_;
+  std::unordered_map<std::uint64_t, waiter_entry> waiters_;
+  struct outgoing {
+    waiter_entry handler;
+    std::exception_ptr error;
+    lease granted;
+  };
+  std::vector<outgoing> outbox_;  // decided, delivered by publish()
   asio::steady_timer timer_;
   pool_time armed_ = pool_time::max();  // when timer_ fires; max: not armed
   std::uint64_t next_waiter_ = 1;
@@ -430,7 +462,12 @@ struct initiate_acquire {
   std::shared_ptr<detail::pool_impl> impl;
   template <class Handler>
   void operator()(Handler&& h) {
-    impl->acquire(detail::lease_handler(std::forward<Handler>(h)));
+    asio::any_io_executor hex;
+    using handler_executor = asio::associated_executor_t<std::decay_t<Handler>, asio::any_io_executor>;
+    if constexpr (std::is_convertible_v<handler_executor, asio::any_io_executor>) {
+      hex = asio::get_associated_executor(h, impl->get_executor());
+    }
+    impl->acquire(detail::lease_handler(std::forward<Handler>(h)), std::move(hex));
   }
 };
 }  // namespace

@@ -14,6 +14,8 @@
 #include <libpq-fe.h>
 
 #include <charconv>
+#include <fcntl.h>
+#include <unistd.h>
 #include <cstdlib>
 #include <functional>
 #include <mutex>
@@ -177,14 +179,28 @@ void driver::release_socket() noexcept {
   if (sock_.is_open()) {
     error_code ignored;
     sock_.cancel(ignored);
-    sock_.release();  // the descriptor is libpq's: never close it
+    sock_.close(ignored);  // our duplicate: libpq's descriptor stays its own
   }
 }
 
+// Asio waits on a duplicate of libpq's descriptor, never on libpq's own:
+// libpq closes its socket by itself when the connection breaks (inside
+// PQconsumeInput), and the number may be reused at once by another
+// connection on another thread; deregistering "our" number from epoll then
+// would silence that connection. The duplicate keeps the socket and its
+// number ours until we close it.
 void driver::wrap_socket() {
   release_socket();
   const int fd = PQsocket(port_.conn);
-  if (fd >= 0) sock_.assign(fd);
+  if (fd < 0) return;
+  const int mine = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (mine < 0) throw sql_error(errc::connect_failed, "could not duplicate the connection's socket");
+  error_code ec;
+  sock_.assign(mine, ec);
+  if (ec) {
+    ::close(mine);
+    throw sql_error(errc::connect_failed, "could not watch the connection's socket: " + ec.message());
+  }
 }
 
 asio::awaitable<void> driver::connect(std::string conninfo_text, connect_options opts) {
