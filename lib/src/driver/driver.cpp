@@ -383,14 +383,14 @@ void driver::perform(bool inline_ok) {
   if (performing_) return;  // the outer call goes on with what this adds
   performing_ = true;
   while (true) {
-    // Callers resumed below must see a lost connection as closed, and the
-    // state after their requests.
-    if (!core_.is_open()) open_.store(false, std::memory_order_release);
-    pending_.store(core_.pending(), std::memory_order_release);
-    tx_.store(core_.tracked_tx(), std::memory_order_release);
     for (int n = core_.take_server_cancels(); n > 0; --n) start_server_cancel();
     auto& done = core_.completions();
     if (!done.empty()) {
+      // Callers resumed below must see a lost connection as closed, and the
+      // state after their requests.
+      if (!core_.is_open()) open_.store(false, std::memory_order_release);
+      pending_.store(core_.pending(), std::memory_order_release);
+      tx_.store(core_.tracked_tx(), std::memory_order_release);
       delivering_.swap(done);
       for (auto& c : delivering_) deliver(c, inline_ok);
       delivering_.clear();

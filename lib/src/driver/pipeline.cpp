@@ -73,6 +73,17 @@ bool contains_word_pair(std::string_view s, std::size_t from, std::string_view a
 }  // namespace
 
 stmt_kind classify_statement(std::string_view sql) noexcept {
+  // Every statement passes here: most start with a letter that no
+  // transaction statement starts with (SELECT, INSERT, UPDATE, WITH...).
+  if (!sql.empty()) {
+    const char c = static_cast<char>(sql[0] | 0x20);
+    if (std::isalpha(static_cast<unsigned char>(sql[0])) != 0 && c != 'a' && c != 'b' && c != 'c' && c != 'e' &&
+        c != 'p' && c != 'r' && c != 's') {
+      return stmt_kind::other;
+    }
+    // SELECT / SET / SHOW: an 's' followed by 'e' or 'h'.
+    if (c == 's' && sql.size() > 1 && ((sql[1] | 0x20) == 'e' || (sql[1] | 0x20) == 'h')) return stmt_kind::other;
+  }
   char w[16];
   std::size_t i = next_word(sql, 0, w);
   const std::string_view first(w);
@@ -673,6 +684,7 @@ void pipeline_core::end_stray_copy(request& front, int status) {
 }
 
 void pipeline_core::apply_tx(const request& req, bool ok) {
+  if (req.kind == stmt_kind::other && ok && tx_ != tx_failed) return;  // the usual case: no change
   tx_set out = 0;
   for (tx_set b : {tx_idle, tx_block, tx_failed}) {
     if ((tx_ & b) != 0) out |= tx_after(req.kind, b, ok);
