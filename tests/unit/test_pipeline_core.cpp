@@ -510,3 +510,16 @@ TEST_CASE("pipeline_core: a cancel meant for a statement that lands on the COMMI
   CHECK(std::count(st.begin(), st.end(), "COMMIT") == 1);  // not sent again
   CHECK(h.core.tracked_tx() == tx_idle);                    // a failed COMMIT ends the transaction
 }
+
+TEST_CASE("pipeline_core holds requests back while a cancel the driver started itself is on its way", "[pipeline_core]") {
+  harness h;
+  h.core.server_cancel_started();  // e.g. a COPY abandoned while its statement ran
+  const auto id = h.query("SELECT 5");
+  CHECK(h.pq.sent.empty());  // it would be the one the late cancel hits
+  h.core.on_server_cancel_done();
+  h.collect();
+  CHECK(h.pq.statements() == std::vector<std::string>{"SELECT 5"});
+  h.pq.answer();
+  h.read();
+  CHECK(h.code(id) == pgq::error_code());
+}

@@ -364,6 +364,7 @@ void driver::cancel(std::uint64_t id) {
 
 void driver::cancel_running() {
   if (!cancel_) return;
+  core_.server_cancel_started();
   start_server_cancel();
 }
 

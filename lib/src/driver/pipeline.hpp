@@ -321,8 +321,12 @@ class pipeline_core {
   void cancel(std::uint64_t id);
   void on_readable();
   void on_writable();
-  /// A server-side cancel asked for by take_server_cancels() is done.
+  /// A server-side cancel asked for by take_server_cancels() (or announced
+  /// with server_cancel_started()) is done.
   void on_server_cancel_done();
+  /// The driver cancels on the server by itself (a COPY it abandons): hold
+  /// back what would be sent until it is done, or the cancel could hit it.
+  void server_cancel_started() noexcept { ++cancels_in_flight_; }
   /// A stream's consumer took its rows / gave up.
   void stream_resume();
   void stream_abandon(std::shared_ptr<stream_state> st);
