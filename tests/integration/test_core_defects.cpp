@@ -44,7 +44,9 @@ asio::awaitable<std::optional<pgq::sql_error>> error_of(asio::awaitable<T> op) {
 
 // The outcome of a request run in the background.
 struct pending {
-  bool done = false;
+  // Set on the connection's executor, read on the test's (another thread under
+  // PGQ_TEST_THREADS): the outcome is published by this flag.
+  std::atomic<bool> done{false};
   std::optional<pgq::result> value;
   std::optional<pgq::sql_error> error;
   std::string other;  // what() of an exception that is not a sql_error
