@@ -435,6 +435,51 @@ asio::awaitable<void> check_settled_idle(pgq::connection& conn, pgq::connection&
 
 }  // namespace
 
+// Defect 1, second half: the server has finished a stream's statement (its
+// last rows sit in the socket while pgq's buffer is full) and runs the COMMIT
+// behind it, slowed by a deferred trigger. Dropping the stream sends a cancel
+// meant for the stream; it lands on the COMMIT. The old driver re-sent
+// COMMIT, which only warned "there is no transaction in progress", and
+// commit() succeeded with nothing committed.
+TEST_CASE("core 1: a stream's cancel that lands on the COMMIT behind it fails commit()", "[core]") {
+  run(
+      []() -> asio::awaitable<void> {
+        auto observer = co_await connect();
+        auto conn = co_await connect();
+        const std::string t = co_await make_slow_commit_table(observer);
+
+        auto tx = co_await conn.begin();
+        co_await tx.execute("INSERT INTO " + t + " (id) VALUES (1)");
+        auto out = std::make_shared<pending>();
+        {
+          auto rows = co_await tx.stream("SELECT g FROM generate_series(1, 3000) g");
+          auto first = co_await rows.next();
+          REQUIRE(first.has_value());
+          asio::co_spawn(conn.get_executor(), commit_into(tx, out), asio::detached);
+          co_await pause(std::chrono::milliseconds(300));  // the COMMIT is in its trigger's pg_sleep(1)
+          const auto running = co_await count_rows(
+              observer, "SELECT count(*) FROM pg_stat_activity WHERE pid = " + std::to_string(conn.backend_pid()) +
+                            " AND query = 'COMMIT' AND state = 'active'");
+          INFO("the COMMIT was not running on the server when the stream was dropped: the race did not happen");
+          REQUIRE(running == 1);
+        }  // dropping the stream cancels it on the server
+        const bool done = co_await wait_done(out, std::chrono::seconds(5));
+        INFO("commit: " << out->describe());
+        REQUIRE(done);
+        const auto committed = co_await count_rows(observer, "SELECT count(*) FROM " + t + " WHERE id = 1");
+        // Whatever the COMMIT did, commit() says it: success only with the row there.
+        CHECK(out->value.has_value() == (committed == 1));
+        if (out->error) {
+          CHECK(out->error->code() != pgq::make_error_code(pgq::errc::cancelled));
+          CHECK(committed == 0);
+        }
+        co_await check_settled_idle(conn, observer, t, 100);
+        co_await observer.execute("DROP TABLE " + t);
+        co_await observer.execute("DROP FUNCTION " + t + "_slow()");
+      },
+      std::chrono::seconds(20));
+}
+
 TEST_CASE("core 5: COMMIT cut short by with_timeout reports commit_unknown", "[core]") {
   run(
       []() -> asio::awaitable<void> {
@@ -656,6 +701,73 @@ TEST_CASE("core 7: queries keep answering after the connect timeout would have f
         }
       },
       std::chrono::seconds(30));
+}
+
+// ---------------------------------------------------------------- 8
+
+namespace {
+
+struct cancel_race_outcome {
+  std::atomic<bool> done{false};
+  int timeouts = 0;
+  int other = 0;
+  std::string first_other;
+  std::chrono::milliseconds slowest{0};
+  bool still_works = false;
+  std::string setup_error;
+};
+
+// Runs on its own strand; the connection's driver runs on another strand of
+// the same two-thread io_context, so a cancel emitted by the caller races the
+// driver's side of the initiation.
+asio::awaitable<void> cancel_right_away(asio::any_io_executor conn_ex, std::string conninfo, int rounds,
+                                        std::shared_ptr<cancel_race_outcome> out) {
+  try {
+    pgq::connection conn(conn_ex);
+    co_await conn.connect(conninfo);
+    for (int i = 0; i < rounds; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      auto e = co_await error_of(pgq::with_timeout(conn.query("SELECT pg_sleep(30)"), std::chrono::milliseconds(0)));
+      const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+      if (took > out->slowest) out->slowest = took;
+      if (e && e->code() == pgq::make_error_code(pgq::errc::timeout)) {
+        ++out->timeouts;
+      } else {
+        ++out->other;
+        if (out->first_other.empty()) out->first_other = e ? e->what() : "succeeded";
+      }
+    }
+    auto r = co_await pgq::with_timeout(conn.query("SELECT 7::int4"), std::chrono::seconds(3));
+    out->still_works = r[0].get<int>(0) == 7;
+  } catch (const std::exception& e) {
+    out->setup_error = e.what();
+  }
+  out->done = true;
+}
+
+}  // namespace
+
+// The old driver connected the caller's cancellation slot on its own strand
+// after the initiation hopped there: a cancel emitted before that (a zero
+// timeout) was lost, and the caller waited the whole pg_sleep(30).
+TEST_CASE("core 8: a cancel emitted right after a query starts is never lost", "[core]") {
+  asio::io_context ctx(2);
+  auto driver_strand = asio::make_strand(ctx);
+  auto caller_strand = asio::make_strand(ctx);
+  auto out = std::make_shared<cancel_race_outcome>();
+  constexpr int rounds = 30;
+  asio::co_spawn(caller_strand, cancel_right_away(driver_strand, dsn(), rounds, out), asio::detached);
+  std::thread second([&] { ctx.run_for(std::chrono::seconds(60)); });
+  ctx.run_for(std::chrono::seconds(60));
+  second.join();
+  REQUIRE(out->done);
+  INFO("setup: " << out->setup_error << "; first other outcome: " << out->first_other);
+  REQUIRE(out->setup_error.empty());
+  CHECK(out->timeouts == rounds);
+  CHECK(out->other == 0);
+  // Each cancel reaches the server at once; 30 s would mean one was lost.
+  CHECK(out->slowest < std::chrono::seconds(10));
+  CHECK(out->still_works);
 }
 
 // ---------------------------------------------------------------- 9
