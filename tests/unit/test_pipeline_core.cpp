@@ -523,3 +523,36 @@ TEST_CASE("pipeline_core holds requests back while a cancel the driver started i
   h.read();
   CHECK(h.code(id) == pgq::error_code());
 }
+
+// The server ignores a cancel that reaches the backend between the messages
+// of a request (between Parse and Execute): the statement then runs on.
+TEST_CASE("pipeline_core cancels again a request that still runs after its cancel was done", "[pipeline_core]") {
+  harness h;
+  const auto a = h.query("SELECT pg_sleep(30)");
+  const auto b = h.query("SELECT 2");
+  h.cancel(a);
+  CHECK(h.code(a) == errc::cancelled);
+  CHECK(h.core.take_server_cancels() == 1);
+  CHECK(h.core.cancelled_but_running() == 0);  // that cancel is still on its way
+  h.core.on_server_cancel_done();
+  CHECK(h.core.cancelled_but_running() == a);  // ... done, and a still runs
+  CHECK(h.core.recancel_delay() == std::chrono::milliseconds(50));
+  h.core.recancel(b);  // not the one at the front: nothing
+  CHECK(h.core.take_server_cancels() == 0);
+  h.core.recancel(a);
+  CHECK(h.core.take_server_cancels() == 1);
+  h.core.recancel(a);  // one cancel at a time
+  CHECK(h.core.take_server_cancels() == 0);
+  h.core.on_server_cancel_done();
+  CHECK(h.core.recancel_delay() == std::chrono::milliseconds(100));  // backs off
+  h.pq.answer_error("57014");
+  h.read();
+  CHECK(h.times_completed(a) == 1);
+  CHECK(h.core.cancelled_but_running() == 0);  // b was not cancelled
+  h.core.recancel(a);                          // a late timer: nothing
+  CHECK(h.core.take_server_cancels() == 0);
+  h.pq.answer();
+  h.read();
+  CHECK(h.code(b) == pgq::error_code());
+  CHECK(h.core.pending() == 0);
+}

@@ -438,8 +438,9 @@ struct runner {
       if (m.cancels_requested > 0) {
         --m.cancels_requested;
         ++m.cancels_landed;
-        // It hits what the server runs next, if anything is on its way.
-        if (m.has_unit()) m.cancel_signal = true;
+        // It hits what the server runs next, if anything is on its way; or
+        // the server ignores it (it arrived between a request's messages).
+        if (m.has_unit() && !m.chance(0.2)) m.cancel_signal = true;
       }
     } else if (pick < 98) {
       if (m.cancels_landed > 0) {
@@ -447,8 +448,11 @@ struct runner {
         core.on_server_cancel_done();
         collect();
       }
-    } else if (pick < 99 && m.chance(0.3)) {
-      lose();
+    } else if (pick < 99) {
+      if (m.chance(0.3)) lose();
+    } else if (const std::uint64_t id = core.cancelled_but_running(); id != 0) {
+      core.recancel(id);  // the driver's timer, a while after a cancel was done
+      collect();
     }
     check_state();
   }

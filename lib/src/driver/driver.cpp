@@ -165,7 +165,8 @@ struct cancel_ticket {
   }
 };
 
-driver::driver(asio::any_io_executor ex) : ex_(ex), sock_(ex), resolver_(ex), connect_timer_(ex) {
+driver::driver(asio::any_io_executor ex)
+    : ex_(ex), sock_(ex), resolver_(ex), connect_timer_(ex), recancel_timer_(ex) {
   core_.set_completion_slice(completion_slice);
 }
 
@@ -597,6 +598,24 @@ void driver::on_server_cancel_done(const std::shared_ptr<cancel_ticket>& ticket)
   settle_cancel(ticket);
   core_.on_server_cancel_done();
   perform(false);
+  arm_recancel();
+}
+
+// The server ignores a cancel that reaches the backend while it reads the
+// request's messages: if the request still runs a little after its cancel
+// was done, cancel it again (with growing pauses, for as long as it runs).
+void driver::arm_recancel() {
+  const std::uint64_t id = core_.cancelled_but_running();
+  if (id == 0 || recancel_armed_) return;
+  recancel_armed_ = true;
+  recancel_timer_.expires_after(core_.recancel_delay());
+  recancel_timer_.async_wait([self = shared_from_this(), id](const error_code& ec) {
+    self->recancel_armed_ = false;
+    if (ec || !self->core_.is_open()) return;
+    self->core_.recancel(id);
+    self->perform(false);
+    self->arm_recancel();  // another request may have become the one to cancel again
+  });
 }
 
 void driver::settle_cancel(const std::shared_ptr<cancel_ticket>& ticket) noexcept {
@@ -617,6 +636,7 @@ void driver::teardown() noexcept {
   open_.store(false, std::memory_order_release);
   release_socket();
   detach_cancels();
+  recancel_timer_.cancel();
   auto waiters = std::move(notification_waiters_);
   notification_waiters_.clear();
   const std::string& why = core_.lost_reason();

@@ -114,6 +114,7 @@ class driver : public std::enable_shared_from_this<driver> {
   void on_writable(const error_code& ec);
   void start_server_cancel();
   void on_server_cancel_done(const std::shared_ptr<cancel_ticket>& ticket);
+  void arm_recancel();
   void settle_cancel(const std::shared_ptr<cancel_ticket>& ticket) noexcept;
   void detach_cancels() noexcept;
   void teardown() noexcept;
@@ -148,6 +149,10 @@ class driver : public std::enable_shared_from_this<driver> {
   // wait for it after cancel_timeout_).
   std::list<std::shared_ptr<cancel_ticket>> pending_cancels_;
   std::chrono::milliseconds cancel_timeout_{std::chrono::seconds(5)};
+  // Cancels again a request whose server cancel was done but which still
+  // runs (pipeline_core::cancelled_but_running()).
+  boost::asio::steady_timer recancel_timer_;
+  bool recancel_armed_ = false;
 };
 
 // Connects the caller's cancellation slot, on the caller's thread and before

@@ -2,6 +2,7 @@
 
 #include <boost/container/small_vector.hpp>
 
+#include <algorithm>
 #include <cctype>
 
 namespace pgq::detail {
@@ -1029,6 +1030,7 @@ void pipeline_core::issue_server_cancel() {
   ++cancels_in_flight_;
   ++cancels_to_start_;
   inflight_.front()->server_cancelled = true;
+  ++inflight_.front()->server_cancels;
   for (std::size_t i = 1; i < inflight_.size(); ++i) inflight_[i]->exposed = true;
 }
 
@@ -1041,6 +1043,23 @@ void pipeline_core::on_server_cancel_done() {
     const bool group_failed = front.group && front.group->cancelling && front.group->first_error;
     if (front.cancel_when_front && !front.server_cancelled && !group_failed) issue_server_cancel();
   }
+}
+
+std::uint64_t pipeline_core::cancelled_but_running() const noexcept {
+  if (!is_open() || mode_ != mode::pipeline || cancels_in_flight_ != 0 || inflight_.empty()) return 0;
+  const request& front = *inflight_.front();
+  return front.server_cancelled ? front.id : 0;
+}
+
+std::chrono::milliseconds pipeline_core::recancel_delay() const noexcept {
+  const int sent = inflight_.empty() ? 1 : inflight_.front()->server_cancels;
+  const int doublings = std::min(std::max(sent - 1, 0), 5);
+  return std::min(std::chrono::milliseconds(50) * (1 << doublings), std::chrono::milliseconds(1000));
+}
+
+void pipeline_core::recancel(std::uint64_t id) {
+  if (id == 0 || cancelled_but_running() != id) return;
+  issue_server_cancel();
 }
 
 void pipeline_core::stream_resume() {

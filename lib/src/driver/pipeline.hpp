@@ -32,7 +32,10 @@
 //  6. A result status the request did not ask for (COPY) is a protocol
 //     error for that request; the COPY is ended and the loop goes on.
 //  7. A cancelled request is cancelled on the server when it is the one the
-//     server runs (at once, or when the requests before it are done).
+//     server runs (at once, or when the requests before it are done), and
+//     again, after a pause, for as long as it still runs once a cancel was
+//     done (the server ignores a cancel that arrives between the messages
+//     of a request).
 #pragma once
 
 #include <pgq/config.hpp>
@@ -44,6 +47,7 @@
 #include <boost/asio/any_io_executor.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <exception>
@@ -154,6 +158,7 @@ struct request {
   bool retried = false;
   bool cancel_when_front = false;  // cancelled by its caller; cancel on the server when it runs
   bool server_cancelled = false;
+  int server_cancels = 0;  // cancels sent for it (a second one when the first was ignored)
   std::string prepared;   // the statement this request prepared, if it did
   std::string statement;  // the cached statement it ran, if any
   bool described = false; // it prepared with a Describe: stage 1 is its result
@@ -327,6 +332,18 @@ class pipeline_core {
   /// The driver cancels on the server by itself (a COPY it abandons): hold
   /// back what would be sent until it is done, or the cancel could hit it.
   void server_cancel_started() noexcept { ++cancels_in_flight_; }
+  /// The request at the front was cancelled on the server, that cancel is
+  /// done, and the request still runs: its id (0 when there is none). A
+  /// cancel that reaches the backend while it reads the request's messages
+  /// (between Parse and Execute, say) is ignored by the server, so the
+  /// driver waits a little (recancel_delay()) and calls recancel(id).
+  std::uint64_t cancelled_but_running() const noexcept;
+  /// How long to wait before cancelling request `id` again: grows with each
+  /// attempt (50 ms, doubling, at most a second).
+  std::chrono::milliseconds recancel_delay() const noexcept;
+  /// Cancels request `id` on the server again if it is still the one at the
+  /// front and no cancel is on its way; otherwise nothing.
+  void recancel(std::uint64_t id);
   /// A stream's consumer took its rows / gave up.
   void stream_resume();
   void stream_abandon(std::shared_ptr<stream_state> st);
