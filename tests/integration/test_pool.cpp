@@ -156,7 +156,15 @@ TEST_CASE("acquire times out with pool_timeout and a clear message", "[pool]") {
   run([]() -> asio::awaitable<void> {
     auto o = options(1);
     o.acquire_timeout = std::chrono::milliseconds(100);
+    o.min_size = 1;
     pgq::pool pool(pool_executor(co_await asio::this_coro::executor), o);
+    // The one connection opens first: a connect slower than 100 ms (a loaded
+    // machine, sanitizers) must not time out the acquire that should succeed.
+    const auto warm_until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (pool.stats().idle < 1 && std::chrono::steady_clock::now() < warm_until) {
+      co_await sleep_for(std::chrono::milliseconds(5));
+    }
+    REQUIRE(pool.stats().idle == 1);
     auto held = co_await pool.acquire();
     const auto start = std::chrono::steady_clock::now();
     try {

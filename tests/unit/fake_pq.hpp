@@ -32,6 +32,9 @@ class fake_pq final : public pq_port {
   // COPY OUT rows still to hand out, then -1; 0 in between means "wait".
   std::deque<int> copy_out;
   bool in_pipeline = true;
+  // put_copy_data: the sizes libpq took; the next calls answering 0 (full).
+  std::vector<int> copy_data_sizes;
+  int copy_data_full = 0;
 
   ~fake_pq() override {
     for (pg_result* r : results) {
@@ -41,7 +44,7 @@ class fake_pq final : public pq_port {
 
   pg_result* make(int status, std::string sqlstate = {}, std::string tag = {}, int rows = 0) {
     pg_result* r = PQmakeEmptyPGresult(nullptr, static_cast<ExecStatusType>(status));
-    info_[r] = info{std::move(sqlstate), std::move(tag), rows};
+    info_[r] = info{std::move(sqlstate), std::move(tag), rows, std::to_string(rows)};
     return r;
   }
   /// What libpq returns for a statement sent with PQsendQueryParams.
@@ -108,9 +111,18 @@ class fake_pq final : public pq_port {
     in_pipeline = true;
     return true;
   }
-  int put_copy_data(const char*, int) override { return 1; }
-  int put_copy_end(const char*) override {
-    push("copy_end", "");
+  int put_copy_data(const char*, int size) override {
+    if (bad) return -1;
+    if (copy_data_full > 0) {
+      --copy_data_full;
+      return 0;
+    }
+    copy_data_sizes.push_back(size);
+    return 1;
+  }
+  int put_copy_end(const char* error) override {
+    if (bad) return -1;
+    push("copy_end", error != nullptr ? error : "");
     return 1;
   }
   int get_copy_data(char** buffer) override {
@@ -127,7 +139,7 @@ class fake_pq final : public pq_port {
   std::string_view sqlstate(const pg_result* r) override { return info_.at(r).sqlstate; }
   std::string_view command_tag(const pg_result* r) override { return info_.at(r).tag; }
   int ntuples(const pg_result* r) override { return info_.at(r).rows; }
-  std::string_view command_rows(const pg_result*) override { return "0"; }
+  std::string_view command_rows(const pg_result* r) override { return info_.at(r).rows_text; }
   bool binary_tuples(const pg_result*) override { return false; }
   void describe(const pg_result*, bool& binary, bool& needs_utc) override {
     binary = false;
@@ -154,6 +166,7 @@ class fake_pq final : public pq_port {
     std::string sqlstate;
     std::string tag;
     int rows = 0;
+    std::string rows_text;
   };
   bool push(const char* what, std::string sql) {
     if (bad) return false;

@@ -1,7 +1,9 @@
 // COPY FROM STDIN / TO STDOUT, driven on the driver's executor while the
 // pipeline state machine has handed the connection over (pipeline mode off).
+// copy_core decides; this side waits on the socket and does what it says.
 #pragma once
 
+#include "driver/copy_core.hpp"
 #include "driver/driver.hpp"
 
 #include <boost/asio/awaitable.hpp>
@@ -16,24 +18,14 @@ namespace pgq::detail {
 
 struct copy_state {
   std::shared_ptr<driver> d;
-  std::string statement;
-  enum class mode { idle, in, out };
-  mode m = mode::idle;  // what the server is in, as far as we drive it
-  bool held = false;    // we hold the connection (pipeline mode off)
-  // A COPY TO sent whose first answer has not come: the server sends
-  // CopyOutResponse only with its first buffer of rows, so a slow query
-  // can run for long before it; abandoned then, it must be cancelled.
-  bool out_pending = false;
+  copy_core core;     // the decisions; this side waits and performs
+  bool held = false;  // we hold the connection (pipeline mode off)
+
+  copy_state(std::shared_ptr<driver> drv, std::string statement)
+      : d(std::move(drv)), core(d->port(), std::move(statement)) {}
 };
 
 using copy_state_ptr = std::shared_ptr<copy_state>;
-
-struct copy_batch {
-  std::string data;
-  std::vector<std::size_t> ends;
-  bool done = false;
-  std::uint64_t rows = 0;
-};
 
 /// Waits for the connection (every request before it done), sends `sql` and
 /// returns the COPY's state; `binary` says its format.
