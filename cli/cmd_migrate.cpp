@@ -1,12 +1,25 @@
 // `pgq migrate`: the migration runner from a shell or a CI job.
+//
+// It runs on the tool's session (the connect check that exits 3, Ctrl-C
+// that cancels the running statement on the server and exits 130) and its
+// output code; the migrator keeps connections of its own, so the session's
+// pool stays empty. What differs from the other commands, and why:
+// - the default format is table even when stdout is not a terminal
+//   (migrate's output is for people first, and CI logs are not terminals);
+//   csv is refused: a migration list is not a result set users feed on;
+// - failures are reported as the migrator wrote them ("pgq migrate: ..."):
+//   its message names the file, the statement and its line, and what the
+//   failure left behind, which psql's error shape would drop;
+// - every failure once connected is exit 1 (a migration failed, drift, a
+//   refused plan, the lock not obtained in time, a lost connection), as
+//   docs/migrations.md documents for CI, except bad migration files (2) and
+//   a failed connect (3); `status` and `verify` exit 5 when not in sync.
 #include "cmd_migrate.hpp"
 
-#include <pgq/pgq.hpp>
+#include <pgq/migrate.hpp>
 
 #include <CLI/CLI.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/this_coro.hpp>
+#include <boost/asio/awaitable.hpp>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -22,6 +35,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace asio = boost::asio;
@@ -42,31 +56,25 @@ struct migrate_args {
   double lock_timeout_s = 60;
 };
 
-// A usage error: exit 2.
-struct usage_error : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-// Runs one coroutine to completion on its own io_context; rethrows its
-// exception.
-template <class T>
-T run_sync(asio::awaitable<T> op) {
-  asio::io_context ctx(1);
-  std::optional<T> value;
-  std::exception_ptr failure;
-  asio::co_spawn(ctx, std::move(op), [&](std::exception_ptr e, T v) {
-    failure = e;
-    if (!e) value = std::move(v);
-  });
-  ctx.run();
-  if (failure) std::rethrow_exception(failure);
-  return std::move(*value);
+// --format for migrate: table unless asked otherwise; csv refused.
+output_format migrate_format(const global_options& g) {
+  if (g.format.empty()) return output_format::table;
+  output_format f{};
+  if (!parse_format(g.format, f) || f == output_format::csv) {
+    throw usage_error("migrate: --format must be table, json or ndjson, not \"" + g.format + "\"");
+  }
+  return f;
 }
 
-asio::awaitable<bool> probe(std::string dsn) {
-  pgq::connection c(co_await asio::this_coro::executor);
-  co_await c.connect(dsn);
-  co_return true;
+// The exit code of a failure once the session connected (see the top).
+int migrate_exit_code_of(const std::exception& e) {
+  if (dynamic_cast<const usage_error*>(&e) != nullptr) return exit_code::usage;
+  if (const auto* se = dynamic_cast<const boost::system::system_error*>(&e)) {
+    const auto ec = se->code();
+    if (ec == pgq::errc::bad_migration || ec == pgq::errc::sql_split_failed) return exit_code::usage;
+    if (ec == pgq::errc::connect_failed || ec == pgq::errc::bad_conninfo) return exit_code::connect;
+  }
+  return exit_code::failed;
 }
 
 std::optional<std::int64_t> parse_version(const std::string& text) {
@@ -86,46 +94,11 @@ std::string label_of(const pgq::migrator& m, std::int64_t version, const std::st
   return std::to_string(version) + "_" + name;
 }
 
-// An aligned table: a header row and the rows, left-aligned.
-void write_aligned(std::ostream& out, const std::vector<std::vector<std::string>>& rows) {
-  if (rows.empty()) return;
-  std::vector<std::size_t> width(rows[0].size(), 0);
-  for (const auto& r : rows) {
-    for (std::size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
-  }
-  for (std::size_t n = 0; n < rows.size(); ++n) {
-    std::string line;
-    for (std::size_t i = 0; i < rows[n].size(); ++i) {
-      if (i > 0) line += "  ";
-      line += rows[n][i];
-      if (i + 1 < rows[n].size()) line += std::string(width[i] - rows[n][i].size(), ' ');
-    }
-    while (!line.empty() && line.back() == ' ') line.pop_back();
-    out << line << '\n';
-    if (n == 0) {
-      std::string rule;
-      for (std::size_t i = 0; i < width.size(); ++i) {
-        if (i > 0) rule += "  ";
-        rule += std::string(width[i], '-');
-      }
-      out << rule << '\n';
-    }
-  }
-}
+nlohmann::json null_if_empty(const std::string& s) { return s.empty() ? nlohmann::json() : nlohmann::json(s); }
 
-nlohmann::json status_json(const pgq::migrator& m, const pgq::migration_status& s) {
-  nlohmann::json j;
-  j["version"] = s.version;
-  j["name"] = s.name;
-  j["migration"] = label_of(m, s.version, s.name);
-  j["state"] = std::string(pgq::to_string(s.state));
-  j["out_of_order"] = s.out_of_order;
-  j["checksum"] = s.file_checksum.empty() ? nlohmann::json() : nlohmann::json(s.file_checksum);
-  j["recorded_checksum"] = s.recorded_checksum.empty() ? nlohmann::json() : nlohmann::json(s.recorded_checksum);
-  j["applied_at"] = s.applied_at ? nlohmann::json(*s.applied_at) : nlohmann::json();
-  j["execution_ms"] = s.execution_ms ? nlohmann::json(*s.execution_ms) : nlohmann::json();
-  j["applied_by"] = s.applied_by ? nlohmann::json(*s.applied_by) : nlohmann::json();
-  return j;
+template <class T>
+nlohmann::json null_if_unset(const std::optional<T>& v) {
+  return v ? nlohmann::json(*v) : nlohmann::json();
 }
 
 std::string state_text(const pgq::migration_status& s) {
@@ -134,60 +107,85 @@ std::string state_text(const pgq::migration_status& s) {
   return t;
 }
 
-void write_statuses(std::ostream& out, bool json, const pgq::migrator& m,
-                    const std::vector<pgq::migration_status>& list, nlohmann::json extra) {
-  if (json) {
-    nlohmann::json j = std::move(extra);
-    j["migrations"] = nlohmann::json::array();
-    for (const auto& s : list) j["migrations"].push_back(status_json(m, s));
-    out << j.dump(2) << '\n';
-    return;
+// A JSON document {"field": value, ..., "<key>": [records]}: the records
+// written by the shared output code, one object per line.
+void write_json_document(std::ostream& out, const std::vector<std::pair<std::string, nlohmann::json>>& fields,
+                         const std::string& key, const record_set& records) {
+  out << "{\n";
+  for (const auto& [name, value] : fields) {
+    out << "  " << nlohmann::json(name).dump() << ": " << value.dump() << ",\n";
   }
-  std::vector<std::vector<std::string>> rows{{"migration", "state", "applied at", "took", "by"}};
-  for (const auto& s : list) {
-    rows.push_back({label_of(m, s.version, s.name), state_text(s), s.applied_at.value_or(""),
-                    s.execution_ms ? std::to_string(*s.execution_ms) + " ms" : "", s.applied_by.value_or("")});
-  }
-  write_aligned(out, rows);
+  out << "  " << nlohmann::json(key).dump() << ": ";
+  write_records_json(out, records, "  ");
+  out << "\n}\n";
 }
 
-void write_steps(std::ostream& out, bool json, const pgq::migrator& m, const std::vector<pgq::migration_step>& steps,
-                 bool dry_run, std::chrono::milliseconds waited) {
-  if (json) {
-    nlohmann::json j;
-    j["dry_run"] = dry_run;
-    if (!dry_run) j["waited_for_lock_ms"] = waited.count();
-    j["steps"] = nlohmann::json::array();
-    for (const auto& s : steps) {
-      nlohmann::json e;
-      e["version"] = s.version;
-      e["migration"] = label_of(m, s.version, s.name);
-      e["direction"] = s.direction == pgq::migration_direction::up ? "up" : "down";
-      e["no_transaction"] = s.no_transaction;
-      e["statements"] = s.statements;
-      if (!dry_run) e["took_ms"] = s.took.count();
-      j["steps"].push_back(e);
+// Migrations and their state: for people (table) the label, the state and
+// when, how long and by whom it was applied; for programs (json, ndjson)
+// every field.
+void write_statuses(std::ostream& out, output_format fmt, const pgq::migrator& m,
+                    const std::vector<pgq::migration_status>& list,
+                    const std::vector<std::pair<std::string, nlohmann::json>>& json_fields) {
+  record_set rs;
+  if (fmt == output_format::table) {
+    rs.columns = {"migration", "state", "applied at", "took", "by"};
+    for (const auto& s : list) {
+      rs.rows.push_back({label_of(m, s.version, s.name), state_text(s), null_if_unset(s.applied_at),
+                         s.execution_ms ? nlohmann::json(std::to_string(*s.execution_ms) + " ms") : nlohmann::json(),
+                         null_if_unset(s.applied_by)});
     }
-    out << j.dump(2) << '\n';
+    write_records(out, fmt, rs);
     return;
   }
-  if (steps.empty()) {
-    out << "nothing to do\n";
+  rs.columns = {"migration",  "version",      "name",       "state",    "out_of_order",
+                "applied_at", "execution_ms", "applied_by", "checksum", "recorded_checksum"};
+  for (const auto& s : list) {
+    rs.rows.push_back({label_of(m, s.version, s.name), s.version, s.name, std::string(pgq::to_string(s.state)),
+                       s.out_of_order, null_if_unset(s.applied_at), null_if_unset(s.execution_ms),
+                       null_if_unset(s.applied_by), null_if_empty(s.file_checksum),
+                       null_if_empty(s.recorded_checksum)});
+  }
+  if (fmt == output_format::json) write_json_document(out, json_fields, "migrations", rs);
+  else write_records(out, fmt, rs);
+}
+
+// Migrations applied or reverted (or that would be, with --dry-run): one
+// line each for people; records for programs.
+void write_steps(std::ostream& out, output_format fmt, const pgq::migrator& m,
+                 const std::vector<pgq::migration_step>& steps, bool dry_run, std::chrono::milliseconds waited) {
+  if (fmt == output_format::table) {
+    for (const auto& s : steps) {
+      const bool up = s.direction == pgq::migration_direction::up;
+      out << (dry_run ? (up ? "would apply " : "would revert ") : (up ? "applied " : "reverted "))
+          << label_of(m, s.version, s.name) << " (" << s.statements
+          << (s.statements == 1 ? " statement" : " statements") << (s.no_transaction ? ", outside a transaction" : "");
+      if (!dry_run) out << ", " << s.took.count() << " ms";
+      out << ")\n";
+    }
     return;
   }
+  record_set rs;
+  rs.columns = {"migration", "version", "direction", "no_transaction", "statements"};
+  if (!dry_run) rs.columns.emplace_back("took_ms");
   for (const auto& s : steps) {
-    const bool up = s.direction == pgq::migration_direction::up;
-    out << (dry_run ? (up ? "would apply " : "would revert ") : (up ? "applied " : "reverted "))
-        << label_of(m, s.version, s.name) << " (" << s.statements << (s.statements == 1 ? " statement" : " statements")
-        << (s.no_transaction ? ", outside a transaction" : "");
-    if (!dry_run) out << ", " << s.took.count() << " ms";
-    out << ")\n";
+    std::vector<nlohmann::json> row{label_of(m, s.version, s.name), s.version,
+                                    s.direction == pgq::migration_direction::up ? "up" : "down", s.no_transaction,
+                                    s.statements};
+    if (!dry_run) row.emplace_back(s.took.count());
+    rs.rows.push_back(std::move(row));
+  }
+  if (fmt == output_format::json) {
+    std::vector<std::pair<std::string, nlohmann::json>> fields{{"dry_run", dry_run}};
+    if (!dry_run) fields.emplace_back("waited_for_lock_ms", waited.count());
+    write_json_document(out, fields, "steps", rs);
+  } else {
+    write_records(out, fmt, rs);
   }
 }
 
 // `new NAME`: the next version (integer, or a UTC timestamp when the folder
-// already uses timestamps) and an up and a down file.
-int create_migration(const migrate_args& a, bool json) {
+// already uses timestamps) and an up and a down file. Needs no server.
+int create_migration(const migrate_args& a, output_format fmt) {
   const fs::path dir(a.dir);
   std::int64_t newest = 0;
   std::size_t digits = 4;
@@ -243,154 +241,190 @@ int create_migration(const migrate_args& a, bool json) {
     f << "-- Reverts " << stem << ".\n";
     if (!f) throw std::runtime_error("new: cannot write " + down.string());
   }
-  if (json) {
+  if (fmt == output_format::table) {
+    std::cout << "created " << up.string() << "\ncreated " << down.string() << '\n';
+  } else {
     nlohmann::json j;
     j["version"] = version;
     j["up"] = up.string();
     j["down"] = down.string();
-    std::cout << j.dump(2) << '\n';
-  } else {
-    std::cout << "created " << up.string() << "\ncreated " << down.string() << '\n';
+    std::cout << j.dump(fmt == output_format::json ? 2 : -1) << '\n';
   }
-  return migrate_exit_ok;
+  return exit_code::ok;
 }
 
-int run_migrate(const migrate_args& a, const std::string& dsn, const std::string& format_option) {
-  // No --format: a table (migrate's output is for people first).
-  const std::string format = format_option.empty() ? std::string("table") : format_option;
-  if (format != "table" && format != "json") {
-    throw usage_error("migrate: --format must be table or json, not \"" + format + "\"");
-  }
-  const bool json = format == "json";
-  const bool moves = a.action == "up" || a.action == "down";
-  if (!a.to.empty() && !moves) throw usage_error("--to applies to up and down only");
-  if (a.dry_run && !moves) throw usage_error("--dry-run applies to up and down only");
-  if (a.lock_timeout_s < 0) throw usage_error("--lock-timeout must not be negative");
-  const auto target = parse_version(a.to);
-
-  if (a.action == "new") return create_migration(a, json);
-
+struct migrate_run {
+  const migrate_args* args = nullptr;
+  output_format fmt = output_format::table;
+  std::optional<std::int64_t> target;
   std::vector<pgq::migration> migrations;
-  try {
-    migrations = pgq::load_migrations(fs::path(a.dir));
-  } catch (const pgq::sql_error& e) {  // bad_migration, sql_split_failed: the files
-    std::cerr << "pgq migrate: " << e.what() << '\n';
-    return migrate_exit_usage;
-  }
+};
 
-  try {
-    run_sync(probe(dsn));
-  } catch (const pgq::sql_error& e) {
-    std::cerr << "pgq migrate: could not connect: " << e.what() << '\n';
-    return e.code() == pgq::errc::bad_conninfo ? migrate_exit_usage : migrate_exit_no_server;
-  }
+asio::awaitable<int> run_status(pgq::migrator& m, output_format fmt) {
+  const auto st = co_await m.status();
+  const std::vector<std::pair<std::string, nlohmann::json>> fields{{"history_exists", st.history_exists},
+                                                                    {"in_sync", st.in_sync()}};
+  write_statuses(std::cout, fmt, m, st.migrations, fields);
+  std::cerr << "pgq migrate: " << st.count(pgq::migration_state::applied) << " applied, "
+            << st.count(pgq::migration_state::pending) << " pending, " << st.count(pgq::migration_state::drifted)
+            << " drifted, " << st.count(pgq::migration_state::missing_file) << " without a file\n";
+  co_return st.in_sync() ? exit_code::ok : exit_code::not_in_sync;
+}
 
+asio::awaitable<int> run_verify(pgq::migrator& m, output_format fmt) {
+  const auto problems = co_await m.verify();
+  if (fmt != output_format::table || !problems.empty()) {
+    const std::vector<std::pair<std::string, nlohmann::json>> fields{{"ok", problems.empty()}};
+    write_statuses(std::cout, fmt, m, problems, fields);
+  }
+  if (problems.empty()) {
+    std::cerr << "pgq migrate: verify: " << m.migrations().size()
+              << " migration files parse, and every applied one matches its checksum\n";
+    co_return exit_code::ok;
+  }
+  std::cerr << "pgq migrate: verify: " << problems.size()
+            << " problem(s); drift is cleared by restoring the file or by `pgq migrate repair`\n";
+  co_return exit_code::not_in_sync;
+}
+
+asio::awaitable<int> run_repair(pgq::migrator& m, output_format fmt) {
+  const auto rep = co_await m.repair();
+  if (fmt == output_format::json) {
+    nlohmann::json j;
+    j["repaired"] = rep.repaired;
+    std::cout << j.dump(2) << '\n';
+  } else if (fmt == output_format::ndjson) {
+    for (auto v : rep.repaired) {
+      nlohmann::json j;
+      j["migration"] = label_of(m, v, "");
+      j["version"] = v;
+      std::cout << j.dump() << '\n';
+    }
+  } else if (rep.repaired.empty()) {
+    std::cout << "nothing to repair\n";
+  } else {
+    for (auto v : rep.repaired) std::cout << "recorded the new checksum of " << label_of(m, v, "") << '\n';
+  }
+  co_return exit_code::ok;
+}
+
+asio::awaitable<int> run_up_down(session& s, pgq::migrator& m, const migrate_run& run) {
+  const migrate_args& a = *run.args;
+  const output_format fmt = run.fmt;
+  const bool up = a.action == "up";
+  std::int64_t down_target = 0;
+  if (!up) {
+    if (run.target) {
+      down_target = *run.target;
+    } else {
+      // Without --to, down reverts the newest applied migration only.
+      const auto st = co_await m.status();
+      std::vector<std::int64_t> applied;
+      for (const auto& ms : st.migrations) {
+        if (ms.state != pgq::migration_state::pending) applied.push_back(ms.version);
+      }
+      if (applied.size() >= 2) down_target = applied[applied.size() - 2];
+    }
+  }
+  if (a.dry_run) {
+    std::vector<pgq::migration_step> steps;
+    if (up) steps = co_await m.plan_up(run.target);
+    else steps = co_await m.plan_down(down_target);
+    if (fmt == output_format::table && steps.empty()) std::cout << "nothing to do\n";
+    write_steps(std::cout, fmt, m, steps, true, {});
+    co_return exit_code::ok;
+  }
+  // Progress as it happens (table, ndjson), or collected (json): what took
+  // effect is reported even when a later migration fails.
+  std::vector<pgq::migration_step> done;
+  pgq::migrator_options with_progress = m.options();
+  with_progress.on_step = [&done, fmt, &m](const pgq::migration_step& step) {
+    done.push_back(step);
+    if (fmt != output_format::json) {
+      const std::vector<pgq::migration_step> one(1, step);
+      write_steps(std::cout, fmt, m, one, false, {});
+      std::cout.flush();
+    }
+  };
+  pgq::migrator runner(s.options().dsn, m.migrations(), with_progress);
+  std::chrono::milliseconds waited{0};
+  std::exception_ptr failure;
+  try {
+    pgq::run_report rep;
+    if (up) rep = co_await runner.up(run.target);
+    else rep = co_await runner.down(down_target);
+    waited = rep.waited_for_lock;
+  } catch (...) {
+    failure = std::current_exception();
+  }
+  if (fmt == output_format::json) {
+    write_steps(std::cout, fmt, m, done, false, waited);
+  } else if (fmt == output_format::table && done.empty() && !failure) {
+    std::cout << "nothing to do\n";
+  }
+  if (failure) std::rethrow_exception(failure);
+  co_return exit_code::ok;
+}
+
+asio::awaitable<int> run_action(session& s, const migrate_run* run) {
+  const migrate_args& a = *run->args;
   pgq::migrator_options o;
   o.schema = a.schema;
   o.table = a.table;
   o.lock_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(a.lock_timeout_s * 1000));
-  pgq::migrator m(dsn, std::move(migrations), o);
+  try {
+    pgq::migrator m(s.options().dsn, run->migrations, o);
+    if (a.action == "status") co_return co_await run_status(m, run->fmt);
+    if (a.action == "verify") co_return co_await run_verify(m, run->fmt);
+    if (a.action == "repair") co_return co_await run_repair(m, run->fmt);
+    co_return co_await run_up_down(s, m, *run);
+  } catch (const std::exception& e) {
+    if (s.interrupted()) co_return exit_code::interrupted;  // the session says so
+    std::cerr << "pgq migrate: " << e.what() << '\n';
+    co_return migrate_exit_code_of(e);
+  }
+}
 
-  if (a.action == "status") {
-    const auto st = run_sync(m.status());
-    nlohmann::json extra;
-    extra["in_sync"] = st.in_sync();
-    extra["history_exists"] = st.history_exists;
-    write_statuses(std::cout, json, m, st.migrations, extra);
-    std::cerr << "pgq migrate: " << st.count(pgq::migration_state::applied) << " applied, "
-              << st.count(pgq::migration_state::pending) << " pending, " << st.count(pgq::migration_state::drifted)
-              << " drifted, " << st.count(pgq::migration_state::missing_file) << " without a file\n";
-    return st.in_sync() ? migrate_exit_ok : migrate_exit_not_in_sync;
+int migrate_command(const global_options& g, const migrate_args& a) {
+  migrate_run run;
+  run.args = &a;
+  run.fmt = migrate_format(g);
+  const bool moves = a.action == "up" || a.action == "down";
+  if (!moves && a.action != "status" && a.action != "verify" && a.action != "repair" && a.action != "new") {
+    throw usage_error("migrate: unknown action \"" + a.action + "\"");
   }
-  if (a.action == "verify") {
-    const auto problems = run_sync(m.verify());
-    nlohmann::json extra;
-    extra["ok"] = problems.empty();
-    if (json || !problems.empty()) write_statuses(std::cout, json, m, problems, extra);
-    if (problems.empty()) {
-      std::cerr << "pgq migrate: verify: " << m.migrations().size()
-                << " migration files parse, and every applied one matches its checksum\n";
-      return migrate_exit_ok;
-    }
-    std::cerr << "pgq migrate: verify: " << problems.size()
-              << " problem(s); drift is cleared by restoring the file or by `pgq migrate repair`\n";
-    return migrate_exit_not_in_sync;
+  if (!a.to.empty() && !moves) throw usage_error("--to applies to up and down only");
+  if (a.dry_run && !moves) throw usage_error("--dry-run applies to up and down only");
+  if (a.lock_timeout_s < 0) throw usage_error("--lock-timeout must not be negative");
+  run.target = parse_version(a.to);
+
+  if (a.action == "new") return create_migration(a, run.fmt);
+
+  // The files first: a bad folder is reported without a server.
+  try {
+    run.migrations = pgq::load_migrations(fs::path(a.dir));
+  } catch (const pgq::sql_error& e) {  // bad_migration, sql_split_failed: the files
+    throw usage_error(e.what());
   }
-  if (a.action == "repair") {
-    const auto rep = run_sync(m.repair());
-    if (json) {
-      nlohmann::json j;
-      j["repaired"] = rep.repaired;
-      std::cout << j.dump(2) << '\n';
-    } else if (rep.repaired.empty()) {
-      std::cout << "nothing to repair\n";
-    } else {
-      for (auto v : rep.repaired) std::cout << "recorded the new checksum of " << label_of(m, v, "") << '\n';
-    }
-    return migrate_exit_ok;
-  }
-  if (a.action == "up" || a.action == "down") {
-    const bool up = a.action == "up";
-    std::int64_t down_target = 0;
-    if (!up) {
-      if (target) {
-        down_target = *target;
-      } else {
-        // Without --to, down reverts the newest applied migration only.
-        const auto st = run_sync(m.status());
-        std::vector<std::int64_t> applied;
-        for (const auto& s : st.migrations) {
-          if (s.state != pgq::migration_state::pending) applied.push_back(s.version);
-        }
-        if (applied.size() >= 2) down_target = applied[applied.size() - 2];
-      }
-    }
-    if (a.dry_run) {
-      const auto steps = up ? run_sync(m.plan_up(target)) : run_sync(m.plan_down(down_target));
-      write_steps(std::cout, json, m, steps, true, {});
-      return migrate_exit_ok;
-    }
-    // Progress as it happens (table), or collected (json): what took effect
-    // is reported even when a later migration fails.
-    std::vector<pgq::migration_step> done;
-    pgq::migrator_options with_progress = m.options();
-    with_progress.on_step = [&done, json, &m](const pgq::migration_step& s) {
-      done.push_back(s);
-      if (!json) {
-        write_steps(std::cout, false, m, {s}, false, {});
-        std::cout.flush();
-      }
-    };
-    pgq::migrator runner(dsn, m.migrations(), with_progress);
-    std::chrono::milliseconds waited{0};
-    std::exception_ptr failure;
-    try {
-      const auto rep = up ? run_sync(runner.up(target)) : run_sync(runner.down(down_target));
-      waited = rep.waited_for_lock;
-    } catch (...) {
-      failure = std::current_exception();
-    }
-    if (json) {
-      write_steps(std::cout, true, m, done, false, waited);
-    } else if (done.empty() && !failure) {
-      std::cout << "nothing to do\n";
-    }
-    if (failure) std::rethrow_exception(failure);
-    return migrate_exit_ok;
-  }
-  throw usage_error("migrate: unknown action \"" + a.action + "\"");
+  session s(g);
+  const migrate_run* rp = &run;
+  // The pool stays empty: the migrator opens connections of its own.
+  return s.run([rp](session& ss) { return run_action(ss, rp); }, 1);
 }
 
 }  // namespace
 
-void add_migrate_command(CLI::App& app, std::string& dsn, std::string& format, int& exit_code) {
+void add_migrate_command(CLI::App& app, const global_options& g, int& exit_code) {
   auto args = std::make_shared<migrate_args>();
   auto* cmd = app.add_subcommand("migrate", "apply SQL migrations (NNNN_name.up.sql / .down.sql) under a lock");
   cmd->fallthrough();
   cmd->require_subcommand(1);
   cmd->footer(
-      "Exit status: 0 ok; 1 a migration or check failed; 2 bad usage or bad migration files; "
-      "3 could not connect; 5 status found pending, drifted or file-less migrations, or verify found problems.");
+      "--format: table (the default, even when piped), json or ndjson.\n"
+      "Exit status: 0 ok; 1 a migration or check failed, or the lock was not obtained in time;\n"
+      "2 bad usage or bad migration files; 3 could not connect; 5 status found pending, drifted\n"
+      "or file-less migrations, or verify found problems; 130 interrupted (Ctrl-C cancels the\n"
+      "running statement on the server; a migration in a transaction rolls back).");
   cmd->add_option("--dir", args->dir, "folder of migration files (default: migrations)");
   cmd->add_option("--to", args->to, "up: apply up to this version; down: revert down to it (0: all)");
   cmd->add_flag("--dry-run", args->dry_run, "print what up or down would run, and run nothing");
@@ -418,17 +452,9 @@ void add_migrate_command(CLI::App& app, std::string& dsn, std::string& format, i
     }
   }
 
-  cmd->callback([args, cmd, &dsn, &format, &exit_code] {
+  cmd->callback([args, cmd, &g, &exit_code] {
     for (auto* sub : cmd->get_subcommands()) args->action = sub->get_name();
-    try {
-      exit_code = run_migrate(*args, dsn, format);
-    } catch (const usage_error& e) {
-      std::cerr << "pgq migrate: " << e.what() << '\n';
-      exit_code = migrate_exit_usage;
-    } catch (const std::exception& e) {  // a failed migration or check, a lost connection...
-      std::cerr << "pgq migrate: " << e.what() << '\n';
-      exit_code = migrate_exit_failed;
-    }
+    exit_code = migrate_command(g, *args);
   });
 }
 

@@ -1,7 +1,7 @@
 // `pgq migrate`: status, up, down, verify, repair and new, over pgq::migrator.
 #pragma once
 
-#include <string>
+#include "common.hpp"
 
 namespace CLI {
 class App;
@@ -9,17 +9,11 @@ class App;
 
 namespace pgq::cli {
 
-/// Exit codes of `pgq migrate` (the tool's general ones, plus one).
-inline constexpr int migrate_exit_ok = 0;
-inline constexpr int migrate_exit_failed = 1;       ///< a migration or a check failed
-inline constexpr int migrate_exit_usage = 2;        ///< bad arguments or migration files
-inline constexpr int migrate_exit_no_server = 3;    ///< could not connect
-inline constexpr int migrate_exit_not_in_sync = 5;  ///< status: pending/drifted/missing; verify: problems
-
-/// Adds the `migrate` subcommand to `app`. `dsn` and `format` are the tool's
-/// global options (read when the command runs, after parsing). When the
-/// command ran, `exit_code` holds its exit status; otherwise it is left
-/// untouched. All errors are reported on stderr; nothing is thrown.
-void add_migrate_command(CLI::App& app, std::string& dsn, std::string& format, int& exit_code);
+/// Adds the `migrate` subcommand to `app`. Its exit codes are the tool's
+/// (common.hpp), with two of its own meanings: exit_code::not_in_sync (5)
+/// when `status` finds migrations pending, drifted or without a file, or
+/// `verify` finds problems; and exit_code::failed (1), not timeout, when the
+/// migration lock was not obtained within --lock-timeout.
+void add_migrate_command(CLI::App& app, const global_options& g, int& exit_code);
 
 }  // namespace pgq::cli

@@ -37,6 +37,9 @@ constexpr int failed = 1;        ///< a statement failed (the server's error is 
 constexpr int usage = 2;         ///< bad command line or unreadable input file
 constexpr int connect = 3;       ///< could not connect (server down, authentication, bad DSN)
 constexpr int timeout = 4;       ///< a statement timed out (--timeout) or was cancelled
+/// `pgq migrate status`: migrations pending, drifted or without a file;
+/// `pgq migrate verify`: drift, missing files or migrations out of order.
+constexpr int not_in_sync = 5;
 constexpr int interrupted = 130; ///< SIGINT: running statements cancelled, transactions rolled back
 }  // namespace exit_code
 

@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
   cli::add_bench_command(app, g, exit_code);
   cli::add_listen_command(app, g, exit_code);
   cli::add_copy_command(app, g, exit_code);
-  cli::add_migrate_command(app, g.dsn, g.format, exit_code);
+  cli::add_migrate_command(app, g, exit_code);
 
   try {
     app.parse(argc, argv);

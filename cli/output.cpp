@@ -118,30 +118,81 @@ void write_value_json(std::ostream& out, const pgq::field& f) {
   out << dump(f.to_json(), -1);
 }
 
+// The writers below read a table through a grid: a server result, or rows
+// the tool made (record_set). A grid has columns() and rows(), name(c),
+// right(c) (align right: numbers), is_null(row, c), text(row, c) (the text
+// a table and CSV show) and json(out, row, c) (the value as JSON).
+struct result_grid {
+  const pgq::result& r;
+  int columns() const { return r.columns(); }
+  int rows() const { return r.size(); }
+  std::string_view name(int c) const { return r.column_name(c); }
+  bool right(int c) const { return is_numeric_type(r.column_type(c)); }
+  bool is_null(int row, int c) const { return r[row][c].is_null(); }
+  std::string text(int row, int c) const { return r[row][c].text(); }
+  void json(std::ostream& out, int row, int c) const { write_value_json(out, r[row][c]); }
+};
+
+class record_grid {
+ public:
+  explicit record_grid(const record_set& s) : s_(s), right_(s.columns.size(), false) {
+    for (std::size_t c = 0; c < s.columns.size(); ++c) {
+      bool numbers = false;
+      bool others = false;
+      for (const auto& row : s.rows) {
+        const auto& v = row[c];
+        if (v.is_number()) numbers = true;
+        else if (!v.is_null()) others = true;
+      }
+      right_[c] = numbers && !others;
+    }
+  }
+  int columns() const { return static_cast<int>(s_.columns.size()); }
+  int rows() const { return static_cast<int>(s_.rows.size()); }
+  std::string_view name(int c) const { return s_.columns[static_cast<std::size_t>(c)]; }
+  bool right(int c) const { return right_[static_cast<std::size_t>(c)]; }
+  bool is_null(int row, int c) const { return cell(row, c).is_null(); }
+  std::string text(int row, int c) const {
+    const auto& v = cell(row, c);
+    if (v.is_null()) return {};
+    if (v.is_string()) return v.get<std::string>();
+    return dump(v, -1);
+  }
+  void json(std::ostream& out, int row, int c) const { out << dump(cell(row, c), -1); }
+
+ private:
+  const nlohmann::json& cell(int row, int c) const {
+    return s_.rows[static_cast<std::size_t>(row)][static_cast<std::size_t>(c)];
+  }
+  const record_set& s_;
+  std::vector<bool> right_;
+};
+
 // A row as a compact JSON object with its keys in column order (nlohmann::json
 // would sort them).
-void write_row_json(std::ostream& out, const pgq::row& row) {
+template <class Grid>
+void write_row_json(std::ostream& out, const Grid& g, int row) {
   out << '{';
-  for (int c = 0; c < row.size(); ++c) {
-    auto f = row[c];
+  for (int c = 0; c < g.columns(); ++c) {
     if (c != 0) out << ',';
-    out << dump(nlohmann::json(std::string(f.name())), -1) << ':';
-    write_value_json(out, f);
+    out << dump(nlohmann::json(std::string(g.name(c))), -1) << ':';
+    g.json(out, row, c);
   }
   out << '}';
 }
 
 // The rows of one result as a JSON array, one row per line.
-void write_result_json(std::ostream& out, const pgq::result& r, const char* indent) {
-  if (r.empty()) {
+template <class Grid>
+void write_array_json(std::ostream& out, const Grid& g, std::string_view indent) {
+  if (g.rows() == 0) {
     out << "[]";
     return;
   }
   out << "[\n";
-  for (int i = 0; i < r.size(); ++i) {
+  for (int i = 0; i < g.rows(); ++i) {
     out << indent << "  ";
-    write_row_json(out, r[i]);
-    out << (i + 1 < r.size() ? ",\n" : "\n");
+    write_row_json(out, g, i);
+    out << (i + 1 < g.rows() ? ",\n" : "\n");
   }
   out << indent << ']';
 }
@@ -150,40 +201,26 @@ void pad(std::ostream& out, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i) out.put(' ');
 }
 
-}  // namespace
-
-bool parse_format(std::string_view name, output_format& out) {
-  if (name == "table") out = output_format::table;
-  else if (name == "json") out = output_format::json;
-  else if (name == "ndjson") out = output_format::ndjson;
-  else if (name == "csv") out = output_format::csv;
-  else return false;
-  return true;
-}
-
-void write_table(std::ostream& out, const pgq::result& r) {
-  const int cols = r.columns();
-  if (cols == 0) {
-    out << r.command_tag() << '\n';
-    return;
-  }
+template <class Grid>
+void write_grid_table(std::ostream& out, const Grid& g) {
+  const int cols = g.columns();
   std::vector<std::size_t> width(static_cast<std::size_t>(cols));
   std::vector<bool> right(static_cast<std::size_t>(cols));
   for (int c = 0; c < cols; ++c) {
     const auto k = static_cast<std::size_t>(c);
-    width[k] = display_width(r.column_name(c));
-    right[k] = is_numeric_type(r.column_type(c));
+    width[k] = display_width(g.name(c));
+    right[k] = g.right(c);
   }
-  for (auto row : r) {
+  for (int row = 0; row < g.rows(); ++row) {
     for (int c = 0; c < cols; ++c) {
       auto& w = width[static_cast<std::size_t>(c)];
-      w = std::max(w, display_width(row[c].text()));
+      w = std::max(w, display_width(g.text(row, c)));
     }
   }
   // Header centred over each column, as psql does.
   for (int c = 0; c < cols; ++c) {
     const auto k = static_cast<std::size_t>(c);
-    const std::string_view name = r.column_name(c);
+    const std::string_view name = g.name(c);
     const std::size_t space = width[k] - display_width(name);
     out << (c == 0 ? " " : " | ");
     pad(out, space / 2);
@@ -195,10 +232,10 @@ void write_table(std::ostream& out, const pgq::result& r) {
     out << (c == 0 ? "-" : "-+-") << std::string(width[static_cast<std::size_t>(c)], '-');
   }
   out << "-\n";
-  for (auto row : r) {
+  for (int row = 0; row < g.rows(); ++row) {
     for (int c = 0; c < cols; ++c) {
       const auto k = static_cast<std::size_t>(c);
-      const std::string v = row[c].text();
+      const std::string v = g.text(row, c);
       const std::size_t space = width[k] - display_width(v);
       out << (c == 0 ? " " : " | ");
       if (right[k]) pad(out, space);
@@ -207,10 +244,11 @@ void write_table(std::ostream& out, const pgq::result& r) {
     }
     out << '\n';
   }
-  out << '(' << r.size() << (r.size() == 1 ? " row)" : " rows)") << "\n";
+  out << '(' << g.rows() << (g.rows() == 1 ? " row)" : " rows)") << "\n";
 }
 
-void write_csv(std::ostream& out, const pgq::result& r) {
+template <class Grid>
+void write_grid_csv(std::ostream& out, const Grid& g) {
   auto field = [&](std::string_view v, bool quote_empty) {
     const bool quote = (quote_empty && v.empty()) ||
                        v.find_first_of(",\"\r\n") != std::string_view::npos;
@@ -225,20 +263,66 @@ void write_csv(std::ostream& out, const pgq::result& r) {
     }
     out << '"';
   };
-  const int cols = r.columns();
+  const int cols = g.columns();
   for (int c = 0; c < cols; ++c) {
     if (c != 0) out << ',';
-    field(r.column_name(c), true);
+    field(g.name(c), true);
   }
   out << '\n';
-  for (auto row : r) {
+  for (int row = 0; row < g.rows(); ++row) {
     for (int c = 0; c < cols; ++c) {
       if (c != 0) out << ',';
-      auto f = row[c];
-      if (!f.is_null()) field(f.text(), true);
+      if (!g.is_null(row, c)) field(g.text(row, c), true);
     }
     out << '\n';
   }
+}
+
+}  // namespace
+
+bool parse_format(std::string_view name, output_format& out) {
+  if (name == "table") out = output_format::table;
+  else if (name == "json") out = output_format::json;
+  else if (name == "ndjson") out = output_format::ndjson;
+  else if (name == "csv") out = output_format::csv;
+  else return false;
+  return true;
+}
+
+void write_table(std::ostream& out, const pgq::result& r) {
+  if (r.columns() == 0) {
+    out << r.command_tag() << '\n';
+    return;
+  }
+  write_grid_table(out, result_grid{r});
+}
+
+void write_csv(std::ostream& out, const pgq::result& r) { write_grid_csv(out, result_grid{r}); }
+
+void write_records(std::ostream& out, output_format fmt, const record_set& records) {
+  const record_grid g(records);
+  switch (fmt) {
+    case output_format::table:
+      write_grid_table(out, g);
+      break;
+    case output_format::json:
+      write_array_json(out, g, "");
+      out << '\n';
+      break;
+    case output_format::ndjson:
+      for (int row = 0; row < g.rows(); ++row) {
+        write_row_json(out, g, row);
+        out << '\n';
+      }
+      break;
+    case output_format::csv:
+      write_grid_csv(out, g);
+      break;
+  }
+}
+
+void write_records_json(std::ostream& out, const record_set& records, std::string_view indent) {
+  write_array_json(out, record_grid(records), indent);
 }
 
 result_writer::result_writer(std::ostream& out, output_format fmt, std::size_t count, bool always_list)
@@ -275,12 +359,12 @@ void result_writer::write(const pgq::result& r) {
     case output_format::json:
       separate();
       if (list_) out_ << "  ";
-      write_result_json(out_, r, list_ ? "  " : "");
+      write_array_json(out_, result_grid{r}, list_ ? "  " : "");
       if (!list_) out_ << '\n';
       break;
     case output_format::ndjson:
-      for (auto row : r) {
-        write_row_json(out_, row);
+      for (int row = 0; row < r.size(); ++row) {
+        write_row_json(out_, result_grid{r}, row);
         out_ << '\n';
       }
       break;

@@ -1,7 +1,10 @@
-// Output formats of the pgq tool: aligned table, JSON, NDJSON, CSV.
+// Output formats of the pgq tool: aligned table, JSON, NDJSON, CSV; for the
+// server's results and for rows the tool makes itself (record_set).
 #pragma once
 
 #include <pgq/result.hpp>
+
+#include <nlohmann/json.hpp>
 
 #include <ostream>
 #include <string>
@@ -48,6 +51,26 @@ class result_writer {
   std::size_t written_ = 0;
   bool last_had_columns_ = false;
 };
+
+/// Rows the tool makes itself rather than reads from the server (`pgq
+/// migrate status`, say): named columns, each value a JSON null, string,
+/// number or boolean.
+struct record_set {
+  std::vector<std::string> columns;
+  std::vector<std::vector<nlohmann::json>> rows;  ///< each as long as `columns`
+};
+
+/// Writes `records` in `fmt` as write_results() writes one result: `table`
+/// psql-like with "(N rows)" (a column of numbers right-aligned, null
+/// empty); `json` an array of objects, one per line; `ndjson` one object
+/// per line; `csv` a header and the rows (null an empty field, an empty
+/// string ""). Object keys keep the column order.
+void write_records(std::ostream& out, output_format fmt, const record_set& records);
+
+/// The json array of write_records() without its final newline, every line
+/// after the first prefixed with `indent`: for an array inside a larger
+/// document.
+void write_records_json(std::ostream& out, const record_set& records, std::string_view indent);
 
 /// One result as an aligned table (exposed for tests).
 void write_table(std::ostream& out, const pgq::result& r);
