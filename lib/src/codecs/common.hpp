@@ -1,6 +1,6 @@
 // codecs/common.hpp - what the codec families share. Private to
 // lib/src/codecs/ (see README.md there); the public contract is
-// <pgq/types.hpp>.
+// <pgq/codec.hpp>.
 //
 // Binary formats follow the server's *send/*recv functions (network byte
 // order); text formats follow its output functions with DateStyle=ISO and
@@ -8,7 +8,7 @@
 // exactly like one printed by the server.
 #pragma once
 
-#include <pgq/types.hpp>
+#include <pgq/codec.hpp>
 
 #include <charconv>
 #include <cstddef>

@@ -1,6 +1,6 @@
 // The nlohmann::json codec: json and jsonb, text and binary (jsonb's
 // version byte), with a nesting limit checked before parsing.
-#include <pgq/types.hpp>
+#include <pgq/codec.hpp>
 
 #include <nlohmann/json.hpp>
 

@@ -2,7 +2,7 @@
 
 #include "error_detail.hpp"
 
-#include <pgq/types.hpp>
+#include <pgq/codec.hpp>
 
 #include <boost/container/small_vector.hpp>
 
