@@ -1,9 +1,14 @@
 #include <pgq/config.hpp>
 #include <pgq/error.hpp>
 
+#include "config_detail.hpp"
+
 #include <libpq-fe.h>
 
+#include <charconv>
+#include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -121,5 +126,42 @@ std::string conninfo::redacted() const {
   }
   return out;
 }
+
+namespace detail {
+
+namespace {
+
+std::optional<std::string> env(const char* name) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return std::nullopt;
+  return std::string(v);
+}
+
+std::optional<std::chrono::milliseconds> parse_seconds(const std::string& s) {
+  int v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
+  // libpq treats 1 as 2 seconds and <= 0 as "no limit".
+  if (v <= 0) return std::chrono::milliseconds(0);
+  return std::chrono::seconds(v == 1 ? 2 : v);
+}
+
+}  // namespace
+
+std::chrono::milliseconds connect_timeout(const conninfo& ci, const connect_options& opts) {
+  std::chrono::milliseconds timeout(10000);
+  if (opts.connect_timeout) {
+    timeout = *opts.connect_timeout;
+  } else if (auto v = ci.get("connect_timeout")) {
+    auto parsed = parse_seconds(*v);
+    if (!parsed) throw sql_error(errc::bad_conninfo, "invalid connect_timeout value: \"" + *v + "\"");
+    timeout = *parsed;
+  } else if (auto e = env("PGCONNECT_TIMEOUT")) {
+    if (auto parsed = parse_seconds(*e)) timeout = *parsed;
+  }
+  return timeout;
+}
+
+}  // namespace detail
 
 }  // namespace pgq

@@ -1,6 +1,12 @@
 #include <pgq/error.hpp>
 
+#include "error_detail.hpp"
+
+#include <libpq-fe.h>
+
 #include <array>
+#include <charconv>
+#include <optional>
 
 namespace pgq {
 namespace {
@@ -153,5 +159,59 @@ sql_error::sql_error(errc e, std::string message, std::string statement)
         d.statement = std::move(statement);
         return d;
       }()) {}
+
+// ------------------------------------------------ libpq's errors (error_detail.hpp)
+
+namespace detail {
+
+std::string trim_message(const char* m) {
+  std::string s = m != nullptr ? m : "";
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+sql_error make_sql_error(const pg_result* res, std::string_view statement) {
+  diagnostics d;
+  auto field = [&](int code) {
+    const char* v = PQresultErrorField(res, code);
+    return v != nullptr ? std::string(v) : std::string();
+  };
+  d.severity = field(PG_DIAG_SEVERITY_NONLOCALIZED);
+  if (d.severity.empty()) d.severity = field(PG_DIAG_SEVERITY);
+  d.sqlstate = field(PG_DIAG_SQLSTATE);
+  d.message = field(PG_DIAG_MESSAGE_PRIMARY);
+  if (d.message.empty()) d.message = trim_message(PQresultErrorMessage(res));
+  d.detail = field(PG_DIAG_MESSAGE_DETAIL);
+  d.hint = field(PG_DIAG_MESSAGE_HINT);
+  auto to_int = [](const std::string& s) -> std::optional<int> {
+    int v = 0;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (s.empty() || ec != std::errc()) return std::nullopt;
+    return v;
+  };
+  d.position = to_int(field(PG_DIAG_STATEMENT_POSITION));
+  d.internal_position = to_int(field(PG_DIAG_INTERNAL_POSITION));
+  d.internal_query = field(PG_DIAG_INTERNAL_QUERY);
+  d.context = field(PG_DIAG_CONTEXT);
+  d.schema = field(PG_DIAG_SCHEMA_NAME);
+  d.table = field(PG_DIAG_TABLE_NAME);
+  d.column = field(PG_DIAG_COLUMN_NAME);
+  d.datatype = field(PG_DIAG_DATATYPE_NAME);
+  d.constraint = field(PG_DIAG_CONSTRAINT_NAME);
+  d.source_file = field(PG_DIAG_SOURCE_FILE);
+  d.source_line = field(PG_DIAG_SOURCE_LINE);
+  d.source_function = field(PG_DIAG_SOURCE_FUNCTION);
+  d.statement = std::string(statement);
+  if (d.sqlstate.empty()) {
+    // libpq made this error itself (e.g. the connection dropped).
+    return sql_error(make_error_code(errc::connection_lost), std::move(d));
+  }
+  const error_code ec = make_sqlstate_error(d.sqlstate);
+  return sql_error(ec, std::move(d));
+}
+
+std::string connection_error_message(pg_conn* conn) { return trim_message(PQerrorMessage(conn)); }
+
+}  // namespace detail
 
 }  // namespace pgq

@@ -110,6 +110,16 @@ TEST_CASE("has_codec and decodable concepts", "[codec]") {
   CHECK_FALSE(pgq::has_codec<std::vector<not_a_pg_type>>);
   CHECK_FALSE(pgq::has_codec<std::vector<std::vector<int>>>);  // one dimension only
   CHECK_FALSE(pgq::has_codec<std::optional<int>>);             // NULL is the caller's
+  // What a statement may bind: NULL (optional, nullopt) and string literals too.
+  CHECK(pgq::encodable<std::int32_t>);
+  CHECK(pgq::encodable<std::optional<std::string>>);
+  CHECK(pgq::encodable<std::nullopt_t>);
+  CHECK(pgq::encodable<char[6]>);
+  CHECK(pgq::encodable<char*>);
+  CHECK(pgq::encodable<std::vector<std::optional<pgq::uuid>>>);
+  CHECK_FALSE(pgq::encodable<not_a_pg_type>);
+  CHECK_FALSE(pgq::encodable<std::optional<not_a_pg_type>>);
+  CHECK_FALSE(pgq::encodable<int[3]>);
 }
 
 TEST_CASE("bool", "[codec]") {

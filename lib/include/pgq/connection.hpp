@@ -54,6 +54,7 @@ class batch {
  public:
   /// Appends a statement with bound parameters.
   template <class... Args>
+    requires(encodable<Args> && ...)
   batch& add(std::string sql, const Args&... args) {
     return add_params(std::move(sql), detail::make_params(args...));
   }

@@ -3,7 +3,7 @@
 
 #include <pgq/detail/params.hpp>
 #include <pgq/result.hpp>
-#include <pgq/types.hpp>
+#include <pgq/codec.hpp>
 
 #include <boost/asio/awaitable.hpp>
 
@@ -118,6 +118,7 @@ class copy_writer {
   /// COPY's format (text or binary; CSV takes raw write()). `std::optional`
   /// and `std::nullopt` are NULL. Sends when the buffer is full.
   template <class... Ts>
+    requires(encodable<Ts> && ...)
   boost::asio::awaitable<void> write_row(const Ts&... values) {
     add_row(values...);
     return flush_if_full();
@@ -125,6 +126,7 @@ class copy_writer {
   /// As write_row(), without ever waiting: the row stays in the buffer until
   /// the next write, flush() or finish().
   template <class... Ts>
+    requires(encodable<Ts> && ...)
   void add_row(const Ts&... values) {
     if (binary_) {
       if (!header_written_) write_binary_header();

@@ -1,6 +1,7 @@
 // pgq/pgq.hpp - the whole public API.
 #pragma once
 
+#include <pgq/codec.hpp>
 #include <pgq/config.hpp>
 #include <pgq/connection.hpp>
 #include <pgq/copy.hpp>

@@ -2,7 +2,7 @@
 #pragma once
 
 #include <pgq/error.hpp>
-#include <pgq/types.hpp>
+#include <pgq/codec.hpp>
 
 #include <boost/container/small_vector.hpp>
 #include <nlohmann/json.hpp>
@@ -84,8 +84,10 @@ class field {
   /// Throws `pgq::sql_error`: `errc::unexpected_null` for NULL into a
   /// non-optional, `errc::type_mismatch` when the column's type cannot be read
   /// as `T`, `errc::invalid_value` when the bytes do not decode; every message
-  /// names the column, the Postgres type and the C++ type.
+  /// names the column, the Postgres type and the C++ type. A `T` without a
+  /// decoding codec does not compile (`pgq::decodable`).
   template <class T>
+    requires decodable<detail::read_value_t<T>>
   T as() const {
     if constexpr (detail::is_optional<T>::value) {
       if (null_) return T{};
@@ -132,17 +134,20 @@ class row {
 
   /// `(*this)[col].as<T>()`.
   template <class T>
+    requires decodable<detail::read_value_t<T>>
   T get(int col) const {
     return (*this)[col].template as<T>();
   }
   /// `(*this)[name].as<T>()`.
   template <class T>
+    requires decodable<detail::read_value_t<T>>
   T get(std::string_view name) const {
     return (*this)[name].template as<T>();
   }
   /// The first `sizeof...(Ts)` columns as a tuple, for structured bindings:
   /// `auto [id, name] = row.as<int, std::string>();`
   template <class... Ts>
+    requires(decodable<detail::read_value_t<Ts>> && ...)
   std::tuple<Ts...> as() const {
     return as_impl<Ts...>(std::index_sequence_for<Ts...>{});
   }

@@ -1,5 +1,7 @@
 #include "driver/copy.hpp"
 
+#include "error_detail.hpp"
+
 #include <pgq/copy.hpp>
 
 #include <boost/asio/async_result.hpp>

@@ -33,8 +33,6 @@ namespace pgq::detail {
 
 using notification_handler = boost::asio::any_completion_handler<void(std::exception_ptr, pending_notification)>;
 
-/// libpq's message for the connection, trimmed.
-std::string connection_error_message(pg_conn* conn);
 /// True when the calling thread runs `ex` now (io_context executors and
 /// strands of them; false for any other kind, which then gets a post).
 bool running_in(const boost::asio::any_io_executor& ex) noexcept;

@@ -8,11 +8,6 @@ struct pg_conn;
 
 namespace pgq::detail {
 
-/// The sql_error for a failed libpq result.
-sql_error make_sql_error(const pg_result* res, std::string_view statement);
-/// libpq's message, without its trailing newline.
-std::string trim_message(const char* m);
-
 class libpq_port final : public pq_port {
  public:
   pg_conn* conn = nullptr;

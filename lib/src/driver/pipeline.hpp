@@ -38,6 +38,8 @@
 //     of a request).
 #pragma once
 
+#include "driver/statement_cache.hpp"
+
 #include <pgq/config.hpp>
 #include <pgq/detail/params.hpp>
 #include <pgq/error.hpp>
@@ -249,36 +251,6 @@ constexpr int empty_query = 0, command_ok = 1, tuples_ok = 2, copy_out = 3, copy
 namespace pq_trans {
 constexpr int idle = 0, active = 1, intrans = 2, inerror = 3, unknown = 4;
 }
-
-/// Per-connection LRU cache of prepared statements, keyed by SQL text and
-/// parameter types.
-class statement_cache {
- public:
-  struct entry {
-    std::string name;
-    std::list<std::string>::iterator lru;
-    bool binary = false;     // every result column has a binary codec
-    bool needs_utc = false;  // ... and one is timestamptz, rendered in UTC
-  };
-
-  std::size_t capacity = 0;
-  std::uint64_t hits = 0;
-  std::uint64_t misses = 0;
-  std::uint64_t prepared = 0;
-  std::uint64_t invalidations = 0;
-
-  const entry* find(const std::string& key);
-  const std::string& insert(const std::string& key, std::string& evicted);
-  void erase_name(const std::string& name);
-  void clear() noexcept;
-  std::size_t size() const noexcept { return map_.size(); }
-  void describe(const std::string& name, bool binary, bool needs_utc);
-
- private:
-  std::unordered_map<std::string, entry> map_;
-  std::list<std::string> lru_;
-  std::uint64_t next_ = 1;
-};
 
 /// A caller to complete, with its outcome.
 struct completion {

@@ -2,7 +2,7 @@
 // template and then handed to non-template code.
 #pragma once
 
-#include <pgq/types.hpp>
+#include <pgq/codec.hpp>
 
 #include <boost/container/small_vector.hpp>
 

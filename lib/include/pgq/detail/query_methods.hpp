@@ -23,12 +23,14 @@ class query_methods {
   /// and the arguments must stay valid until the awaitable completes, which
   /// holds when it is awaited in the same expression.
   template <class... Args>
+    requires(encodable<Args> && ...)
   boost::asio::awaitable<result> query(std::string_view sql, const Args&... args) {
     return static_cast<Derived&>(*this).query_params(sql, make_params(args...));
   }
 
   /// Runs one statement and returns the number of rows it affected.
   template <class... Args>
+    requires(encodable<Args> && ...)
   boost::asio::awaitable<std::uint64_t> execute(std::string_view sql, const Args&... args) {
     return static_cast<Derived&>(*this).execute_params(sql, make_params(args...));
   }
@@ -37,6 +39,7 @@ class query_methods {
   /// `row_stream`), for results too big to hold. The stream keeps its own
   /// copy of `sql`.
   template <class... Args>
+    requires(encodable<Args> && ...)
   boost::asio::awaitable<row_stream> stream(std::string_view sql, const Args&... args) {
     return static_cast<Derived&>(*this).stream_params(sql, make_params(args...));
   }

@@ -1,7 +1,7 @@
 // The statement splitter: a small lexer that knows just enough of
 // PostgreSQL's lexical rules (the same ones psql's own splitter follows) to
 // find the semicolons that end statements.
-#include "pgq/sql_split.hpp"
+#include <pgq/sql_split.hpp>
 
 #include <array>
 #include <cctype>
