@@ -30,7 +30,11 @@ struct stream_state;
 /// A stream is read by one task at a time. Requests made on the connection
 /// meanwhile wait behind it. Destroying the stream (or cancel(), or
 /// cancelling a next()) before the end cancels the statement on the server
-/// and discards what is still coming; the connection stays usable.
+/// and discards what is still coming; the connection stays usable. A
+/// cancellation aimed at a coroutine that loops over next() (a timeout
+/// around the whole loop) may land between two calls, where Asio stops the
+/// coroutine without any next() seeing it: the stream then stays open until
+/// it is destroyed or cancel() is called.
 class row_stream {
  public:
   row_stream() = default;
