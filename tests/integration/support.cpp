@@ -99,6 +99,52 @@ std::string unique_name(const std::string& prefix) {
   return prefix + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
 }
 
+namespace {
+
+// "15", "12.22": PostgreSQL's own way of naming a PQserverVersion() number.
+std::string version_name(int v) {
+  if (v % 10000 == 0) return std::to_string(v / 10000);
+  return std::to_string(v / 10000) + "." + std::to_string(v % 10000);
+}
+
+bool at_least(int server, int min, const std::string& what) {
+  if (server >= min) return true;
+  WARN("skipped: " << what << " needs PostgreSQL " << version_name(min) << ", the server is "
+                   << version_name(server));
+  return false;
+}
+
+}  // namespace
+
+int server_version() {
+  static const int version = [] {
+    int v = 0;
+    run([&v]() -> asio::awaitable<void> {
+      auto conn = co_await connect();
+      v = conn.server_version();
+    });
+    if (v <= 0) FAIL("the server under test reports no version");
+    return v;
+  }();
+  return version;
+}
+
+bool server_version_at_least(const pgq::connection& conn, int min, const std::string& what) {
+  return at_least(conn.server_version(), min, what);
+}
+
+bool server_version_at_least(int min, const std::string& what) { return at_least(server_version(), min, what); }
+
+asio::awaitable<void> drop_database(pgq::connection& admin, const std::string& name) {
+  if (admin.server_version() >= 130000) {
+    co_await admin.execute("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)");
+    co_return;
+  }
+  co_await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name);
+  // DROP DATABASE waits a few seconds for terminated sessions to go.
+  co_await admin.execute("DROP DATABASE IF EXISTS " + name);
+}
+
 }  // namespace pgq_test
 
 namespace pgq_test {

@@ -46,6 +46,25 @@ asio::any_io_executor pool_executor(const asio::any_io_executor& ex);
 /// A unique name for this process, to keep tables of parallel test runs apart.
 std::string unique_name(const std::string& prefix);
 
+/// The server under test's version as libpq reports it (150004 for 15.4,
+/// 120022 for 12.22). Connects once, blocking, and remembers it: call it
+/// outside run() (inside, a connection's server_version() says the same).
+int server_version();
+
+/// True when the server `conn` talks to is `min` (server_version() form,
+/// e.g. 150000) or newer. Otherwise WARNs "skipped: WHAT needs PostgreSQL
+/// N, the server is M" and returns false: Catch2 2.x has no SKIP(), so a
+/// test of something an older server lacks returns (or leaves that part
+/// out) after this, and still asserts what it can on every server.
+bool server_version_at_least(const pgq::connection& conn, int min, const std::string& what);
+
+/// The same for the server under test, outside run() (see server_version()).
+bool server_version_at_least(int min, const std::string& what);
+
+/// `DROP DATABASE IF EXISTS name`, ending its sessions first: WITH (FORCE)
+/// from PostgreSQL 13; before, pg_terminate_backend() on each.
+asio::awaitable<void> drop_database(pgq::connection& admin, const std::string& name);
+
 }  // namespace pgq_test
 
 namespace pgq_test {

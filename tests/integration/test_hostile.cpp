@@ -288,8 +288,7 @@ asio::awaitable<void> sql_ascii_round_trip(std::string db) {
   } catch (const std::exception& e) {
     failure = e.what();
   }
-  const std::string drop = "DROP DATABASE " + db + " WITH (FORCE)";
-  co_await admin.query(drop);
+  co_await drop_database(admin, db);
   if (!failure.empty()) FAIL(failure);
 }
 
