@@ -237,7 +237,7 @@ asio::awaitable<void> measure(pgq::pool* pool, asio::io_context::executor_type t
   const auto start_wall = wall_clock::now();
   const auto start_cpu = cpu_time();
   for (std::size_t i = 0; i < spec.tasks; ++i) {
-    asio::co_spawn(task_ex, cycle_task(pool, st, spec.yield_while_held), [st, driver_ex](std::exception_ptr e) {
+    asio::co_spawn(task_ex, cycle_task(pool, st, spec.yield_while_held), [st, driver_ex](const std::exception_ptr& e) {
       if (e) st->fail(describe(e));
       if (st->alive.fetch_sub(1, std::memory_order_acq_rel) == 1) {
         st->end_wall = wall_clock::now();
@@ -361,7 +361,7 @@ phase_result run_phase(const bench_options& opt, const phase_spec& spec) {
     watchdog wd(spec.name, &pool, &st, opt.timeout);
     asio::co_spawn(driver_ex,
                    drive_phase(&pool, ctx.get_executor(), spec, opt.cycles, opt.pool_size, &st, &res),
-                   [&res](std::exception_ptr e) {
+                   [&res](const std::exception_ptr& e) {
                      if (e) res.failures.push_back("driver: " + describe(e));
                    });
     std::vector<std::thread> helpers;
@@ -391,7 +391,7 @@ int server_version_of(const std::string& dsn) {
   asio::io_context ctx(1);
   int version = 0;
   std::exception_ptr failure;
-  asio::co_spawn(ctx, probe(dsn, &version), [&failure](std::exception_ptr e) { failure = e; });
+  asio::co_spawn(ctx, probe(dsn, &version), [&failure](std::exception_ptr e) { failure = std::move(e); });
   ctx.run();
   if (failure) std::rethrow_exception(failure);
   return version;
@@ -568,7 +568,7 @@ bool parse_args(int argc, char** argv, bench_options& opt) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   bench_options opt;
   if (!parse_args(argc, argv, opt)) return 2;
 
@@ -586,6 +586,7 @@ int main(int argc, char** argv) {
       {"threaded", opt.threads, opt.tasks, true},
   };
   std::vector<phase_result> results;
+  results.reserve(specs.size());
   for (const auto& spec : specs) results.push_back(run_phase(opt, spec));
 
   if (opt.json) {
@@ -595,4 +596,7 @@ int main(int argc, char** argv) {
   }
   const bool ok = std::all_of(results.begin(), results.end(), [](const phase_result& r) { return r.failures.empty(); });
   return ok ? 0 : 1;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "pgq_bench_pool_acquire: %s\n", e.what());
+  return 1;
 }

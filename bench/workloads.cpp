@@ -192,13 +192,13 @@ std::string w5_sql(const bench_options& o) {
 // Workers report here, from any thread (W2 --threads); the waiter polls
 // every 2 ms, which costs nothing measurable over a run of seconds.
 struct join_state {
-  explicit join_state(asio::any_io_executor ex) : timer(ex) {}
+  explicit join_state(const asio::any_io_executor& ex) : timer(ex) {}
   asio::steady_timer timer;
   std::atomic<std::size_t> remaining{0};
   std::mutex mutex;
   std::exception_ptr error;
 
-  void done(std::exception_ptr e) {
+  void done(const std::exception_ptr& e) {
     if (e) {
       std::lock_guard lock(mutex);
       if (!error) error = e;
@@ -349,6 +349,7 @@ asio::awaitable<void> pgq_w2_direct(bench_options o, measurement* out) {
     if (r.size() != 1) fail("warm-up point select failed");
   }
   std::vector<pgq::connection*> targets;
+  targets.reserve(conns.size());
   for (auto& c : conns) targets.push_back(c.get());
   *out = co_await timed_point_selects(targets, o.connections, o);
 }
@@ -491,7 +492,7 @@ measurement run_pgq(const bench_options& o) {
   asio::io_context ctx(o.threads > 1 ? static_cast<int>(o.threads) : 1);
   measurement m;
   std::exception_ptr error;
-  auto on_done = [&error](std::exception_ptr e) { error = e; };
+  auto on_done = [&error](std::exception_ptr e) { error = std::move(e); };
   if (o.workload == "W1") {
     asio::co_spawn(ctx, pgq_w1(o, &m), on_done);
   } else if (o.workload == "W4") {
@@ -717,7 +718,7 @@ std::int64_t parse_timestamptz(std::string_view s) {
   };
   if (s.size() < 22) fail("W4: short timestamp");
   using namespace std::chrono;
-  const sys_days day = year{num(0, 4)} / month{unsigned(num(5, 2))} / unsigned(num(8, 2));
+  const sys_days day = year{num(0, 4)} / month{unsigned(num(5, 2))} / std::chrono::day{unsigned(num(8, 2))};
   std::int64_t us = (day.time_since_epoch().count() * 86400LL + num(11, 2) * 3600LL + num(14, 2) * 60LL +
                      num(17, 2)) * 1000000LL;
   std::size_t pos = 19;

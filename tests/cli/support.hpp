@@ -67,6 +67,7 @@ class child {
       ::dup2(err[1], 2);
       for (int fd : {in[0], in[1], out[0], out[1], err[0], err[1]}) ::close(fd);
       std::vector<char*> argv;
+      argv.reserve(args.size() + 1);
       for (auto& a : args) argv.push_back(a.data());
       argv.push_back(nullptr);
       ::execv(argv[0], argv.data());
@@ -198,7 +199,7 @@ inline bool wait_for_value(const std::string& sql, const std::string& expected,
 }
 
 inline std::string temp_file(const std::string& name, const std::string& text) {
-  const std::string path = "/tmp/pgq_cli_test_" + std::to_string(::getpid()) + "_" + name;
+  std::string path = "/tmp/pgq_cli_test_" + std::to_string(::getpid()) + "_" + name;
   std::ofstream(path, std::ios::binary) << text;
   return path;
 }

@@ -66,7 +66,7 @@ std::string listener_pid(const std::string& fragment) {
 
 std::string wait_for_listener(const std::string& fragment, const std::string& not_pid = {}) {
   for (int i = 0; i < 250; ++i) {
-    const std::string pid = listener_pid(fragment);
+    std::string pid = listener_pid(fragment);
     if (!pid.empty() && pid != not_pid) return pid;
     std::this_thread::sleep_for(20ms);
   }

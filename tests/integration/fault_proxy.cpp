@@ -58,12 +58,17 @@ fault_proxy::fault_proxy(std::uint16_t target_port)
 }
 
 fault_proxy::~fault_proxy() {
-  run_here([this] {
-    boost::system::error_code ignored;
-    acceptor_.close(ignored);
-    for (const auto& s : sessions_) s->cut();
-    sessions_.clear();
-  });
+  // A destructor must not throw: when the proxy's thread cannot run the
+  // clean-up, stopping and joining it is all that is left to do.
+  try {
+    run_here([this] {
+      boost::system::error_code ignored;
+      acceptor_.close(ignored);
+      for (const auto& s : sessions_) s->cut();
+      sessions_.clear();
+    });
+  } catch (...) {
+  }
   ctx_.stop();
   thread_.join();
 }
@@ -93,7 +98,7 @@ void fault_proxy::start_accepting() {
   });
 }
 
-void fault_proxy::on_accept(std::shared_ptr<tcp::socket> client) {
+void fault_proxy::on_accept(const std::shared_ptr<tcp::socket>& client) {
   auto s = std::make_shared<session>(ctx_, std::move(*client));
   sessions_.insert(s);
   if (black_hole_new_.load()) return;  // held until cut

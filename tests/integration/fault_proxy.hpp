@@ -76,7 +76,7 @@ class fault_proxy {
   void run_here(std::function<void()> fn) const;
   void listen();
   void start_accepting();
-  void on_accept(std::shared_ptr<boost::asio::ip::tcp::socket> client);
+  void on_accept(const std::shared_ptr<boost::asio::ip::tcp::socket>& client);
   void start_pump(std::shared_ptr<session> s, direction d);
   // How many of `n` bytes may go in `d`; sets `cut` when the budget ran out.
   std::size_t take_budget(direction d, std::size_t n, bool& cut);

@@ -42,7 +42,7 @@ int test_threads() {
 
 }  // namespace
 
-void run(std::function<asio::awaitable<void>()> body, std::chrono::milliseconds limit) {
+void run(const std::function<asio::awaitable<void>()>& body, std::chrono::milliseconds limit) {
   const int threads = test_threads();
   // The concurrency hint tells the pool whether one thread runs the context
   // (no strands then); it must not promise one thread when there are more.
@@ -50,7 +50,7 @@ void run(std::function<asio::awaitable<void>()> body, std::chrono::milliseconds 
   std::exception_ptr failure;
   bool done = false;
   auto on_done = [&](std::exception_ptr e) {
-    failure = e;
+    failure = std::move(e);
     done = true;
   };
   if (threads == 1) {
@@ -165,7 +165,7 @@ std::string run_command(const std::string& command) {
 
 std::string scripts_dir() { return PGQ_SOURCE_DIR "/scripts"; }
 
-scoped_server::scoped_server(std::string name, std::string extra_args) : name_(std::move(name)) {
+scoped_server::scoped_server(std::string name, const std::string& extra_args) : name_(std::move(name)) {
   std::string out = run_command(scripts_dir() + "/pg start --name " + name_ + " " + extra_args);
   while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
   dsn_ = out;

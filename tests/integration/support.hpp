@@ -32,7 +32,7 @@ std::string dsn();
 /// connections from connect() and pools made on pool_executor() run on
 /// strands of their own, in parallel: what the TSan run (scripts/test --tsan)
 /// checks.
-void run(std::function<asio::awaitable<void>()> body, std::chrono::milliseconds limit = 60s);
+void run(const std::function<asio::awaitable<void>()>& body, std::chrono::milliseconds limit = 60s);
 
 /// A connection to the server under test: on the current coroutine's
 /// executor, or, when several threads run it, on a new strand of its own.
@@ -82,7 +82,7 @@ std::string scripts_dir();
 /// need one configured differently from the shared one.
 class scoped_server {
  public:
-  scoped_server(std::string name, std::string extra_args = {});
+  scoped_server(std::string name, const std::string& extra_args = {});
   ~scoped_server();
   scoped_server(const scoped_server&) = delete;
   scoped_server& operator=(const scoped_server&) = delete;

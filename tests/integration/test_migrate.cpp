@@ -374,6 +374,7 @@ TEST_CASE("migrate: five runners at once apply each migration exactly once", "[m
       {"3_third.up.sql", "CREATE TABLE third (a int);\nINSERT INTO runs VALUES (3, pg_backend_pid());\n"},
   };
   std::vector<std::unique_ptr<pgq::migrator>> runners;
+  runners.reserve(5);
   for (int i = 0; i < 5; ++i) runners.push_back(std::make_unique<pgq::migrator>(db.dsn(), load(files)));
 
   std::vector<pgq::run_report> reports(5);
@@ -382,7 +383,7 @@ TEST_CASE("migrate: five runners at once apply each migration exactly once", "[m
   asio::io_context ctx(1);
   for (int i = 0; i < 5; ++i) {
     asio::co_spawn(ctx, do_up(runners[i].get(), std::nullopt, &reports[i]), [&, i](std::exception_ptr e) {
-      errors[i] = e;
+      errors[i] = std::move(e);
       ++finished;
     });
   }
@@ -665,11 +666,11 @@ TEST_CASE("migrate: CREATE INDEX CONCURRENTLY succeeds while another runner wait
   int finished = 0;
   asio::io_context ctx(1);
   asio::co_spawn(ctx, do_up(&first, std::nullopt, &a), [&](std::exception_ptr e) {
-    ea = e;
+    ea = std::move(e);
     ++finished;
   });
   asio::co_spawn(ctx, second_runner(db.dsn(), &second, &b), [&](std::exception_ptr e) {
-    eb = e;
+    eb = std::move(e);
     ++finished;
   });
   ctx.run_for(std::chrono::seconds(30));
@@ -700,7 +701,7 @@ asio::awaitable<void> blocking_waiter_stalls_index(std::string dsn, std::string*
   co_await holder.query("SELECT pg_advisory_lock(42)");
   auto ex = co_await asio::this_coro::executor;
   bool waiter_done = false;
-  asio::co_spawn(ex, wait_for_lock(&waiter, &waiter_done), [](std::exception_ptr) {});
+  asio::co_spawn(ex, wait_for_lock(&waiter, &waiter_done), [](const std::exception_ptr&) {});
   co_await sleep_ms(200);
   co_await builder.execute("SET statement_timeout = '1500ms'");
   try {
@@ -740,10 +741,10 @@ TEST_CASE("migrate: a runner gives up after lock_timeout and names the holder", 
   std::string error;
   int finished = 0;
   asio::io_context ctx(1);
-  asio::co_spawn(ctx, do_up(&slow, std::nullopt, &a), [&](std::exception_ptr) { ++finished; });
+  asio::co_spawn(ctx, do_up(&slow, std::nullopt, &a), [&](const std::exception_ptr&) { ++finished; });
   asio::co_spawn(
       ctx, up_later(&impatient, &b),
-      [&](std::exception_ptr e) {
+      [&](const std::exception_ptr& e) {
         ++finished;
         try {
           if (e) std::rethrow_exception(e);

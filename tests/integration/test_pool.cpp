@@ -489,7 +489,7 @@ TEST_CASE("a closed pool leaves nothing that keeps the io_context running", "[po
     co_await pool.close();
   };
   asio::co_spawn(ctx, body(), [&](std::exception_ptr e) {
-    failure = e;
+    failure = std::move(e);
     done = true;
   });
   const auto start = std::chrono::steady_clock::now();

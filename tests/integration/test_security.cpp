@@ -196,6 +196,7 @@ TEST_CASE("passwords never appear in conninfo text, error messages or the CLI's 
   }
   // Malformed strings: libpq quotes the text it could not parse; pgq must
   // not pass a password on with it.
+  // NOLINTNEXTLINE(performance-inefficient-string-concatenation): test data, built once
   for (const std::string& text : {"postgresql://u:" + secret + "@[::1/d", "postgresql://u:" + secret + "@h/d?sslmode=x&password=" + secret + "&x",
                                  "postgresql://u:" + secret + "@h/d?nonsense=1", "password=" + secret + " bogus",
                                  "password='" + secret}) {

@@ -222,7 +222,7 @@ TEST_CASE("migration errors are sql_errors with codes of their own", "[migrate][
   pgq::migrator m("host=/nonexistent", {}, o);
   boost::asio::io_context ctx;
   std::exception_ptr failure;
-  boost::asio::co_spawn(ctx, m.status(), [&](std::exception_ptr e, const pgq::status_report&) { failure = e; });
+  boost::asio::co_spawn(ctx, m.status(), [&](std::exception_ptr e, const pgq::status_report&) { failure = std::move(e); });
   ctx.run();
   REQUIRE(failure);
   const auto e = error_of([&] { std::rethrow_exception(failure); });

@@ -33,7 +33,7 @@ struct harness {
     collect();
     return id;
   }
-  std::uint64_t batch(std::vector<std::string_view> sqls, bool atomic) {
+  std::uint64_t batch(const std::vector<std::string_view>& sqls, bool atomic) {
     auto g = std::make_shared<batch_group>();
     g->id = core.next_id();
     g->atomic = atomic;
