@@ -232,7 +232,7 @@ asio::awaitable<void> session::gather(std::vector<asio::awaitable<void>> tasks) 
   std::size_t remaining = tasks.size();
   std::exception_ptr first;
   for (auto& t : tasks) {
-    auto on_done = [&remaining, &first, &all_done](std::exception_ptr e) {
+    auto on_done = [&remaining, &first, &all_done](const std::exception_ptr& e) {
       if (e && !first) first = e;
       if (--remaining == 0) all_done.cancel();
     };
@@ -317,7 +317,7 @@ int session::run(std::function<asio::awaitable<int>(session&)> body, std::size_t
   std::exception_ptr failure;
   asio::co_spawn(ctx_, session_main(this, &body, &pool_, pool_size == 0 ? g_.connections : pool_size, &rc),
                  [&](std::exception_ptr e) {
-                   failure = e;
+                   failure = std::move(e);
                    finished = true;
                    boost::system::error_code ignored;
                    sigs.cancel(ignored);

@@ -17,7 +17,9 @@
 #include <iostream>
 #include <string>
 
-int main(int argc, char** argv) {
+namespace {
+
+int run(int argc, char** argv) {
   namespace cli = pgq::cli;
   CLI::App app{
       "pgq: run PostgreSQL statements concurrently, in transactions, from files, or as a load test;\n"
@@ -62,4 +64,18 @@ int main(int argc, char** argv) {
     return cli::exit_code_of(e);
   }
   return exit_code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    // Setting up the options themselves failed (out of memory, ...).
+    std::cerr << "pgq: " << e.what() << '\n';
+  } catch (...) {
+    std::cerr << "pgq: unexpected error\n";
+  }
+  return 1;
 }

@@ -73,7 +73,12 @@ void print_report(std::ostream& out, output_format fmt, const nlohmann::ordered_
       std::vector<std::pair<std::string, std::string>> cols;
       for (const auto& [k, v] : j.items()) {
         if (v.is_object()) {
-          for (const auto& [k2, v2] : v.items()) cols.emplace_back(k + "_" + k2, v2.dump());
+          for (const auto& [k2, v2] : v.items()) {
+            std::string name = k;
+            name += '_';
+            name += k2;
+            cols.emplace_back(std::move(name), v2.dump());
+          }
         } else {
           cols.emplace_back(k, v.is_string() ? v.get<std::string>() : v.dump());
         }

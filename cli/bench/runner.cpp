@@ -257,7 +257,7 @@ void after_lanes(bench_thread* t, shared_run* r) {
   }
   auto left = std::make_shared<std::size_t>(t->conns.size());
   for (auto& conn : t->conns) {
-    asio::co_spawn(t->ctx, settle(conn.get()), [t, left](std::exception_ptr) {
+    asio::co_spawn(t->ctx, settle(conn.get()), [t, left](const std::exception_ptr&) {
       if (--*left == 0) finish_thread(t);
     });
   }
@@ -272,7 +272,7 @@ void start_lanes(bench_thread* t, shared_run* r) {
   auto left = std::make_shared<std::size_t>(t->clients.size() * r->args->pipeline);
   for (auto& c : t->clients) {
     for (std::size_t l = 0; l < r->args->pipeline; ++l) {
-      auto on_lane_done = [t, r, left](std::exception_ptr e) {
+      auto on_lane_done = [t, r, left](const std::exception_ptr& e) {
         if (e) {
           try {
             std::rethrow_exception(e);
@@ -291,8 +291,8 @@ void start_lanes(bench_thread* t, shared_run* r) {
   }
 }
 
-void thread_main(bench_thread* t, shared_run* r, std::latch* connected, std::function<void()> on_done) {
-  asio::co_spawn(t->ctx, connect_all(t, r->dsn), [connected](std::exception_ptr) { connected->count_down(); });
+void thread_main(bench_thread* t, shared_run* r, std::latch* connected, const std::function<void()>& on_done) {
+  asio::co_spawn(t->ctx, connect_all(t, r->dsn), [connected](const std::exception_ptr&) { connected->count_down(); });
   t->ctx.run();
   on_done();
 }

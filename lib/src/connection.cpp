@@ -39,7 +39,7 @@ void close_on_executor(const std::shared_ptr<driver>& d, errc why) noexcept {
 
 }  // namespace detail
 
-connection::connection(executor_type ex) : drv_(std::make_shared<detail::driver>(ex)) {}
+connection::connection(const executor_type& ex) : drv_(std::make_shared<detail::driver>(ex)) {}
 
 connection::~connection() { detail::close_on_executor(drv_, errc::not_connected); }
 

@@ -55,7 +55,7 @@ class batch {
   /// Appends a statement with bound parameters.
   template <class... Args>
     requires(encodable<Args> && ...)
-  batch& add(std::string sql, const Args&... args) {
+  batch& add(std::string sql, const Args&... args) {  // NOLINT(performance-unnecessary-value-param): moved below
     return add_params(std::move(sql), detail::make_params(args...));
   }
   /// Appends a statement with parameters already encoded, for callers
@@ -67,7 +67,7 @@ class batch {
 
  private:
   friend class connection;
-  struct item {
+  struct item {  // NOLINT(bugprone-exception-escape): see param_set
     std::string sql;
     detail::param_set params;
   };
@@ -101,7 +101,7 @@ class connection : public detail::query_methods<connection> {
   using executor_type = boost::asio::any_io_executor;
 
   /// A closed connection that will run on `ex`.
-  explicit connection(executor_type ex);
+  explicit connection(const executor_type& ex);
   /// Closes the connection; pending requests complete with
   /// `errc::not_connected`.
   ~connection();

@@ -80,14 +80,21 @@ struct cancel_ticket {
 
   // On the executor: the cancel is done, timed out or given up.
   void finish() noexcept {
-    if (timer) {
-      timer->cancel();
-      timer.reset();
+    try {
+      if (timer) timer->cancel();
+    } catch (...) {
+      // It fires and finds nothing left to do.
     }
+    timer.reset();
     owner.reset();
     asio::any_io_executor w;
-    std::lock_guard lock(mutex);
-    w.swap(work);
+    try {
+      std::lock_guard lock(mutex);
+      w.swap(work);
+    } catch (...) {
+      // std::mutex::lock failing (no resources): the work guard stays and
+      // is released with the ticket.
+    }
   }
   // On the executor: the cancel arrived or its time is up.
   static void done(const std::shared_ptr<cancel_ticket>& t) {
@@ -150,7 +157,7 @@ void driver::arm_recancel() {
 }
 
 void driver::settle_cancel(const std::shared_ptr<cancel_ticket>& ticket) noexcept {
-  pending_cancels_.remove(ticket);
+  pending_cancels_.remove_if([&](const std::shared_ptr<cancel_ticket>& t) noexcept { return t == ticket; });
   ticket->finish();
 }
 

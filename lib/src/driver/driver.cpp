@@ -56,7 +56,7 @@ void invoke(const asio::any_io_executor& fallback, const asio::any_io_executor& 
 
 }  // namespace
 
-driver::driver(asio::any_io_executor ex)
+driver::driver(const asio::any_io_executor& ex)
     : ex_(ex), sock_(ex), resolver_(ex), connect_timer_(ex), recancel_timer_(ex) {
   core_.set_completion_slice(completion_slice);
 }
@@ -311,7 +311,11 @@ void driver::teardown() noexcept {
   open_.store(false, std::memory_order_release);
   release_socket();
   detach_cancels();
-  recancel_timer_.cancel();
+  try {
+    recancel_timer_.cancel();
+  } catch (...) {
+    // It fires, finds the connection closed and does nothing.
+  }
   auto waiters = std::move(notification_waiters_);
   notification_waiters_.clear();
   const std::string& why = core_.lost_reason();
@@ -335,8 +339,12 @@ void driver::close(errc why) noexcept {
     // Out of memory while failing requests: their handlers go with them.
   }
   teardown();
-  connect_timer_.cancel();
-  resolver_.cancel();
+  try {
+    connect_timer_.cancel();
+    resolver_.cancel();
+  } catch (...) {
+    // They complete later and find a newer connect attempt: nothing to do.
+  }
   if (port_.conn != nullptr) {
     PQfinish(port_.conn);
     port_.conn = nullptr;

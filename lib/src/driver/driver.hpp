@@ -45,7 +45,7 @@ class driver : public std::enable_shared_from_this<driver> {
   /// dropped beyond this (and counted).
   static constexpr std::size_t max_pending_notifications = 1'000'000;
 
-  explicit driver(boost::asio::any_io_executor ex);
+  explicit driver(const boost::asio::any_io_executor& ex);
   ~driver();
 
   const boost::asio::any_io_executor& get_executor() const noexcept { return ex_; }

@@ -711,7 +711,7 @@ void pipeline_core::finish_front() {
     // A cancel aimed at the request before it hit this one.
     stray_cancel = state == "57014" && req->exposed && !req->server_cancelled && !req->stream;
     if ((stale_plan || stray_cancel) && may_retry(*req)) {
-      if (!deallocate.empty()) send_detached_now(std::move(deallocate));
+      if (!deallocate.empty()) send_detached_now(std::exchange(deallocate, {}));
       if (is_open()) {
         retry(std::move(req));
         return;
@@ -917,7 +917,8 @@ void pipeline_core::cancel(std::uint64_t id) {
   }
 }
 
-void pipeline_core::cancel_group(std::shared_ptr<batch_group> g) {
+// By value: completing the group's requests must not free it here.
+void pipeline_core::cancel_group(std::shared_ptr<batch_group> g) {  // NOLINT(performance-unnecessary-value-param)
   if (!g->awaited || g->cancelling) return;
   if (g->wrapped && g->commit_sent) {
     const request* front = inflight_.empty() ? nullptr : inflight_.front().get();
@@ -1018,7 +1019,8 @@ void pipeline_core::stream_resume() {
   drain();
 }
 
-void pipeline_core::stream_abandon(std::shared_ptr<stream_state> st) {
+// By value: erasing the request that holds `st` must not free it here.
+void pipeline_core::stream_abandon(std::shared_ptr<stream_state> st) {  // NOLINT(performance-unnecessary-value-param)
   if (st->abandoned) return;
   st->abandoned = true;
   st->rows.clear();

@@ -128,7 +128,11 @@ parse_status parse_service_file(const std::string& path, const file_contents& fi
     if (!group_found) continue;
     // libpq (built with LDAP, as Debian's is) looks these up on an LDAP server.
     if (line.starts_with("ldap")) {
-      out.message = "service \"" + service + "\" in \"" + path + "\" is looked up in LDAP";
+      out.message = "service \"";
+      out.message += service;
+      out.message += "\" in \"";
+      out.message += path;
+      out.message += "\" is looked up in LDAP";
       return parse_status::ldap;
     }
     const std::size_t eq = line.find('=');

@@ -258,7 +258,7 @@ class pool_impl final : public std::enable_shared_from_this<pool_impl>, private 
     if (w.ex) {
       asio::post(w.ex, std::move(call));
     } else {
-      asio::post(ex_, asio::bind_executor(std::move(handler_ex), std::move(call)));
+      asio::post(ex_, asio::bind_executor(handler_ex, std::move(call)));
     }
   }
 
@@ -452,7 +452,11 @@ pool::pool(executor_type ex, pool_options opts)
 }
 
 pool::~pool() {
-  if (impl_) impl_->force_close();
+  try {
+    if (impl_) impl_->force_close();
+  } catch (...) {
+    // Out of memory closing: each connection still closes with its last owner.
+  }
 }
 
 pool::executor_type pool::get_executor() const noexcept { return impl_->get_executor(); }

@@ -32,7 +32,9 @@ inline constexpr int max_param_count = 65535;
 /// The encoded parameters of one statement: one byte buffer and per-parameter
 /// type, format, offset and length (-1 for NULL). Up to eight parameters and a
 /// short buffer live inline: no allocation per parameter.
-class param_set {
+// Its moves are not declared noexcept (small_vector's are not), but they do
+// not allocate: a heap buffer is taken over, inline elements fit inline.
+class param_set {  // NOLINT(bugprone-exception-escape)
  public:
   static constexpr std::size_t inline_count = 8;
 
