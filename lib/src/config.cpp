@@ -5,6 +5,7 @@
 
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstdlib>
 #include <memory>
@@ -55,14 +56,29 @@ conninfo conninfo::parse(std::string_view text) {
     std::string msg = err != nullptr ? err : "out of memory";
     if (err != nullptr) PQfreemem(err);
     while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-    // libpq quotes the text it could not parse, password included.
+    // libpq quotes the text it could not parse, password included. Every
+    // occurrence of every secret is found in the message as libpq wrote it,
+    // then each masked run becomes one "********" (replacing in place, one
+    // secret after another, let a secret match the stars of an earlier one:
+    // the message grew without bound, which the fuzzer found).
+    std::vector<bool> masked(msg.size(), false);
     for (const std::string& secret : secrets_in(text)) {
       if (secret.empty()) continue;
-      for (auto p = msg.find(secret); p != std::string::npos; p = msg.find(secret, p + 8)) {
-        msg.replace(p, secret.size(), "********");
+      for (auto p = msg.find(secret); p != std::string::npos; p = msg.find(secret, p + 1)) {
+        std::fill(masked.begin() + static_cast<std::ptrdiff_t>(p),
+                  masked.begin() + static_cast<std::ptrdiff_t>(p + secret.size()), true);
       }
     }
-    throw sql_error(errc::bad_conninfo, "invalid connection string: " + msg);
+    std::string redacted;
+    redacted.reserve(msg.size());
+    for (std::size_t i = 0; i < msg.size(); ++i) {
+      if (!masked[i]) {
+        redacted += msg[i];
+      } else if (i == 0 || !masked[i - 1]) {
+        redacted += "********";
+      }
+    }
+    throw sql_error(errc::bad_conninfo, "invalid connection string: " + redacted);
   }
   std::unique_ptr<PQconninfoOption, decltype(&PQconninfoFree)> guard(opts, &PQconninfoFree);
   conninfo ci;
