@@ -9,6 +9,8 @@ namespace {
 
 // A batch of COPY OUT rows is handed out once it holds this much.
 constexpr std::size_t batch_bytes = 256 * 1024;
+// What CopyFail tells the server when pgq ends a COPY nobody finishes.
+constexpr const char* abandoned = "pgq: COPY abandoned";
 
 }  // namespace
 
@@ -31,10 +33,7 @@ void copy_core::end(const char* error) {
   failure_ = nullptr;
   rows_ = 0;
   report_end_error_ = error == nullptr;
-  end_with_error_ = error != nullptr;
-  end_message_ = error != nullptr ? error : "";
-  after_end_ = phase::final_result;
-  phase_ = phase::copy_end;
+  send_copy_end(error, phase::final_result);
 }
 
 void copy_core::get(copy_batch& b) {
@@ -51,9 +50,7 @@ void copy_core::abandon() {
   report_end_error_ = false;
   phase target = phase::drain;
   if (mode_ == mode::in) {
-    end_with_error_ = true;
-    end_message_ = "pgq: COPY abandoned";
-    after_end_ = phase::drain;
+    send_copy_end(abandoned, phase::drain);
     target = phase::copy_end;
   } else if (mode_ == mode::out || out_pending_) {
     cancel_ = true;
@@ -63,6 +60,26 @@ void copy_core::abandon() {
   // the server waits for it.
   after_flush_ = target;
   phase_ = phase::flush;
+}
+
+void copy_core::send_copy_end(const char* error, phase after) {
+  if (error != nullptr) {
+    end_message_ = error;
+  } else {
+    end_message_.reset();
+  }
+  after_end_ = after;
+  phase_ = phase::copy_end;
+}
+
+void copy_core::end_open_copy(int status) {
+  if (status == pq_status::copy_in) {
+    mode_ = mode::in;
+    send_copy_end(abandoned, phase::drain);
+  } else {
+    mode_ = mode::out;
+    phase_ = phase::drain_copy_out;
+  }
 }
 
 copy_core::next copy_core::lose() {
@@ -149,10 +166,7 @@ copy_core::next copy_core::step() {
         port_.clear(r);
         if (status == pq_status::copy_in) {
           mode_ = mode::in;
-          end_with_error_ = true;
-          end_message_ = "pgq: not the COPY direction asked for";
-          after_end_ = phase::drain;
-          phase_ = phase::copy_end;
+          send_copy_end("pgq: not the COPY direction asked for", phase::drain);
         } else if (status == pq_status::copy_out) {
           mode_ = mode::out;
           cancel_ = true;  // no use reading all of it
@@ -177,7 +191,7 @@ copy_core::next copy_core::step() {
       }
 
       case phase::copy_end: {
-        const int r = port_.put_copy_end(end_with_error_ ? end_message_.c_str() : nullptr);
+        const int r = port_.put_copy_end(end_message_ ? end_message_->c_str() : nullptr);
         if (r < 0) return lose();
         if (r == 0) return next::wait_write;
         mode_ = mode::idle;
@@ -196,24 +210,13 @@ copy_core::next copy_core::step() {
         const int status = port_.status(r);
         if (status == pq_status::command_ok) {
           rows_ = rows_of(r);
-        } else if (status == pq_status::fatal_error) {
-          if (report_end_error_) set_failure(r);
-        } else if (status == pq_status::copy_in || status == pq_status::copy_out) {
-          // Not what ends a COPY: drain() ends it.
-          port_.clear(r);
-          mode_ = status == pq_status::copy_in ? mode::in : mode::out;
-          if (mode_ == mode::in) {
-            end_with_error_ = true;
-            end_message_ = "pgq: COPY abandoned";
-            after_end_ = phase::drain;
-            phase_ = phase::copy_end;
-          } else {
-            phase_ = phase::drain_copy_out;
-          }
-          break;
+        } else if (status == pq_status::fatal_error && report_end_error_) {
+          set_failure(r);
         }
         port_.clear(r);
         phase_ = phase::drain;
+        // Another COPY instead of the outcome: ended like any met while draining.
+        if (status == pq_status::copy_in || status == pq_status::copy_out) end_open_copy(status);
         break;
       }
 
@@ -263,16 +266,7 @@ copy_core::next copy_core::step() {
         }
         const int status = port_.status(r);
         port_.clear(r);
-        if (status == pq_status::copy_in) {
-          mode_ = mode::in;
-          end_with_error_ = true;
-          end_message_ = "pgq: COPY abandoned";
-          after_end_ = phase::drain;
-          phase_ = phase::copy_end;
-        } else if (status == pq_status::copy_out) {
-          mode_ = mode::out;
-          phase_ = phase::drain_copy_out;
-        }
+        if (status == pq_status::copy_in || status == pq_status::copy_out) end_open_copy(status);
         break;
       }
 

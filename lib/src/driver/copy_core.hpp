@@ -27,6 +27,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -93,6 +94,11 @@ class copy_core {
     drain,          // results until idle
     drain_copy_out, // rows of a COPY OUT dropped, then drain
   };
+  // CopyDone (error null) or CopyFail(error), then `after`.
+  void send_copy_end(const char* error, phase after);
+  // A COPY result met where none was asked for: COPY IN is ended with
+  // CopyFail, COPY OUT's rows are dropped; then drain.
+  void end_open_copy(int status);
   next lose();
   next read_result(pg_result*& out);  // done with out set (maybe null), or wait_read
   void set_failure(pg_result* r);
@@ -113,8 +119,7 @@ class copy_core {
   bool binary_ = false;
   bool report_end_error_ = true;
   std::string lost_message_;
-  std::string end_message_;
-  bool end_with_error_ = false;
+  std::optional<std::string> end_message_;  // CopyFail's message; none: CopyDone
   std::exception_ptr failure_;
   std::uint64_t rows_ = 0;
   std::string_view data_;
