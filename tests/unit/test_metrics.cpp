@@ -157,6 +157,7 @@ TEST_CASE("metrics: samples from many threads are all counted", "[metrics]") {
   constexpr int threads = 4;
   constexpr int per_thread = 5000;
   std::vector<std::thread> ts;
+  ts.reserve(threads);
   for (int t = 0; t < threads; ++t) {
     ts.emplace_back([&m, t] {
       pgq::operation_sample s;
