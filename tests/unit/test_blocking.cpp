@@ -99,7 +99,7 @@ template <class F>
 void spawn_cancellable(asio::any_io_executor ex, asio::thread_pool& threads, F fn, asio::cancellation_signal& signal,
                        std::string& outcome, bool& done) {
   asio::co_spawn(ex, pgq::run_blocking(threads, std::move(fn)),
-                 asio::bind_cancellation_slot(signal.slot(), [&outcome, &done](std::exception_ptr e, int v) {
+                 asio::bind_cancellation_slot(signal.slot(), [&outcome, &done](const std::exception_ptr& e, int v) {
                    if (!e) {
                      outcome = "value " + std::to_string(v);
                    } else {
