@@ -17,7 +17,7 @@ namespace asio = boost::asio;
 using namespace std::chrono_literals;
 
 // A callback that blocks the loop, as a synchronous call in a handler does.
-// Not inlined and exported (the test binary links with ENABLE_EXPORTS), so
+// Not inlined and exported (the test binary links with -rdynamic), so
 // that the sampled stack can name it.
 __attribute__((noinline)) void pgq_test_blocking_handler(std::chrono::milliseconds how_long) {
   const auto until = std::chrono::steady_clock::now() + how_long;
