@@ -61,7 +61,7 @@ class loop_monitor {
     clock::duration max_late{};
   };
 
-  loop_monitor(boost::asio::any_io_executor executor, loop_monitor_options options,
+  loop_monitor(const boost::asio::any_io_executor& executor, loop_monitor_options options,
                std::function<void(const loop_stall&)> on_stall);
   ~loop_monitor();
   loop_monitor(const loop_monitor&) = delete;

@@ -77,8 +77,8 @@ std::string readable(const char* symbol) {
 }  // namespace
 
 struct loop_monitor::impl : std::enable_shared_from_this<loop_monitor::impl> {
-  impl(boost::asio::any_io_executor ex, loop_monitor_options o, std::function<void(const loop_stall&)> cb)
-      : timer(boost::asio::make_strand(std::move(ex))), options(o), on_stall(std::move(cb)) {}
+  impl(const boost::asio::any_io_executor& ex, loop_monitor_options o, std::function<void(const loop_stall&)> cb)
+      : timer(boost::asio::make_strand(ex)), options(o), on_stall(std::move(cb)) {}
 
   boost::asio::steady_timer timer;  // on a strand of its own: ticks and stop() never overlap
   loop_monitor_options options;
@@ -175,9 +175,9 @@ struct loop_monitor::impl : std::enable_shared_from_this<loop_monitor::impl> {
   [[nodiscard]] int signal_number() const { return options.stack_signal != 0 ? options.stack_signal : SIGRTMIN + 5; }
 };
 
-loop_monitor::loop_monitor(boost::asio::any_io_executor executor, loop_monitor_options options,
+loop_monitor::loop_monitor(const boost::asio::any_io_executor& executor, loop_monitor_options options,
                            std::function<void(const loop_stall&)> on_stall)
-    : impl_(std::make_shared<impl>(std::move(executor), options, std::move(on_stall))) {
+    : impl_(std::make_shared<impl>(executor, options, std::move(on_stall))) {
   if (options.period.count() <= 0 || options.threshold.count() <= 0) {
     throw std::invalid_argument("pgq::loop_monitor: period and threshold must be positive");
   }
@@ -191,7 +191,12 @@ loop_monitor::loop_monitor(boost::asio::any_io_executor executor, loop_monitor_o
   });
 }
 
-loop_monitor::~loop_monitor() { stop(); }
+loop_monitor::~loop_monitor() {
+  try {
+    stop();
+  } catch (...) {  // NOLINT(bugprone-empty-catch): joining or posting failed; nothing a destructor can do
+  }
+}
 
 void loop_monitor::stop() {
   if (impl_->stopped.exchange(true)) return;
