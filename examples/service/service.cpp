@@ -422,7 +422,12 @@ settings parse_args(int argc, char** argv) {
     };
     auto number = [&](const std::string& v) {
       const auto n = to_number(v);
-      if (!n || *n < 0) throw std::invalid_argument(arg + ": not a number: " + v);
+      if (!n || *n < 0) {
+        std::string message = arg;
+        message += ": not a number: ";
+        message += v;
+        throw std::invalid_argument(message);
+      }
       return *n;
     };
     if (arg == "--dsn") {
