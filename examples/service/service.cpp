@@ -348,6 +348,10 @@ asio::awaitable<bool> handle(app& a, const request& req, beast::tcp_stream& stre
 }
 
 asio::awaitable<void> session(app& a, tcp::socket socket) {
+  // A chunked response is several writes: without TCP_NODELAY, Nagle's
+  // algorithm and the client's delayed ACK hold each one up ~40 ms.
+  beast::error_code nodelay_error;
+  socket.set_option(tcp::no_delay(true), nodelay_error);
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
   try {
