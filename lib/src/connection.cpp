@@ -198,9 +198,20 @@ asio::awaitable<void> attach_catalog(std::shared_ptr<detail::driver> d, std::vec
   for (result& r : *results) detail::attach_types(r, cat);
 }
 
+// Whether a column of `r` is of a type only the catalog explains.
+bool needs_catalog(const result& r) {
+  for (int c = 0; c < r.columns(); ++c) {
+    if (!detail::known_without_catalog(r.column_type(c))) return true;
+  }
+  return false;
+}
+
 asio::awaitable<result> with_types(std::shared_ptr<detail::driver> d, asio::awaitable<result> op) {
+  result r = co_await std::move(op);
+  // Results of built-in types only (almost all) pay nothing more.
+  if (!needs_catalog(r)) co_return r;
   std::vector<result> results;
-  results.push_back(co_await std::move(op));
+  results.push_back(std::move(r));
   co_await attach_catalog(d, &results);
   co_return std::move(results.front());
 }

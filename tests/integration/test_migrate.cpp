@@ -785,7 +785,7 @@ TEST_CASE("pgq migrate: exit codes for CI", "[migrate][cli]") {
 
   r = pgq_migrate(db.dsn(), "up --dry-run --to 2 " + d);
   CHECK(r.status == 0);
-  CHECK(r.out == "would apply 0001_demo_schema (7 statements)\nwould apply 0002_demo_data (3 statements)\n");
+  CHECK(r.out == "would apply 0001_demo_schema (8 statements)\nwould apply 0002_demo_data (3 statements)\n");
   CHECK(query_text(db.dsn(), "SELECT to_regclass('pgq_migrations') IS NULL") == "t\n");  // ran nothing
 
   r = pgq_migrate(db.dsn(), "up " + d);
