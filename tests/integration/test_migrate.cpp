@@ -204,7 +204,7 @@ std::string schema_dump(const std::string& dsn) {
   if (pg_dump_major() < server_version() / 10000) {
     WARN("pg_dump " << pg_dump_major() << " cannot dump PostgreSQL " << server_version() / 10000
                     << ": schemas compared as the catalogs describe them");
-    const std::string out = query_text(dsn, catalog_schema_sql);
+    std::string out = query_text(dsn, catalog_schema_sql);
     INFO(out);
     REQUIRE(out.find("relation public.") != std::string::npos);
     return out;
