@@ -202,6 +202,11 @@ TEST_CASE("records: a connection looks a composite type up once, also inside a t
       auto other = co_await connect();
       auto r = co_await other.query(sql);
       CHECK(r[0]["v"].to_json() == expected);
+      // A stream looks nothing up, but uses what its connection knows.
+      auto stream = co_await other.stream(sql);
+      auto row = co_await stream.next();
+      REQUIRE(row.has_value());
+      CHECK(row->to_json()["v"] == expected);
     } catch (...) {
       failure = std::current_exception();
     }

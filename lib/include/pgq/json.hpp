@@ -32,7 +32,8 @@ namespace pgq {
 ///     are strings ({"f1":"1","f2":"a","f3":null}). Named composites (a
 ///     table's row type, CREATE TYPE ... AS) need their attribute names
 ///     and types from the catalog: field::to_json() of a result from
-///     connection::query_params() has them; this function does not (a text
+///     connection::query_params() or run_batch() has them (row_stream rows:
+///     those their connection already looked up); this function does not (a text
 ///     composite stays its text, a binary one gets f1..fN).
 ///     Object keys come back sorted, as for json.
 /// Throws sql_error: errc::invalid_value on malformed bytes (a truncated
