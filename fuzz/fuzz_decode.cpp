@@ -79,6 +79,7 @@ const pgq::oid json_types[] = {
     pgq::oids::interval,    pgq::oids::int4_array,    pgq::oids::text_array,  pgq::oids::jsonb_array,
     pgq::oids::numeric_array, pgq::oids::float8_array, pgq::oids::bool_array, pgq::oids::timestamptz_array,
     pgq::oids::bytea_array, 600 /* point: no codec */, 1790 /* refcursor */,
+    2249 /* record */,      2287 /* record[] */,
 };
 constexpr std::size_t json_type_count = sizeof(json_types) / sizeof(json_types[0]);
 

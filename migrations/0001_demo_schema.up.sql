@@ -1,5 +1,21 @@
 -- The demo schema: a small bookshop. Authors write books; readers order them.
 
+-- books.id defaults to gen_random_uuid(), built in from PostgreSQL 13; on 12
+-- it is pgcrypto's, created here (CREATE EXTENSION needs a superuser on 12).
+DO $$
+BEGIN
+    IF current_setting('server_version_num')::int < 130000 THEN
+        BEGIN
+            CREATE EXTENSION IF NOT EXISTS pgcrypto;
+        EXCEPTION WHEN insufficient_privilege OR undefined_file THEN
+            RAISE EXCEPTION 'the demo schema needs gen_random_uuid(): built in from PostgreSQL 13, on % it comes from the pgcrypto extension, which could not be created (%)',
+                current_setting('server_version'), SQLERRM
+                USING HINT = 'Ask a superuser to run CREATE EXTENSION pgcrypto in this database, or use PostgreSQL 13 or later.';
+        END;
+    END IF;
+END
+$$;
+
 CREATE TABLE authors (
     id      integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     name    text NOT NULL UNIQUE,

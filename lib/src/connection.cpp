@@ -3,14 +3,19 @@
 #include <pgq/connection.hpp>
 
 #include "driver/driver.hpp"
+#include "type_catalog.hpp"
 
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
+
+#include <algorithm>
 
 namespace asio = boost::asio;
 
@@ -86,14 +91,148 @@ struct initiate_query {
 };
 }  // namespace
 
+namespace {
+
+// Attribute names and types of composites, base types of domains, element
+// types of arrays, and enums, for the types asked for and every type they
+// contain (a composite's attributes may be composites again).
+constexpr const char* type_lookup_sql =
+    "WITH RECURSIVE wanted(oid) AS ("
+    " SELECT unnest($1::text::pg_catalog.oid[])"
+    " UNION"
+    " SELECT x.oid FROM wanted w JOIN pg_catalog.pg_type t ON t.oid = w.oid CROSS JOIN LATERAL ("
+    "  SELECT a.atttypid FROM pg_catalog.pg_attribute a"
+    "   WHERE t.typrelid <> 0 AND a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped"
+    "  UNION ALL SELECT t.typbasetype WHERE t.typbasetype <> 0"
+    "  UNION ALL SELECT t.typelem WHERE t.typelem <> 0 AND t.typlen = -1) x(oid))"
+    " SELECT t.oid::int8, t.typtype::text, t.typbasetype::int8,"
+    "  CASE WHEN t.typlen = -1 THEN t.typelem ELSE 0 END::int8, a.attname::text, a.atttypid::int8"
+    " FROM wanted w JOIN pg_catalog.pg_type t ON t.oid = w.oid"
+    " LEFT JOIN pg_catalog.pg_attribute a ON t.typrelid <> 0 AND a.attrelid = t.typrelid"
+    "  AND a.attnum > 0 AND NOT a.attisdropped"
+    " ORDER BY t.oid, a.attnum";
+
+// `old` plus what `rows` (type_lookup_sql's) say, plus an entry for each of
+// `asked` the catalog did not have, so it is not asked for again.
+std::shared_ptr<const detail::type_catalog> merge_types(const std::shared_ptr<const detail::type_catalog>& old,
+                                                        const result& rows, const std::vector<oid>& asked) {
+  auto cat = old ? std::make_shared<detail::type_catalog>(*old) : std::make_shared<detail::type_catalog>();
+  using kind = detail::type_info::kind;
+  oid previous = 0;  // rows come ordered by type: a new type starts afresh
+  for (const auto r : rows) {
+    const auto t = static_cast<oid>(r.get<std::int64_t>(0));
+    const bool fresh = t != previous;
+    previous = t;
+    detail::type_info& info = cat->types[t];
+    const std::string typtype = r.get<std::string>(1);
+    const auto elem = static_cast<oid>(r.get<std::int64_t>(3));
+    if (typtype == "c") {
+      info.k = kind::composite;
+      if (fresh) {
+        info.names.clear();
+        info.types.clear();
+      }
+      if (auto name = r.get<std::optional<std::string>>(4)) {
+        info.names.push_back(std::move(*name));
+        info.types.push_back(static_cast<oid>(r.get<std::int64_t>(5)));
+      }
+    } else if (typtype == "d") {
+      info.k = kind::domain;
+      info.base = static_cast<oid>(r.get<std::int64_t>(2));
+    } else if (typtype == "e") {
+      info.k = kind::enumeration;
+    } else if (elem != 0) {
+      info.k = kind::array;
+      info.base = elem;
+    }
+  }
+  for (oid t : asked) cat->types.try_emplace(t);
+  return cat;
+}
+
+// The query itself, without a catalog lookup.
+asio::awaitable<result> raw_query(const std::shared_ptr<detail::driver>& d, std::unique_ptr<detail::request> req) {
+  initiate_query init{d};
+  return asio::async_initiate<const asio::use_awaitable_t<>&, void(std::exception_ptr, result)>(
+      std::move(init), asio::use_awaitable, std::move(req));
+}
+
+// The catalog that names the composites of `results`, with what this
+// connection knew before. A type the connection has not met yet costs one
+// catalog query (for all such types at once), run after the user's
+// statements and before their results are returned. That query is not
+// cancellable (it is short, and a server-side cancel of it inside the
+// user's transaction would abort that transaction behind the user's back);
+// when it cannot run (an aborted transaction) or fails, the results are
+// returned all the same and composites get the names f1..fN.
+asio::awaitable<void> attach_catalog(std::shared_ptr<detail::driver> d, std::vector<result>* results) {
+  std::shared_ptr<const detail::type_catalog> cat = d->types.load();
+  std::vector<oid> unknown;
+  for (const result& r : *results) {
+    for (int c = 0; c < r.columns(); ++c) {
+      const oid t = r.column_type(c);
+      if (detail::known_without_catalog(t) || (cat && cat->find(t) != nullptr)) continue;
+      if (std::find(unknown.begin(), unknown.end(), t) == unknown.end()) unknown.push_back(t);
+    }
+  }
+  if (!unknown.empty() && d->tracked_tx() != detail::tx_failed) {
+    try {
+      std::string list = "{";
+      for (oid t : unknown) list += (list.size() > 1 ? "," : "") + std::to_string(t);
+      list += '}';
+      auto req = std::make_unique<detail::request>();
+      req->sql = type_lookup_sql;
+      req->params = detail::make_params(list);
+      // Named, not brace-initialised in the co_await expression (GCC 12).
+      auto shielded = asio::bind_cancellation_slot(asio::cancellation_slot(), asio::use_awaitable);
+      initiate_query init{d};
+      result rows = co_await asio::async_initiate<decltype(shielded), void(std::exception_ptr, result)>(
+          std::move(init), shielded, std::move(req));
+      cat = merge_types(cat, rows, unknown);
+      d->types.store(cat);
+    } catch (...) {
+      // The user's statements ran: their results stand, with f1..fN names.
+    }
+  }
+  if (!cat) co_return;
+  for (result& r : *results) detail::attach_types(r, cat);
+}
+
+// Whether a column of `r` is of a type only the catalog explains.
+bool needs_catalog(const result& r) {
+  for (int c = 0; c < r.columns(); ++c) {
+    if (!detail::known_without_catalog(r.column_type(c))) return true;
+  }
+  return false;
+}
+
+asio::awaitable<result> with_types(std::shared_ptr<detail::driver> d, asio::awaitable<result> op) {
+  result r = co_await std::move(op);
+  // Results of built-in types only (almost all) pay nothing more.
+  if (!needs_catalog(r)) co_return r;
+  std::vector<result> results;
+  results.push_back(std::move(r));
+  co_await attach_catalog(d, &results);
+  co_return std::move(results.front());
+}
+
+asio::awaitable<std::vector<result>> batch_with_types(std::shared_ptr<detail::driver> d,
+                                                      asio::awaitable<std::vector<result>> op) {
+  std::vector<result> results = co_await std::move(op);
+  co_await attach_catalog(d, &results);
+  co_return results;
+}
+
+}  // namespace
+
 asio::awaitable<result> connection::query_params(std::string_view sql, detail::param_set params) {
   if (!drv_) throw sql_error(errc::not_connected, "connection was moved from", std::string(sql));
   // One allocation for the request, which the parameters move into once.
+  // Built now, not in the coroutine, which starts later: `sql` may be gone.
   auto req = std::make_unique<detail::request>();
   req->sql = sql;
   req->params = std::move(params);
-  return asio::async_initiate<const asio::use_awaitable_t<>&, void(std::exception_ptr, result)>(
-      initiate_query{drv_}, asio::use_awaitable, std::move(req));
+  return with_types(drv_, raw_query(drv_, std::move(req)));
 }
 
 namespace {
@@ -125,8 +264,10 @@ asio::awaitable<std::vector<result>> connection::run_batch(const batch& b, bool 
     r->params = it.params;
     items.push_back(std::move(r));
   }
-  return asio::async_initiate<const asio::use_awaitable_t<>&, void(std::exception_ptr, std::vector<result>)>(
-      initiate_batch{drv_}, asio::use_awaitable, std::move(items), atomic);
+  initiate_batch init{drv_};
+  return batch_with_types(drv_, asio::async_initiate<const asio::use_awaitable_t<>&,
+                                                     void(std::exception_ptr, std::vector<result>)>(
+                                    std::move(init), asio::use_awaitable, std::move(items), atomic));
 }
 
 asio::awaitable<std::uint64_t> connection::execute_params(std::string_view sql, detail::param_set params) {

@@ -1,12 +1,32 @@
 // Values, rows and results as PostgreSQL's to_json() renders them (the
 // nlohmann::json codec itself is in codecs/json.cpp).
+#include "codecs/common.hpp"
+#include "codecs/record.hpp"
+#include "type_catalog.hpp"
+
+#include <pgq/json.hpp>
+
 #include <charconv>
 #include <cmath>
 #include <limits>
-#include <pgq/json.hpp>
 
 namespace pgq {
 namespace {
+
+constexpr oid record_oid = 2249;  // record[] (2287) is a built-in array of it
+
+/// How deep records and arrays may nest inside one value before pgq refuses
+/// it: the server's own limit is far below (a row type cannot contain
+/// itself), so only hostile bytes reach it.
+constexpr int max_value_nesting = 64;
+
+/// Where a value sits: the catalog to name its types, how many values
+/// enclose it, and how many arrays enclose it directly (arrays of arrays).
+struct json_ctx {
+  const detail::type_catalog* types = nullptr;
+  int levels = 0;
+  int arrays = 0;
+};
 
 /// A decimal reduced to sign, significant digits and the exponent of the
 /// first digit, so that "123.4500", "1.2345e+02" and "123.45" compare equal.
@@ -93,15 +113,24 @@ std::string datetime_json(std::string text, bool with_offset) {
   return text;
 }
 
-nlohmann::json json_value(value_view v, int depth);
+nlohmann::json json_value(value_view v, json_ctx ctx);
 
-// `depth`: how many arrays enclose this one. A binary element's type comes
-// from the bytes, so an element may claim to be an array again: bounded.
-nlohmann::json array_json(value_view v, int depth) {
-  detail::check_array_nesting(v, depth + 1);
+/// An array; `element` names the element type of a text array whose type
+/// pgq knows only from the catalog (0: from the array type or the bytes).
+nlohmann::json array_json(value_view v, json_ctx ctx, oid element) {
+  detail::check_array_nesting(v, ctx.arrays + 1);
+  json_ctx inner = ctx;
+  ++inner.arrays;
+  ++inner.levels;
   std::vector<nlohmann::json> flat;
-  auto add = [&flat, depth](const value_view* e, bool) {
-    flat.push_back(e ? json_value(*e, depth + 1) : nlohmann::json(nullptr));
+  auto add = [&flat, inner, element](const value_view* e, bool) {
+    if (e == nullptr) {
+      flat.emplace_back(nullptr);
+      return;
+    }
+    value_view ev = *e;
+    if (element != 0 && ev.fmt == format::text && ev.type == oids::unknown) ev.type = element;
+    flat.push_back(json_value(ev, inner));
   };
   detail::array_shape shape = detail::for_each_array_element(v, 6, detail::element_sink::of(add));
   if (shape.lengths.empty()) return nlohmann::json::array();
@@ -122,14 +151,71 @@ nlohmann::json array_json(value_view v, int depth) {
   return a;
 }
 
+std::string field_key(const detail::type_info* info, std::size_t count, std::size_t k) {
+  if (info != nullptr && info->names.size() == count) return info->names[k];
+  return "f" + std::to_string(k + 1);  // what to_json() calls an anonymous record's fields
+}
+
+/// A record or composite as to_json() renders it: an object whose keys are
+/// the attribute names (f1..fN for an anonymous record), in which each field
+/// is rendered as a value of its own type.
+nlohmann::json record_json(value_view v, json_ctx ctx, const detail::type_info* info) {
+  json_ctx inner = ctx;
+  inner.arrays = 0;
+  ++inner.levels;
+  nlohmann::json obj = nlohmann::json::object();
+  if (v.fmt == format::binary) {
+    const auto fields = codecs::parse_binary_record(v);
+    for (std::size_t k = 0; k < fields.size(); ++k) {
+      const auto& f = fields[k];
+      obj[field_key(info, fields.size(), k)] = f.null ? nlohmann::json(nullptr) : json_value(f.value, inner);
+    }
+    return obj;
+  }
+  const auto fields = codecs::parse_text_record(v);
+  // The text carries no types: only a catalog entry with as many attributes
+  // says how to read each field; without one they stay strings.
+  const bool typed = info != nullptr && info->types.size() == fields.size();
+  for (std::size_t k = 0; k < fields.size(); ++k) {
+    const auto& f = fields[k];
+    nlohmann::json j;
+    if (!f)
+      j = nullptr;
+    else if (typed)
+      j = json_value(value_view{*f, info->types[k], format::text}, inner);
+    else
+      j = *f;
+    obj[field_key(info, fields.size(), k)] = std::move(j);
+  }
+  return obj;
+}
+
 }  // namespace
 
-nlohmann::json to_json_value(value_view v) { return json_value(v, 0); }
+nlohmann::json to_json_value(value_view v) { return json_value(v, json_ctx{}); }
+
+namespace detail {
+bool known_without_catalog(oid t) noexcept {
+  // box[] (1020) is a built-in array left out of pgq's table on purpose.
+  return codecs::scalar_name(t) != nullptr || array_element_oid(t) != 0 || t == 1020;
+}
+
+nlohmann::json to_json_value(value_view v, const type_catalog* types) {
+  json_ctx ctx;
+  ctx.types = types;
+  return json_value(v, ctx);
+}
+}  // namespace detail
 
 namespace {
 
-// to_json_value() for a value inside `depth` arrays.
-nlohmann::json json_value(value_view v, int depth) {
+// to_json_value() for a value at `ctx`.
+nlohmann::json json_value(value_view v, json_ctx ctx) {
+  if (ctx.levels > max_value_nesting) {
+    throw sql_error(errc::invalid_value, "invalid " + type_name(v.type) +
+                                             " value: records and arrays nested deeper than " +
+                                             std::to_string(max_value_nesting) + " levels, pgq's limit");
+  }
   switch (v.type) {
     case oids::int2:
     case oids::int4:
@@ -152,7 +238,27 @@ nlohmann::json json_value(value_view v, int depth) {
     default:
       break;
   }
-  if (array_element_oid(v.type) != 0) return array_json(v, depth);
+  if (v.type == record_oid) return record_json(v, ctx, nullptr);
+  if (array_element_oid(v.type) != 0) return array_json(v, ctx, 0);
+  if (const detail::type_info* info = ctx.types != nullptr ? ctx.types->find(v.type) : nullptr) {
+    switch (info->k) {
+      case detail::type_info::kind::composite:
+        return record_json(v, ctx, info);
+      case detail::type_info::kind::domain: {
+        // A domain's value is its base type's, in both formats.
+        value_view base = v;
+        base.type = info->base;
+        ++ctx.levels;
+        return json_value(base, ctx);
+      }
+      case detail::type_info::kind::enumeration:
+        return std::string(v.bytes);  // enum_send sends the label, as enum_out prints it
+      case detail::type_info::kind::array:
+        return array_json(v, ctx, info->base);
+      case detail::type_info::kind::other:
+        break;
+    }
+  }
   return detail::render_text(v);
 }
 

@@ -2,6 +2,8 @@
 #include <pgq/json.hpp>
 #include <pgq/result.hpp>
 
+#include "type_catalog.hpp"
+
 #include <libpq-fe.h>
 
 #include <charconv>
@@ -72,11 +74,22 @@ detail::result_data::result_data(pg_result* r) noexcept : res(r) {
   }
 }
 
+void detail::attach_types(result& r, std::shared_ptr<const type_catalog> types) noexcept {
+  if (!r.data_) return;
+  // The data is const for every reader; this runs before there is any.
+  const_cast<result_data&>(*r.data_).types = std::move(types);  // NOLINT(cppcoreguidelines-pro-type-const-cast)
+}
+
+const detail::type_catalog* detail::types_of(const result& r) noexcept {
+  return r.data_ ? r.data_->types.get() : nullptr;
+}
+
 detail::result_data::~result_data() {
   if (res != nullptr) PQclear(res);
 }
 
-field::field(const detail::result_data* d, int r, int col) noexcept : res_(d->res), col_(col) {
+field::field(const detail::result_data* d, int r, int col) noexcept
+    : res_(d->res), types_(d->types.get()), col_(col) {
   const detail::column_meta& m = d->cols[static_cast<std::size_t>(col)];
   value_.type = m.type;
   value_.fmt = m.fmt;
@@ -98,7 +111,7 @@ std::string field::text() const {
 
 nlohmann::json field::to_json() const {
   if (null_) return nullptr;
-  return to_json_value(value_);
+  return detail::to_json_value(value_, types_);
 }
 
 field row::operator[](int col) const {

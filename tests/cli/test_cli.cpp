@@ -338,3 +338,25 @@ TEST_CASE("bench: init, builtin and custom scripts, JSON report", "[cli]") {
   CHECK(b.err.find("badbench.sql:1: unsupported meta-command \\shell") != std::string::npos);
   server_value("DROP TABLE pgbench_accounts, pgbench_branches, pgbench_history, pgbench_tellers");
 }
+
+TEST_CASE("query: records and composites in json and ndjson equal the server's to_json", "[cli][records][json]") {
+  const std::string t = "pgq_cli_rec" + std::to_string(::getpid());
+  const std::string c = t + "_c";
+  server_value("DROP TABLE IF EXISTS " + t + "; DROP TYPE IF EXISTS " + c + "; CREATE TYPE " + c +
+               " AS (a int, gone text, b numeric); ALTER TYPE " + c + " DROP ATTRIBUTE gone; CREATE TABLE " + t +
+               " (id int, name text, at timestamptz, doc jsonb, ok bool, nothing int, inner_c " + c + ", cs " + c +
+               "[]); INSERT INTO " + t + " VALUES (1, 'x, \"y\" (z)', '2024-02-29 13:45:01.5+00', '{\"k\": [1]}', true, "
+               "NULL, ROW(2, 2.50), ARRAY[ROW(3, NULL)::" + c + ", NULL])");
+  const std::string sql = "SELECT t AS whole, t.inner_c, t.cs FROM " + t + " t";
+  const std::string expected = server_value("SELECT json_agg(zz) FROM (" + sql + ") zz");
+  REQUIRE(!expected.empty());
+  auto nd = pgq({"--format", "ndjson", "query", sql});
+  CHECK(nd.code == 0);
+  const auto rows = lines(nd.out);
+  REQUIRE(rows.size() == 1);
+  CHECK(nlohmann::json::parse(rows[0]) == nlohmann::json::parse(expected)[0]);
+  auto j = pgq({"--format", "json", "query", sql});
+  CHECK(j.code == 0);
+  CHECK(nlohmann::json::parse(j.out) == nlohmann::json::parse(expected));
+  server_value("DROP TABLE " + t + "; DROP TYPE " + c);
+}

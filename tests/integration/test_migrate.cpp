@@ -72,20 +72,6 @@ asio::awaitable<pgq::connection> connect_to(std::string dsn) {
   co_return c;
 }
 
-asio::awaitable<void> create_pgcrypto(std::string dsn) {
-  pgq::connection c = co_await connect_to(dsn);
-  co_await c.execute("CREATE EXTENSION IF NOT EXISTS pgcrypto");
-}
-
-// migrations/0001 uses gen_random_uuid(), built in from PostgreSQL 13; on 12
-// it is pgcrypto's, which a user of 12 installs before migrating. So does
-// this, in a scratch database that gets the project's migrations.
-void prepare_for_project_migrations(const scratch_database& db) {
-  if (server_version() >= 130000) return;
-  WARN("PostgreSQL 12: pgcrypto created first, for gen_random_uuid() in migrations/0001 (built in from 13)");
-  run([&db]() -> asio::awaitable<void> { return create_pgcrypto(db.dsn()); });
-}
-
 // Runs `sql` in `dsn`'s database and returns the rows as text, one line a row.
 asio::awaitable<std::string> rows_of(std::string dsn, std::string sql) {
   pgq::connection c = co_await connect_to(dsn);
@@ -218,7 +204,7 @@ std::string schema_dump(const std::string& dsn) {
   if (pg_dump_major() < server_version() / 10000) {
     WARN("pg_dump " << pg_dump_major() << " cannot dump PostgreSQL " << server_version() / 10000
                     << ": schemas compared as the catalogs describe them");
-    const std::string out = query_text(dsn, catalog_schema_sql);
+    std::string out = query_text(dsn, catalog_schema_sql);
     INFO(out);
     REQUIRE(out.find("relation public.") != std::string::npos);
     return out;
@@ -315,7 +301,6 @@ class temp_dir {
 
 TEST_CASE("migrate: a fresh database gets every migration of migrations/", "[migrate]") {
   scratch_database db;
-  prepare_for_project_migrations(db);
   pgq::migrator m(db.dsn(), pgq::load_migrations(project_migrations_dir()));
 
   const auto before = status(m);
@@ -350,7 +335,6 @@ TEST_CASE("migrate: a fresh database gets every migration of migrations/", "[mig
 
 TEST_CASE("migrate: running up again is a no-op", "[migrate]") {
   scratch_database db;
-  prepare_for_project_migrations(db);
   pgq::migrator m(db.dsn(), pgq::load_migrations(project_migrations_dir()));
   up(m);
   const std::string history = query_text(db.dsn(), history_sql);
@@ -567,7 +551,6 @@ TEST_CASE("migrate: an edited applied file is drift, blocks up until repair", "[
 
 TEST_CASE("migrate: down then up returns to the same schema", "[migrate]") {
   scratch_database db;
-  prepare_for_project_migrations(db);
   pgq::migrator m(db.dsn(), pgq::load_migrations(project_migrations_dir()));
   up(m);
   const std::string full = schema_dump(db.dsn());
@@ -792,7 +775,6 @@ void copy_migrations(const temp_dir& to) {
 
 TEST_CASE("pgq migrate: exit codes for CI", "[migrate][cli]") {
   scratch_database db;
-  prepare_for_project_migrations(db);
   temp_dir dir;
   copy_migrations(dir);
   const std::string d = "--dir " + shell_quote(dir.path().string());
@@ -803,7 +785,7 @@ TEST_CASE("pgq migrate: exit codes for CI", "[migrate][cli]") {
 
   r = pgq_migrate(db.dsn(), "up --dry-run --to 2 " + d);
   CHECK(r.status == 0);
-  CHECK(r.out == "would apply 0001_demo_schema (7 statements)\nwould apply 0002_demo_data (3 statements)\n");
+  CHECK(r.out == "would apply 0001_demo_schema (8 statements)\nwould apply 0002_demo_data (3 statements)\n");
   CHECK(query_text(db.dsn(), "SELECT to_regclass('pgq_migrations') IS NULL") == "t\n");  // ran nothing
 
   r = pgq_migrate(db.dsn(), "up " + d);

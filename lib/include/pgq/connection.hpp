@@ -138,6 +138,13 @@ class connection : public detail::query_methods<connection> {
   /// the statement in `diag().statement`), `errc::connection_lost`,
   /// `errc::not_connected`, `errc::cancelled`. After a server error the
   /// connection is still usable.
+  /// A result column of a type pgq has no codec for (a composite, domain,
+  /// enum or an array of them) that this connection has not met yet costs
+  /// one catalog query after the statement, before the result is returned,
+  /// so that `to_json()` names composite fields as the server does. That
+  /// query is not cancellable and never changes the statement's outcome:
+  /// when it cannot run (aborted transaction) or fails, records get the
+  /// names f1..fN. run_batch() does the same for all its results at once.
   boost::asio::awaitable<result> query_params(std::string_view sql, detail::param_set params);
   /// As query_params(); returns the rows affected (what execute() calls).
   boost::asio::awaitable<std::uint64_t> execute_params(std::string_view sql,

@@ -25,7 +25,20 @@ namespace pgq {
 ///   - date, bytea ("\\x0102"), uuid and every other type: the text string.
 ///   - arrays of built-in types: JSON arrays, nested for more than one
 ///     dimension, NULL elements as null.
-/// Throws sql_error: errc::invalid_value on malformed bytes, errc::type_mismatch
+///   - record (anonymous, oid 2249) and record[]: objects keyed f1..fN, as
+///     to_json() names an anonymous record's fields. A binary record
+///     carries its field types, so each field is rendered by its type
+///     ({"f1":1,"f2":"a","f3":null}); a text record does not, so its fields
+///     are strings ({"f1":"1","f2":"a","f3":null}). Named composites (a
+///     table's row type, CREATE TYPE ... AS) need their attribute names
+///     and types from the catalog: field::to_json() of a result from
+///     connection::query_params() or run_batch() has them (row_stream rows:
+///     those their connection already looked up); this function does not (a text
+///     composite stays its text, a binary one gets f1..fN).
+///     Object keys come back sorted, as for json.
+/// Throws sql_error: errc::invalid_value on malformed bytes (a truncated
+/// record, a field length below -1, a field count the bytes cannot hold,
+/// records and arrays nested deeper than 64 levels), errc::type_mismatch
 /// for a binary value of a type pgq cannot render.
 nlohmann::json to_json_value(value_view v);
 

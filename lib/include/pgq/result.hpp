@@ -26,6 +26,13 @@ class result;
 class row;
 
 namespace detail {
+struct type_catalog;
+/// Gives `r` the catalog its JSON rendering uses; for pgq's connection,
+/// before `r` is handed to anyone.
+void attach_types(result& r, std::shared_ptr<const type_catalog> types) noexcept;
+/// The catalog attached to `r` (null when none), for pgq's tests.
+const type_catalog* types_of(const result& r) noexcept;
+struct type_catalog;  // lib/src/type_catalog.hpp: composite names, domains, enums
 /// A column's type and format, read once per result.
 struct column_meta {
   oid type = 0;
@@ -39,6 +46,10 @@ struct result_data {
   // Inline up to 8 columns: one allocation less per result (per row when
   // streaming).
   boost::container::small_vector<column_meta, 8> cols;
+  /// What the connection knew of the result's non-built-in types (composite
+  /// attribute names...) when the result arrived; null when it knew nothing.
+  /// Set once, before the result reaches its user (attach_types()).
+  std::shared_ptr<const type_catalog> types;
   explicit result_data(pg_result* r) noexcept;
   ~result_data();
   result_data(const result_data&) = delete;
@@ -104,7 +115,9 @@ class field {
     }
   }
 
-  /// The value as PostgreSQL's `to_json()` renders it (null for NULL).
+  /// The value as PostgreSQL's `to_json()` renders it (null for NULL);
+  /// records and composites as objects, named as the connection learnt
+  /// from the catalog (see `connection::query_params()`), f1..fN otherwise.
   nlohmann::json to_json() const;
 
  private:
@@ -112,6 +125,7 @@ class field {
   field(const detail::result_data* data, int row, int col) noexcept;
 
   const pg_result* res_;
+  const detail::type_catalog* types_;
   int col_;
   bool null_;
   value_view value_;
@@ -243,6 +257,8 @@ class result {
   pg_result* native_handle() const noexcept { return data_ ? data_->res : nullptr; }
 
  private:
+  friend void detail::attach_types(result& r, std::shared_ptr<const detail::type_catalog> types) noexcept;
+  friend const detail::type_catalog* detail::types_of(const result& r) noexcept;
   std::shared_ptr<const detail::result_data> data_;
 };
 

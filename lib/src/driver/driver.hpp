@@ -38,6 +38,7 @@ using notification_handler = boost::asio::any_completion_handler<void(std::excep
 bool running_in(const boost::asio::any_io_executor& ex) noexcept;
 
 struct cancel_ticket;
+struct type_catalog;
 
 class driver : public std::enable_shared_from_this<driver> {
  public:
@@ -91,6 +92,9 @@ class driver : public std::enable_shared_from_this<driver> {
   int backend_pid() const noexcept { return backend_pid_.load(); }                   // any thread
   int server_version() const noexcept { return server_version_.load(); }             // any thread
   tx_set tracked_tx() const noexcept { return tx_.load(std::memory_order_acquire); }   // any thread
+  /// The types connection.cpp has looked up in this connection's catalog,
+  /// replaced whole when it learns more (any thread).
+  std::atomic<std::shared_ptr<const type_catalog>> types;
   std::size_t pending() const noexcept { return pending_.load(std::memory_order_acquire); }  // any thread
   const statement_cache& cache() const noexcept { return core_.cache(); }
   pg_conn* native_handle() const noexcept { return port_.conn; }

@@ -5,6 +5,7 @@
 #include <pgq/stream.hpp>
 
 #include "driver/driver.hpp"
+#include "type_catalog.hpp"
 
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/dispatch.hpp>
@@ -91,6 +92,11 @@ asio::awaitable<void> row_stream::fetch() {
                                                     void(std::exception_ptr, std::vector<result>, bool)>(
       std::move(init), asio::use_awaitable);
   batch_ = std::move(rows);
+  // No catalog lookup of its own (rows arrive while the statement runs):
+  // the types this connection already looked up name the composites.
+  if (auto types = drv_->types.load()) {
+    for (auto& r : batch_) detail::attach_types(r, types);
+  }
   next_in_batch_ = 0;
   if (done) ended_ = true;
 }
