@@ -75,7 +75,7 @@ struct connect_options {
   /// (single-row mode). A chunk is held whole in memory: up to this many
   /// rows at once, so lower it (1 at the least) for rows of many MiB. The
   /// stream's buffer (1024 rows) is unchanged.
-  std::size_t stream_chunk_rows = 32;
+  std::size_t stream_chunk_rows = 16;
 };
 
 }  // namespace pgq
