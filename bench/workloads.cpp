@@ -31,6 +31,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <dlfcn.h>
 #include <libpq-fe.h>
 #include <poll.h>
 #include <sys/resource.h>
@@ -652,6 +653,16 @@ measurement libpq_w2(const bench_options& o) {
   return sw.stop(o.queries);
 }
 
+// libpq 17's PQsendPipelineSync when the libpq loaded has it (bench/compare
+// --libpq): it queues the sync without writing, and the loop below writes
+// once per burst, as pgq does with it. Otherwise PQpipelineSync, which writes
+// every query as it is queued.
+bool pq_sync(PGconn* c) {
+  using fn = int (*)(PGconn*);
+  static const fn send_pipeline_sync = reinterpret_cast<fn>(dlsym(RTLD_DEFAULT, "PQsendPipelineSync"));
+  return (send_pipeline_sync != nullptr ? send_pipeline_sync(c) : PQpipelineSync(c)) == 1;
+}
+
 // Runs n queries on `c`, which is non-blocking and in pipeline mode: up to
 // `depth` in flight, a sync after each (as pgq does). send(k) sends query k
 // (1-based); take(r) gets every result but the syncs, and clears it.
@@ -664,7 +675,7 @@ void pq_pipeline(PGconn* c, std::uint64_t n, std::size_t depth, Send send, Take 
     bool sent_some = false;
     while (in_flight < depth && sent < n) {
       send(sent + 1);
-      if (!PQpipelineSync(c)) fail(PQerrorMessage(c));
+      if (!pq_sync(c)) fail(PQerrorMessage(c));
       ++sent;
       ++in_flight;
       sent_some = true;
@@ -972,7 +983,8 @@ measurement run_libpq(const bench_options& o) {
                "  result: the same rows read as one pgq::result (pgq only)\n"
                "  copydata: print rows 1..N in COPY text format (for psql \\copy); no --dsn needed\n"
                "  check: exit 0 if pgq_bench_w5 holds exactly rows 1..N, else 1\n"
-               "  The JSON also has max_rss_kib: the process's peak resident set (getrusage).\n");
+               "  The JSON also has max_rss_kib: the process's peak resident set (getrusage), and libpq:\n"
+               "  PQlibVersion() of the libpq loaded.\n");
   std::exit(status);
 }
 
@@ -1069,8 +1081,8 @@ int main(int argc, char** argv) {
   // with the other benchmark.
   std::printf(
       "{\"workload\":\"%s\",\"impl\":\"%s\",\"queries\":%llu,\"seconds\":%.4f,\"qps\":%.1f,"
-      "\"cpu_us_per_query\":%.3f,\"max_rss_kib\":%ld}\n",
+      "\"cpu_us_per_query\":%.3f,\"max_rss_kib\":%ld,\"libpq\":%d}\n",
       o.workload.c_str(), o.impl.c_str(), static_cast<unsigned long long>(m.queries), m.seconds,
-      qps, cpu_us, max_rss_kib());
+      qps, cpu_us, max_rss_kib(), PQlibVersion());
   return 0;
 }

@@ -46,6 +46,21 @@ std::vector<std::string> secrets_in(std::string_view text) {
   return out;
 }
 
+// libpq names the option it does not know; when that is one of libpq 18's
+// (the protocol version range), say so rather than let it look like a typo.
+// The option is not dropped: a caller who asks for protocol 3.2 must learn
+// that this libpq cannot speak it.
+std::string newer_libpq_needed(const std::string& message) {
+  const int v = PQlibVersion();
+  if (v >= 180000) return {};
+  for (const char* key : {"max_protocol_version", "min_protocol_version"}) {
+    if (message.find(std::string("\"") + key + "\"") == std::string::npos) continue;
+    return std::string(" (") + key + " needs libpq 18 or newer; the libpq loaded is " + std::to_string(v / 10000) +
+           "." + std::to_string(v % 100) + ")";
+  }
+  return {};
+}
+
 }  // namespace
 
 conninfo conninfo::parse(std::string_view text) {
@@ -78,7 +93,7 @@ conninfo conninfo::parse(std::string_view text) {
         redacted += "********";
       }
     }
-    throw sql_error(errc::bad_conninfo, "invalid connection string: " + redacted);
+    throw sql_error(errc::bad_conninfo, "invalid connection string: " + redacted + newer_libpq_needed(redacted));
   }
   std::unique_ptr<PQconninfoOption, decltype(&PQconninfoFree)> guard(opts, &PQconninfoFree);
   conninfo ci;

@@ -3,6 +3,7 @@
 #include <pgq/connection.hpp>
 
 #include "driver/driver.hpp"
+#include "driver/libpq_compat.hpp"
 #include "type_catalog.hpp"
 
 #include <boost/asio/async_result.hpp>
@@ -293,6 +294,18 @@ connection_stats connection::stats() const noexcept {
   s.cache_invalidations = c.invalidations;
   s.cached_statements = c.size();
   return s;
+}
+
+pgq::driver_info connection::driver_info() const noexcept {
+  const detail::libpq_api& api = detail::libpq();
+  pgq::driver_info i;
+  i.libpq_version = api.version;
+  i.sync = api.send_pipeline_sync != nullptr ? "PQsendPipelineSync" : "PQpipelineSync";
+  i.cancel = api.has_cancel_conn() ? "PQcancelStart" : "PQcancel thread";
+  i.chunked_rows = api.set_chunked_rows_mode != nullptr;
+  i.close_prepared = api.send_close_prepared != nullptr;
+  i.protocol_version = drv_ && drv_->is_open() ? drv_->protocol_version() : 0;
+  return i;
 }
 
 std::size_t connection::pending_requests() const noexcept { return drv_ ? drv_->pending() : 0; }

@@ -5,6 +5,7 @@
 
 #include "driver/pipeline.hpp"
 
+#include <catch2/catch.hpp>
 #include <libpq-fe.h>
 
 #include <deque>
@@ -19,7 +20,7 @@ using namespace pgq::detail;
 class fake_pq final : public pq_port {
  public:
   /// One libpq send call: "query", "prepare", "describe", "execute", "sync",
-  /// "copy_end".
+  /// "close", "copy_end".
   struct sent_item {
     std::string what;
     std::string sql;   // query/prepare: the text; describe/execute: the name
@@ -35,6 +36,20 @@ class fake_pq final : public pq_port {
   // put_copy_data: the sizes libpq took; the next calls answering 0 (full).
   std::vector<int> copy_data_sizes;
   int copy_data_full = 0;
+  // What this libpq has beyond libpq 15 (libpq 17's calls).
+  pq_features feats;
+  // The first `written` entries of `sent` went out on the socket (the
+  // server can see them); `writes`: how many writes that took. PQpipelineSync
+  // writes at once; PQsendPipelineSync leaves it to a flush.
+  std::size_t written = 0;
+  int writes = 0;
+  int flushes = 0;
+  // Calls of libpq 15's and libpq 17's variants (never reset).
+  int legacy_syncs = 0;
+  int queued_syncs = 0;
+  int closes = 0;
+  // What set_chunked_rows_mode / set_single_row_mode were asked for.
+  std::vector<int> row_modes;  // 1: single row; N: chunks of N
 
   ~fake_pq() override {
     for (pg_result* r : results) {
@@ -89,8 +104,29 @@ class fake_pq final : public pq_port {
   }
   bool send_describe_prepared(const char* name) override { return push("describe", name); }
   bool send_query_prepared(const char* name, const param_set&, int) override { return push("execute", name); }
-  bool pipeline_sync() override { return push("sync", ""); }
-  int flush() override { return bad ? -1 : flush_answer; }
+  pq_features features() override { return feats; }
+  bool pipeline_sync() override {
+    if (!push("sync", "")) return false;
+    ++legacy_syncs;
+    write_out();
+    return true;
+  }
+  bool send_pipeline_sync() override {
+    REQUIRE(feats.queued_sync);
+    ++queued_syncs;
+    return push("sync", "");
+  }
+  bool send_close_prepared(const char* name) override {
+    REQUIRE(feats.close_prepared);
+    ++closes;
+    return push("close", name);
+  }
+  int flush() override {
+    if (bad) return -1;
+    ++flushes;
+    if (flush_answer == 0) write_out();
+    return flush_answer;
+  }
   bool consume_input() override { return !bad; }
   bool is_busy() override { return results.empty() && copy_out.empty(); }
   pg_result* get_result() override {
@@ -99,7 +135,12 @@ class fake_pq final : public pq_port {
     results.pop_front();
     return r;
   }
-  void set_single_row_mode() override {}
+  void set_single_row_mode() override { row_modes.push_back(1); }
+  bool set_chunked_rows_mode(int rows) override {
+    REQUIRE(feats.chunked_rows);
+    row_modes.push_back(rows);
+    return true;
+  }
   bool connection_bad() override { return bad; }
   std::string error_message() override { return "fake: connection broken"; }
   int transaction_status() override { return tx; }
@@ -138,6 +179,7 @@ class fake_pq final : public pq_port {
   int status(const pg_result* r) override { return PQresultStatus(r); }
   std::string_view sqlstate(const pg_result* r) override { return info_.at(r).sqlstate; }
   std::string_view command_tag(const pg_result* r) override { return info_.at(r).tag; }
+  void set_command_tag(pg_result* r, std::string_view tag) override { info_.at(r).tag = std::string(tag); }
   int ntuples(const pg_result* r) override { return info_.at(r).rows; }
   std::string_view command_rows(const pg_result* r) override { return info_.at(r).rows_text; }
   bool binary_tuples(const pg_result*) override { return false; }
@@ -168,6 +210,12 @@ class fake_pq final : public pq_port {
     int rows = 0;
     std::string rows_text;
   };
+  void write_out() {
+    if (written < sent.size()) {
+      ++writes;
+      written = sent.size();
+    }
+  }
   bool push(const char* what, std::string sql) {
     if (bad) return false;
     sent.push_back(sent_item{what, std::move(sql)});

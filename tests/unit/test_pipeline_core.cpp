@@ -21,7 +21,22 @@ struct harness {
   pipeline_core core{pq};
   std::vector<completion> log;
 
-  explicit harness(std::size_t cache = 0) { core.opened(tx_idle, cache, true); }
+  explicit harness(std::size_t cache = 0, pq_features features = {}) {
+    pq.feats = features;
+    core.opened(tx_idle, cache, true);
+  }
+  std::shared_ptr<stream_state> stream(std::string_view sql) {
+    auto st = std::make_shared<stream_state>();
+    auto r = std::make_unique<request>();
+    r->id = core.next_id();
+    st->id = r->id;
+    r->what = request::type::stream;
+    r->sql = sql;
+    r->stream = st;
+    core.enqueue(std::move(r));
+    collect();
+    return st;
+  }
 
   std::uint64_t query(std::string_view sql) {
     auto r = std::make_unique<request>();
@@ -555,4 +570,174 @@ TEST_CASE("pipeline_core cancels again a request that still runs after its cance
   h.read();
   CHECK(h.code(b) == pgq::error_code());
   CHECK(h.core.pending() == 0);
+}
+
+// ------------------------------------------------ libpq 17 calls (rules 8-10)
+
+namespace {
+constexpr pq_features libpq17{true, true, true};
+}
+
+TEST_CASE("pipeline_core: with PQsendPipelineSync a burst of requests goes out in one write, one Sync each", "[pipeline_core]") {
+  harness h(0, libpq17);
+  const auto a = h.query("SELECT 1");
+  const auto b = h.query("SELECT 2");
+  const auto c = h.query("SELECT 3");
+  CHECK(h.pq.count("sync") == 3);  // each request isolated from the others' errors
+  CHECK(h.pq.writes == 0);         // queued, not written
+  CHECK(h.core.wants_flush());
+  h.core.end_of_burst();
+  CHECK(h.pq.writes == 1);
+  CHECK(h.pq.written == h.pq.sent.size());
+  CHECK_FALSE(h.core.wants_flush());
+  h.pq.answer();
+  h.pq.answer_error("22012");
+  h.pq.answer();
+  h.read();
+  REQUIRE(h.log.size() == 3);
+  CHECK(h.code(a) == pgq::error_code());
+  CHECK(h.code(b) == state("22012"));
+  CHECK(h.code(c) == pgq::error_code());
+  CHECK(h.log[0].id == a);
+  CHECK(h.log[2].id == c);
+}
+
+TEST_CASE("pipeline_core: with PQpipelineSync each request is written as it is sent", "[pipeline_core]") {
+  harness h;
+  h.query("SELECT 1");
+  h.query("SELECT 2");
+  h.query("SELECT 3");
+  CHECK(h.pq.count("sync") == 3);
+  CHECK(h.pq.writes == 3);
+  CHECK_FALSE(h.core.wants_flush());
+}
+
+TEST_CASE("pipeline_core: what a read sends (a rerun) is written by the end of that read", "[pipeline_core]") {
+  harness h(16, libpq17);
+  h.query("INSERT INTO b VALUES (1) RETURNING *");
+  h.core.end_of_burst();
+  h.pq.answer_prepared("INSERT 0 1");
+  h.read();
+  const auto id = h.query("INSERT INTO b VALUES (1) RETURNING *");
+  h.core.end_of_burst();
+  const int before = h.pq.writes;
+  h.pq.answer_error("0A000");
+  h.read();
+  CHECK(h.outcome(id) == nullptr);  // rerun
+  CHECK(h.pq.count("prepare") == 2);
+  CHECK(h.pq.written == h.pq.sent.size());  // no end_of_burst needed
+  CHECK(h.pq.writes == before + 1);
+  CHECK_FALSE(h.core.wants_flush());
+  // The stale statement was closed with a protocol Close, not DEALLOCATE.
+  CHECK(h.pq.count("close") == 1);
+  h.pq.answer("", 0);  // the Close
+  h.pq.answer_prepared("INSERT 0 1");
+  h.read();
+  CHECK(h.code(id) == pgq::error_code());
+}
+
+TEST_CASE("pipeline_core: requests held back behind a cancel are written once it is done", "[pipeline_core]") {
+  harness h(0, libpq17);
+  h.core.server_cancel_started();
+  h.query("SELECT 1");
+  h.query("SELECT 2");
+  CHECK(h.pq.count("sync") == 0);  // held back: the cancel could hit them
+  h.core.on_server_cancel_done();
+  CHECK(h.pq.count("sync") == 2);
+  CHECK(h.core.wants_flush());
+  h.core.end_of_burst();
+  CHECK(h.pq.writes == 1);
+}
+
+TEST_CASE("pipeline_core: an evicted statement is closed with PQsendClosePrepared when libpq has it", "[pipeline_core]") {
+  SECTION("libpq 17: a protocol Close, after the request that evicted it") {
+    harness h(1, libpq17);
+    h.query("SELECT a");
+    h.core.end_of_burst();
+    h.pq.answer_prepared();
+    h.read();
+    h.query("SELECT b");
+    REQUIRE(h.pq.count("close") == 1);
+    CHECK(h.pq.sent.back().what == "sync");
+    CHECK(h.pq.sent[h.pq.sent.size() - 2].what == "close");
+    CHECK(h.pq.sent[h.pq.sent.size() - 2].sql == "pgq_1");
+    for (const auto& st : h.pq.statements()) CHECK(st.rfind("DEALLOCATE", 0) != 0);
+  }
+  SECTION("libpq 15: DEALLOCATE") {
+    harness h(1);
+    h.query("SELECT a");
+    h.pq.answer_prepared();
+    h.read();
+    h.query("SELECT b");
+    CHECK(h.pq.count("close") == 0);
+    const auto st = h.pq.statements();
+    CHECK(std::count(st.begin(), st.end(), "DEALLOCATE pgq_1") == 1);
+  }
+}
+
+TEST_CASE("pipeline_core: a stream asks for chunks of rows when libpq has chunked-rows mode", "[pipeline_core]") {
+  SECTION("libpq 17 and a chunk size: chunks, and the buffer counts rows") {
+    harness h(0, libpq17);
+    h.core.set_stream_chunk_rows(100);
+    auto st = h.stream("SELECT g FROM generate_series(1, 5000) g");
+    h.core.end_of_burst();
+    for (int i = 0; i < 20; ++i) h.pq.results.push_back(h.pq.make(pq_status::tuples_chunk, {}, {}, 100));
+    h.read();
+    REQUIRE(h.pq.row_modes == std::vector<int>{100});
+    // Paused once 1024 rows were buffered: 11 chunks of 100.
+    CHECK(st->rows.size() == 11);
+    CHECK(st->buffered == 1100);
+    CHECK_FALSE(h.core.wants_read());
+    st->rows.clear();
+    st->buffered = 0;
+    h.core.stream_resume();
+    CHECK(st->rows.size() == 9);
+  }
+  SECTION("the command tag libpq put on the last chunk reaches the closing result") {
+    harness h(0, libpq17);
+    h.core.set_stream_chunk_rows(256);
+    auto st = h.stream("SELECT g FROM generate_series(1, 1000) g");
+    h.core.end_of_burst();
+    for (int i = 0; i < 3; ++i) h.pq.results.push_back(h.pq.make(pq_status::tuples_chunk, {}, {}, 256));
+    h.pq.results.push_back(h.pq.make(pq_status::tuples_chunk, {}, "SELECT 1000", 232));
+    h.pq.results.push_back(h.pq.make(pq_status::tuples_ok, {}, {}, 0));
+    h.pq.results.push_back(nullptr);
+    h.pq.results.push_back(h.pq.make(pq_status::pipeline_sync));
+    h.read();
+    REQUIRE(st->done);
+    CHECK_FALSE(st->error);
+    CHECK(st->buffered == 1000);
+    REQUIRE(st->final.native_handle() != nullptr);
+    CHECK(h.pq.command_tag(st->final.native_handle()) == "SELECT 1000");
+  }
+  SECTION("chunk size 1: single-row mode") {
+    harness h(0, libpq17);
+    h.core.set_stream_chunk_rows(1);
+    h.stream("SELECT 1");
+    h.core.end_of_burst();
+    h.pq.results.push_back(h.pq.make(pq_status::single_tuple, {}, {}, 1));
+    h.read();
+    CHECK(h.pq.row_modes == std::vector<int>{1});
+  }
+  SECTION("libpq 15: single-row mode whatever the chunk size") {
+    harness h;
+    h.core.set_stream_chunk_rows(100);
+    auto st = h.stream("SELECT 1");
+    for (int i = 0; i < 1100; ++i) h.pq.results.push_back(h.pq.make(pq_status::single_tuple, {}, {}, 1));
+    h.read();
+    CHECK(h.pq.row_modes == std::vector<int>{1});
+    CHECK(st->rows.size() == 1024);
+    CHECK_FALSE(h.core.wants_read());
+  }
+}
+
+TEST_CASE("pipeline_core: a request cancelled while still in libpq's buffer is written before the cancel", "[pipeline_core]") {
+  harness h(0, libpq17);
+  const auto id = h.query("SELECT pg_sleep(10)");
+  CHECK(h.pq.writes == 0);
+  h.cancel(id);
+  // On the wire first: a cancel that finds the backend idle does nothing.
+  CHECK(h.pq.writes == 1);
+  CHECK(h.core.take_server_cancels() == 1);
+  CHECK(h.code(id) == pgq::errc::cancelled);
 }

@@ -80,8 +80,9 @@ struct model {
     why.push_back(s);
   }
 
+  // Only what was written reaches the server.
   bool has_unit() const {
-    for (std::size_t i = next_sent; i < pq.sent.size(); ++i) {
+    for (std::size_t i = next_sent; i < pq.written; ++i) {
       if (pq.sent[i].what == "sync") return true;
     }
     return false;
@@ -112,11 +113,13 @@ struct model {
     std::string text;
     bool cached_exec = false;
     std::size_t i = next_sent;
-    for (; i < pq.sent.size(); ++i) {
+    for (; i < pq.written; ++i) {
       const auto& s = pq.sent[i];
       if (s.what == "sync") break;
       if (s.what == "prepare") {
         push_ok("");
+      } else if (s.what == "close") {
+        text = "DEALLOCATE " + s.sql;  // a protocol Close: works in any state
       } else if (s.what == "describe") {
         push_ok("");
       } else if (s.what == "query") {
@@ -281,8 +284,9 @@ struct runner {
   int next_row = 1;
   std::size_t cache;
 
-  runner(unsigned seed, std::size_t cache_size) : m(seed, pq, core), cache(cache_size) {
+  runner(unsigned seed, std::size_t cache_size, pq_features features) : m(seed, pq, core), cache(cache_size) {
     m.ops = &by_tag;
+    pq.feats = features;
     core.opened(tx_idle, cache, true);
   }
 
@@ -414,6 +418,7 @@ struct runner {
     }
     pq.results.clear();
     pq.sent.clear();
+    pq.written = 0;
     m.next_sent = 0;
     m.last_run_at.clear();
     core.opened(tx_idle, cache, true);
@@ -426,6 +431,12 @@ struct runner {
     if (trace) fprintf(stderr, "step %d sent=%zu results=%zu pending=%zu open=%d\n", pick, pq.sent.size(), pq.results.size(), core.pending(), (int)core.is_open());
     if (pick < 30) {
       enqueue_random();
+      // With queued Syncs the driver writes at the end of its turn; another
+      // request may come in the same turn.
+      if (m.chance(0.6)) {
+        core.end_of_burst();
+        collect();
+      }
     } else if (pick < 55) {
       if (m.has_unit()) m.run_unit();
       m.publish_tx();
@@ -449,7 +460,12 @@ struct runner {
         collect();
       }
     } else if (pick < 99) {
-      if (m.chance(0.3)) lose();
+      if (m.chance(0.3)) {
+        lose();
+      } else {
+        core.end_of_burst();  // the driver's turn of the event loop ended
+        collect();
+      }
     } else if (const std::uint64_t id = core.cancelled_but_running(); id != 0) {
       core.recancel(id);  // the driver's timer, a while after a cancel was done
       collect();
@@ -475,6 +491,8 @@ struct runner {
         core.on_server_cancel_done();
         collect();
       }
+      core.end_of_burst();
+      collect();
       while (m.has_unit()) m.run_unit();
       m.publish_tx();
       core.on_readable();
@@ -520,17 +538,26 @@ struct runner {
 
 TEST_CASE("pipeline_core keeps its invariants over thousands of random interleavings", "[pipeline_core][model]") {
   int runs = 0;
+  int closes_17 = 0;
   const char* only = std::getenv("PGQ_MODEL_SEED");
   for (unsigned seed = 1; seed <= 400; ++seed) {
     if (only != nullptr && seed != static_cast<unsigned>(std::atoi(only))) continue;
-    runner r(seed, seed % 3 == 0 ? 0 : 8);
+    // Both libpq paths: 15's calls, and 17's (queued Syncs written per
+    // burst, protocol Close for evicted statements).
+    const bool newer = seed % 2 == 0;
+    runner r(seed, seed % 3 == 0 ? 0 : 8, newer ? pq_features{true, true, true} : pq_features{});
     const int steps = 40 + static_cast<int>(seed % 60);
     for (int i = 0; i < steps; ++i) r.step();
     r.settle();
     r.check_end();
     INFO("seed " << seed << ": " << (r.m.why.empty() ? std::string() : r.m.why.front()));
     REQUIRE(r.m.violations == 0);
+    // Each run used its libpq's calls only.
+    REQUIRE((newer ? r.pq.legacy_syncs : r.pq.queued_syncs) == 0);
+    REQUIRE((newer ? r.pq.queued_syncs : r.pq.legacy_syncs) > 0);
+    if (newer) closes_17 += r.pq.closes;
     ++runs;
   }
   CHECK(runs == 400);
+  CHECK(closes_17 > 0);  // evictions and stale plans met the protocol Close
 }

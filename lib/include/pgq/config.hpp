@@ -69,6 +69,13 @@ struct connect_options {
   /// anyway; should the cancel still arrive later, the statement it hits fails
   /// with SQLSTATE 57014. Zero waits as long as the cancel takes.
   std::chrono::milliseconds cancel_timeout{std::chrono::seconds(5)};
+  /// Rows a `row_stream` receives from libpq at a time, with libpq 17 or
+  /// newer (PQsetChunkedRowsMode): fewer results to allocate and hand over
+  /// than one per row. 0 or 1, or an older libpq: one row at a time
+  /// (single-row mode). A chunk is held whole in memory: up to this many
+  /// rows at once, so lower it (1 at the least) for rows of many MiB. The
+  /// stream's buffer (1024 rows) is unchanged.
+  std::size_t stream_chunk_rows = 16;
 };
 
 }  // namespace pgq

@@ -48,6 +48,33 @@ struct connection_stats {
   std::size_t cached_statements = 0;
 };
 
+/// Which libpq the process loaded and which of its calls pgq's connections
+/// use, from `connection::driver_info()`. pgq is built against libpq 15 and
+/// uses a libpq 17/18 call only when the libpq loaded at run time has it.
+/// The strings are static (they never dangle).
+struct driver_info {
+  /// PQlibVersion() of the loaded libpq, e.g. 150012 or 180000.
+  int libpq_version = 0;
+  /// How each request's Sync is sent: "PQsendPipelineSync" (libpq 17+:
+  /// queued, and what a burst of requests queued is written at once) or
+  /// "PQpipelineSync" (each request written as it is sent).
+  std::string_view sync;
+  /// How a running statement is cancelled on the server: "PQcancelStart"
+  /// (libpq 17+: non-blocking, on the connection's executor, no thread) or
+  /// "PQcancel thread" (the blocking PQcancel, on a thread of pgq's).
+  std::string_view cancel;
+  /// A row_stream receives chunks of rows (PQsetChunkedRowsMode, libpq 17+;
+  /// connect_options::stream_chunk_rows) rather than one result per row.
+  bool chunked_rows = false;
+  /// Statements evicted from the cache are closed with a protocol Close
+  /// (PQsendClosePrepared, libpq 17+) rather than `DEALLOCATE`.
+  bool close_prepared = false;
+  /// The protocol the connection speaks: 30000 (3.0) or 30002 (3.2, with
+  /// libpq 18, PostgreSQL 18 and `max_protocol_version=latest` in the
+  /// conninfo); 0 when closed.
+  int protocol_version = 0;
+};
+
 /// Statements to send together with `connection::run_batch()`. Owns copies
 /// of the SQL and the encoded parameters.
 class batch {
@@ -223,6 +250,9 @@ class connection : public detail::query_methods<connection> {
   int server_version() const noexcept;
   /// The statement cache's counters. Call from the connection's executor.
   connection_stats stats() const noexcept;
+  /// The loaded libpq and the calls this connection uses (see
+  /// pgq::driver_info). Any thread.
+  pgq::driver_info driver_info() const noexcept;
   /// Number of requests sent or waiting and not yet completed.
   std::size_t pending_requests() const noexcept;
   /// The libpq connection, for what pgq does not wrap. Do not send or read

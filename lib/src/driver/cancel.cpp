@@ -1,12 +1,20 @@
-// Server-side cancels: PQcancel, which blocks, runs on threads of its own;
-// a ticket carries its outcome back to the driver's executor, bounded by
+// Server-side cancels. With libpq 17 or newer, a non-blocking cancel
+// connection (PQcancelCreate, PQcancelStart, PQcancelPoll) driven on the
+// connection's executor, its socket watched by Asio: no thread. Before
+// libpq 17, PQcancel, which blocks, runs on threads of its own. Either way a
+// ticket carries the outcome back to the driver's executor, bounded by
 // connect_options::cancel_timeout.
 #include "driver/driver.hpp"
+#include "driver/libpq_compat.hpp"
 
 #include <boost/asio/post.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <libpq-fe.h>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <deque>
 #include <functional>
@@ -18,6 +26,8 @@ namespace asio = boost::asio;
 namespace pgq::detail {
 
 namespace {
+
+std::atomic<std::uint64_t> cancel_threads{0};
 
 // Runs server-side cancels off the callers' event loops. PQcancel blocks
 // (connect, send, wait for the server to close) with no time limit before
@@ -41,6 +51,7 @@ class cancel_runner {
       return;
     }
     ++running_;
+    cancel_threads.fetch_add(1, std::memory_order_relaxed);
     std::thread([this, job = std::move(job)]() mutable { work(std::move(job)); }).detach();
   }
 
@@ -65,6 +76,8 @@ class cancel_runner {
 
 }  // namespace
 
+std::uint64_t cancel_threads_started() noexcept { return cancel_threads.load(std::memory_order_relaxed); }
+
 // One server-side cancel on its way, shared by the driver, its timer and
 // the thread that sends it. The thread touches nothing but the ticket (the
 // driver may be gone) and hands its end back through `work`.
@@ -77,6 +90,25 @@ struct cancel_ticket {
   asio::any_io_executor work;
   std::shared_ptr<driver> owner;               // executor only; null once the driver let go
   std::shared_ptr<asio::steady_timer> timer;   // executor only: gives up after cancel_timeout
+  // libpq 17: the cancel connection and a duplicate of its socket (executor
+  // only; null once finished).
+  pg_cancel_conn* conn = nullptr;
+  std::unique_ptr<asio::posix::stream_descriptor> sock;
+
+  cancel_ticket() = default;
+  cancel_ticket(const cancel_ticket&) = delete;
+  cancel_ticket& operator=(const cancel_ticket&) = delete;
+  ~cancel_ticket() { close_conn(); }
+
+  void close_conn() noexcept {
+    if (sock) {
+      error_code ignored;
+      sock->cancel(ignored);
+      sock->close(ignored);  // our duplicate
+      sock.reset();
+    }
+    if (conn != nullptr) libpq().cancel_finish(std::exchange(conn, nullptr));
+  }
 
   // On the executor: the cancel is done, timed out or given up.
   void finish() noexcept {
@@ -86,6 +118,7 @@ struct cancel_ticket {
       // It fires and finds nothing left to do.
     }
     timer.reset();
+    close_conn();
     owner.reset();
     asio::any_io_executor w;
     try {
@@ -103,6 +136,50 @@ struct cancel_ticket {
     } else {
       t->finish();
     }
+  }
+
+  // One step of a libpq 17 cancel connection, as PQconnectPoll's: wait
+  // until its socket is ready as libpq asked (writable at first), then poll.
+  // On `ex` (the driver's executor); touches only the ticket: the driver may
+  // be gone, and the cancel still goes out.
+  static void step(const std::shared_ptr<cancel_ticket>& t, const asio::any_io_executor& ex, bool first) {
+    const libpq_api& api = libpq();
+    int status = PGRES_POLLING_WRITING;
+    if (!first) status = api.cancel_poll(t->conn);
+    if (status == PGRES_POLLING_OK || status == PGRES_POLLING_FAILED) {
+      done(t);
+      return;
+    }
+    // libpq may open a new socket at a step, and closes its own when the
+    // cancel connection fails: wait on a duplicate, as for the connection.
+    const int fd = api.cancel_socket(t->conn);
+    const int mine = fd < 0 ? -1 : ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (mine < 0) {
+      done(t);
+      return;
+    }
+    if (t->sock) {
+      error_code ignored;
+      t->sock->close(ignored);
+    }
+    t->sock = std::make_unique<asio::posix::stream_descriptor>(ex);
+    error_code ec;
+    t->sock->assign(mine, ec);
+    if (ec) {
+      ::close(mine);
+      done(t);
+      return;
+    }
+    t->sock->async_wait(status == PGRES_POLLING_READING ? asio::posix::stream_descriptor::wait_read
+                                                        : asio::posix::stream_descriptor::wait_write,
+                        [t, ex](const error_code& e) {
+                          if (t->conn == nullptr) return;  // finished meanwhile (timed out)
+                          if (e) {
+                            done(t);
+                            return;
+                          }
+                          step(t, ex, false);
+                        });
   }
 };
 
@@ -122,6 +199,17 @@ void driver::start_server_cancel() {
     ticket->timer->async_wait([ticket](const error_code& ec) {
       if (!ec) cancel_ticket::done(ticket);
     });
+  }
+  const libpq_api& api = libpq();
+  if (api.has_cancel_conn() && port_.conn != nullptr) {
+    ticket->conn = api.cancel_create(port_.conn);
+    if (ticket->conn == nullptr || api.cancel_start(ticket->conn) != 1) {
+      // Out of memory, or no socket: as good as done (nothing will come).
+      asio::post(ex_, [ticket] { cancel_ticket::done(ticket); });
+      return;
+    }
+    cancel_ticket::step(ticket, ex_, true);
+    return;
   }
   cancel_runner::instance().post([c = cancel_, ticket] {
     char errbuf[256];

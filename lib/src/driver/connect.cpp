@@ -2,6 +2,7 @@
 // (resolve.cpp), then libpq's non-blocking connect (PQconnectStartParams,
 // PQconnectPoll) driven by waits on its socket, under the connect timeout.
 #include "driver/driver.hpp"
+#include "driver/libpq_compat.hpp"
 #include "driver/resolve.hpp"
 
 #include "config_detail.hpp"
@@ -147,6 +148,10 @@ asio::awaitable<void> driver::connect_steps(std::string text, connect_options op
   }
   cancel_ = std::shared_ptr<pg_cancel>(PQgetCancel(port_.conn), &PQfreeCancel);
   cancel_timeout_ = opts.cancel_timeout;
+  const libpq_api& api = libpq();
+  protocol_version_.store(api.full_protocol_version != nullptr ? api.full_protocol_version(port_.conn)
+                                                               : PQprotocolVersion(port_.conn) * 10000);
+  core_.set_stream_chunk_rows(opts.stream_chunk_rows);
   backend_pid_.store(PQbackendPID(port_.conn));
   server_version_.store(PQserverVersion(port_.conn));
   const int tx = PQtransactionStatus(port_.conn);

@@ -146,6 +146,12 @@ void driver::perform(bool inline_ok) {
       core_.on_readable();  // the next slice of what libpq has already read
       continue;
     }
+    if (core_.wants_flush() && inline_ok) {
+      // After an I/O event, callers resumed inline have queued their next
+      // requests by now: one write for all of them.
+      core_.end_of_burst();
+      continue;
+    }
     break;
   }
   performing_ = false;
@@ -155,8 +161,23 @@ void driver::perform(bool inline_ok) {
     if (open_.load(std::memory_order_acquire) || sock_.is_open()) teardown();
     return;
   }
+  if (core_.wants_flush()) post_end_of_burst();
   if (core_.wants_read()) arm_read();
   if (core_.wants_write()) arm_write();
+}
+
+// Requests queued without a write (PQsendPipelineSync) go out when the
+// executor has run what was queued on it before: every request made in the
+// same turn of the event loop shares one write.
+void driver::post_end_of_burst() {
+  if (burst_posted_) return;
+  burst_posted_ = true;
+  asio::post(ex_, [self = shared_from_this()] {
+    self->burst_posted_ = false;
+    if (!self->core_.is_open()) return;
+    self->core_.end_of_burst();
+    self->perform(false);
+  });
 }
 
 void driver::deliver(completion& c, bool inline_ok) {
@@ -179,6 +200,7 @@ void driver::deliver_streams() {
     rows_handler h = std::move(st.waiter);
     std::vector<result> rows;
     rows.swap(st.rows);
+    st.buffered = 0;
     // Rows before an error first: the error comes with the next fetch.
     const bool error_now = st.done && st.error && rows.empty();
     std::exception_ptr ep = error_now ? st.error : nullptr;
@@ -352,6 +374,7 @@ void driver::close(errc why) noexcept {
   cancel_.reset();
   backend_pid_.store(0);
   server_version_.store(0);
+  protocol_version_.store(0);
 }
 
 }  // namespace pgq::detail

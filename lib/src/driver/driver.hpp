@@ -40,6 +40,10 @@ bool running_in(const boost::asio::any_io_executor& ex) noexcept;
 struct cancel_ticket;
 struct type_catalog;
 
+/// Threads the PQcancel runner (libpq before 17) has started so far, in this
+/// process: the tests check that a libpq 17 cancel starts none.
+std::uint64_t cancel_threads_started() noexcept;
+
 class driver : public std::enable_shared_from_this<driver> {
  public:
   /// Notifications kept for a reader that does not come; older ones are
@@ -91,6 +95,8 @@ class driver : public std::enable_shared_from_this<driver> {
   bool is_open() const noexcept { return open_.load(std::memory_order_acquire); }  // any thread
   int backend_pid() const noexcept { return backend_pid_.load(); }                   // any thread
   int server_version() const noexcept { return server_version_.load(); }             // any thread
+  /// 30000 for protocol 3.0, 30002 for 3.2; 0 when closed.
+  int protocol_version() const noexcept { return protocol_version_.load(); }         // any thread
   tx_set tracked_tx() const noexcept { return tx_.load(std::memory_order_acquire); }   // any thread
   /// The types connection.cpp has looked up in this connection's catalog,
   /// replaced whole when it learns more (any thread).
@@ -112,6 +118,7 @@ class driver : public std::enable_shared_from_this<driver> {
   void deliver_notifications();
   void arm_read();
   void arm_write();
+  void post_end_of_burst();
   void on_readable(const error_code& ec);
   void on_writable(const error_code& ec);
   void start_server_cancel();
@@ -134,6 +141,7 @@ class driver : public std::enable_shared_from_this<driver> {
   std::atomic<bool> open_{false};
   std::atomic<int> backend_pid_{0};
   std::atomic<int> server_version_{0};
+  std::atomic<int> protocol_version_{0};
   // Mirrors of the core's state for readers on other threads, updated
   // after every event.
   std::atomic<std::size_t> pending_{0};
@@ -141,6 +149,7 @@ class driver : public std::enable_shared_from_this<driver> {
   bool reading_ = false;
   bool writing_ = false;
   bool performing_ = false;
+  bool burst_posted_ = false;  // an end_of_burst() is queued on the executor
   std::vector<completion> delivering_;  // keeps its capacity between rounds
   static constexpr std::size_t completion_slice = 16;
   std::deque<pending_notification> notifications_;

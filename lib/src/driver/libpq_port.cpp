@@ -1,4 +1,5 @@
 #include "driver/libpq_port.hpp"
+#include "driver/libpq_compat.hpp"
 
 #include "error_detail.hpp"
 
@@ -7,6 +8,9 @@
 #include <boost/container/small_vector.hpp>
 
 #include <libpq-fe.h>
+
+#include <algorithm>
+#include <cstring>
 
 
 namespace pgq::detail {
@@ -36,7 +40,28 @@ bool libpq_port::send_query_prepared(const char* name, const param_set& p, int r
   return PQsendQueryPrepared(conn, name, p.size(), v.data(), p.lengths(), p.formats(), result_format) == 1;
 }
 
+pq_features libpq_port::features() {
+  const libpq_api& api = libpq();
+  pq_features f;
+  f.queued_sync = api.send_pipeline_sync != nullptr;
+  f.chunked_rows = api.set_chunked_rows_mode != nullptr;
+  f.close_prepared = api.send_close_prepared != nullptr;
+  return f;
+}
+
 bool libpq_port::pipeline_sync() { return PQpipelineSync(conn) == 1; }
+bool libpq_port::send_pipeline_sync() {
+  const libpq_api& api = libpq();
+  return api.send_pipeline_sync != nullptr && api.send_pipeline_sync(conn) == 1;
+}
+bool libpq_port::send_close_prepared(const char* name) {
+  const libpq_api& api = libpq();
+  return api.send_close_prepared != nullptr && api.send_close_prepared(conn, name) == 1;
+}
+bool libpq_port::set_chunked_rows_mode(int rows) {
+  const libpq_api& api = libpq();
+  return api.set_chunked_rows_mode != nullptr && api.set_chunked_rows_mode(conn, rows) == 1;
+}
 int libpq_port::flush() { return PQflush(conn); }
 bool libpq_port::consume_input() { return PQconsumeInput(conn) == 1; }
 bool libpq_port::is_busy() { return PQisBusy(conn) != 0; }
@@ -88,6 +113,16 @@ std::string_view libpq_port::sqlstate(const pg_result* r) {
 std::string_view libpq_port::command_tag(const pg_result* r) {
   const char* s = PQcmdStatus(const_cast<pg_result*>(r));
   return s != nullptr ? std::string_view(s) : std::string_view();
+}
+
+void libpq_port::set_command_tag(pg_result* r, std::string_view tag) {
+  // PQcmdStatus hands out the result's own tag buffer (CMDSTATUS_LEN, 64
+  // bytes, in every libpq); a tag the server sent fits it.
+  char* s = PQcmdStatus(r);
+  if (s == nullptr) return;
+  const std::size_t n = std::min<std::size_t>(tag.size(), 63);
+  std::memcpy(s, tag.data(), n);
+  s[n] = '\0';
 }
 
 int libpq_port::ntuples(const pg_result* r) { return PQntuples(r); }

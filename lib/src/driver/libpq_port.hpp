@@ -22,12 +22,16 @@ class libpq_port final : public pq_port {
   bool send_prepare(const char* name, const char* sql, const param_set& p) override;
   bool send_describe_prepared(const char* name) override;
   bool send_query_prepared(const char* name, const param_set& p, int result_format) override;
+  pq_features features() override;
   bool pipeline_sync() override;
+  bool send_pipeline_sync() override;
+  bool send_close_prepared(const char* name) override;
   int flush() override;
   bool consume_input() override;
   bool is_busy() override;
   pg_result* get_result() override;
   void set_single_row_mode() override;
+  bool set_chunked_rows_mode(int rows) override;
   bool connection_bad() override;
   std::string error_message() override;
   int transaction_status() override;
@@ -42,6 +46,7 @@ class libpq_port final : public pq_port {
   int status(const pg_result* r) override;
   std::string_view sqlstate(const pg_result* r) override;
   std::string_view command_tag(const pg_result* r) override;
+  void set_command_tag(pg_result* r, std::string_view tag) override;
   int ntuples(const pg_result* r) override;
   std::string_view command_rows(const pg_result* r) override;
   bool binary_tuples(const pg_result* r) override;

@@ -207,6 +207,7 @@ pipeline_core::~pipeline_core() {
 
 void pipeline_core::opened(tx_set tx, std::size_t cache_capacity, bool binary_results) {
   mode_ = mode::pipeline;
+  features_ = port_.features();
   tx_ = tx;
   cache_.clear();
   cache_.capacity = cache_capacity;
@@ -321,7 +322,7 @@ void pipeline_core::start(std::unique_ptr<request> req) {
   if (waiting_.empty() && cancels_in_flight_ == 0 && mode_ == mode::pipeline && req->what != request::type::exclusive) {
     request& r = *req;
     inflight_.push_back(std::move(req));
-    if (send(r)) flush();
+    if (send(r)) sent_some();
     return;
   }
   waiting_.push_back(std::move(req));
@@ -371,7 +372,44 @@ void pipeline_core::send_waiting() {
     if (r.group && r.index == npos && r.kind == stmt_kind::commit) r.group->commit_sent = true;
     sent = true;
   }
-  if (sent) flush();
+  if (sent) sent_some();
+}
+
+void pipeline_core::sent_some() {
+  // PQpipelineSync wrote each request already; a queued Sync waits for the
+  // end of the burst, so that one write carries every request of it.
+  if (features_.queued_sync) {
+    need_flush_ = true;
+  } else {
+    flush();
+  }
+}
+
+bool pipeline_core::sync() {
+  return features_.queued_sync ? port_.send_pipeline_sync() : port_.pipeline_sync();
+}
+
+void pipeline_core::end_of_burst() {
+  if (mode_ != mode::pipeline || !need_flush_) return;
+  flush();
+}
+
+void pipeline_core::evict(const std::string& statement) {
+  if (!features_.close_prepared) {
+    send_detached_now("DEALLOCATE " + statement);
+    return;
+  }
+  // A protocol Close: no statement to parse, and it works in a failed
+  // transaction block too (DEALLOCATE would fail there).
+  auto req = make_detached(statement, stmt_kind::other);
+  req->close_statement = true;
+  request& r = *req;
+  inflight_.push_back(std::move(req));
+  if (!port_.send_close_prepared(r.owned_sql.c_str()) || !sync()) {
+    lost(port_.error_message());
+    return;
+  }
+  need_flush_ = true;
 }
 
 bool pipeline_core::send(request& req) {
@@ -409,11 +447,11 @@ bool pipeline_core::send(request& req) {
   } else {
     ok = port_.send_query(sql_buffer.c_str(), p, 0);
   }
-  if (!ok || !port_.pipeline_sync()) {
+  if (!ok || !sync()) {
     lost(port_.error_message());
     return false;
   }
-  if (!evicted.empty()) send_detached_now("DEALLOCATE " + evicted);
+  if (!evicted.empty()) evict(evicted);
   return true;
 }
 
@@ -431,7 +469,7 @@ void pipeline_core::send_detached_now(std::string sql) {
   auto req = make_detached(std::move(sql), stmt_kind::other);
   request& r = *req;
   inflight_.push_back(std::move(req));
-  if (!port_.send_query(r.owned_sql.c_str(), r.params, 0) || !port_.pipeline_sync()) {
+  if (!port_.send_query(r.owned_sql.c_str(), r.params, 0) || !sync()) {
     lost(port_.error_message());
     return;
   }
@@ -504,9 +542,11 @@ void pipeline_core::drain() {
     request& front = *inflight_.front();
     if (front.stream && !front.single_row_set) {
       // Before libpq parses any of this statement's rows (PQisBusy would):
-      // its results then come one row each.
+      // its results then come a chunk of rows each, or one row each.
       front.single_row_set = true;
-      port_.set_single_row_mode();
+      const bool chunked = features_.chunked_rows && chunk_rows_ > 1 &&
+                           port_.set_chunked_rows_mode(static_cast<int>(std::min<std::size_t>(chunk_rows_, 1 << 30)));
+      if (!chunked) port_.set_single_row_mode();
     }
     if (port_.is_busy()) break;
     pg_result* r = port_.get_result();
@@ -550,17 +590,25 @@ void pipeline_core::drain() {
         }
         break;
       case pq_status::single_tuple:
+      case pq_status::tuples_chunk:
         if (front.stream) {
           stream_state& st = *front.stream;
           if (st.abandoned) {
             port_.clear(r);
             break;
           }
+          st.buffered += status == pq_status::single_tuple ? 1 : static_cast<std::size_t>(port_.ntuples(r));
+          if (status == pq_status::tuples_chunk) {
+            // libpq puts the command tag on the last chunk, and leaves the
+            // closing result (no rows) without one.
+            const std::string_view tag = port_.command_tag(r);
+            if (!tag.empty()) front.chunk_tag.assign(tag);
+          }
           st.rows.emplace_back(r);
           wake(front.stream);
           // Leave the rest in the socket until the consumer catches up: the
           // server waits, memory stays flat.
-          if (st.rows.size() >= stream_buffer_rows) paused_ = true;
+          if (st.buffered >= stream_buffer_rows) paused_ = true;
           break;
         }
         [[fallthrough]];
@@ -575,9 +623,13 @@ void pipeline_core::drain() {
         }
         if (front.stream && status == pq_status::tuples_ok && port_.ntuples(r) > 0 && !front.stream->abandoned) {
           // Single-row mode was refused: the rows came all at once.
+          front.stream->buffered += static_cast<std::size_t>(port_.ntuples(r));
           front.stream->rows.emplace_back(r);
           wake(front.stream);
           break;
+        }
+        if (front.stream && !front.chunk_tag.empty() && port_.command_tag(r).empty()) {
+          port_.set_command_tag(r, front.chunk_tag);
         }
         if (front.res != nullptr) port_.clear(front.res);
         front.res = r;
@@ -693,7 +745,7 @@ void pipeline_core::finish_front() {
   std::string_view state;
   if (req->error != nullptr) state = port_.sqlstate(req->error);
   bool stray_cancel = false;
-  std::string deallocate;
+  std::string deallocate;  // a stale statement to close
   if (req->error != nullptr && !req->failure) {
     const bool stale_plan =
         !req->statement.empty() && !req->prepare_failed && (state == "0A000" || state == "26000");
@@ -705,13 +757,13 @@ void pipeline_core::finish_front() {
         cache_.clear();
       } else {
         cache_.erase_name(req->statement);
-        deallocate = "DEALLOCATE " + req->statement;
+        deallocate = req->statement;
       }
     }
     // A cancel aimed at the request before it hit this one.
     stray_cancel = state == "57014" && req->exposed && !req->server_cancelled && !req->stream;
     if ((stale_plan || stray_cancel) && may_retry(*req)) {
-      if (!deallocate.empty()) send_detached_now(std::exchange(deallocate, {}));
+      if (!deallocate.empty()) evict(std::exchange(deallocate, {}));
       if (is_open()) {
         retry(std::move(req));
         return;
@@ -758,7 +810,7 @@ void pipeline_core::finish_front() {
     complete(*req, nullptr, result(res));
   }
   // After the caller's outcome: a failure to send it must not lose that.
-  if (!deallocate.empty() && is_open()) send_detached_now(std::move(deallocate));
+  if (!deallocate.empty() && is_open()) evict(deallocate);
 }
 
 void pipeline_core::complete(request& req, std::exception_ptr ep, result res) {
@@ -977,6 +1029,12 @@ void pipeline_core::cancel_group(std::shared_ptr<batch_group> g) {  // NOLINT(pe
 }
 
 void pipeline_core::issue_server_cancel() {
+  // The request to cancel must be on the wire, not in libpq's buffer behind
+  // a queued Sync: a cancel that finds the backend idle is lost.
+  if (need_flush_) {
+    flush();
+    if (!is_open()) return;
+  }
   if (inflight_.empty()) return;
   ++cancels_in_flight_;
   ++cancels_to_start_;
@@ -1024,6 +1082,7 @@ void pipeline_core::stream_abandon(std::shared_ptr<stream_state> st) {  // NOLIN
   if (st->abandoned) return;
   st->abandoned = true;
   st->rows.clear();
+  st->buffered = 0;
   if (!st->done) {
     for (auto it = waiting_.begin(); it != waiting_.end(); ++it) {
       if ((*it)->stream == st) {

@@ -36,6 +36,21 @@
 //     again, after a pause, for as long as it still runs once a cancel was
 //     done (the server ignores a cancel that arrives between the messages
 //     of a request).
+//  8. Every request ends with its own Sync (each stays isolated from the
+//     others' errors). With a libpq that can queue a Sync without flushing
+//     (PQsendPipelineSync, libpq 17), what a burst of requests queued is
+//     written once, when the driver has nothing more to send
+//     (end_of_burst(), or the end of a read); with PQpipelineSync each
+//     request is written as it is sent.
+//  9. A stream asks for chunks of rows (PQsetChunkedRowsMode, libpq 17)
+//     when libpq has it and the chunk size is above 1, single rows
+//     otherwise; reading pauses once the rows buffered reach
+//     stream_buffer_rows, however they came; the closing result carries
+//     the command tag (libpq puts it on the last chunk).
+// 10. A statement evicted from the cache (or gone stale) is closed with a
+//     protocol Close (PQsendClosePrepared, libpq 17) when libpq has it, with
+//     `DEALLOCATE` otherwise; either is sent after the request that evicted
+//     it, on its own Sync.
 #pragma once
 
 #include "driver/statement_cache.hpp"
@@ -97,7 +112,8 @@ tx_set tx_after(stmt_kind k, tx_set s, bool ok) noexcept;
 /// the consumer.
 struct stream_state {
   std::uint64_t id = 0;
-  std::vector<result> rows;  // each holds one row (or more, without single-row mode)
+  std::vector<result> rows;  // each holds one row, a chunk of rows, or all of them
+  std::size_t buffered = 0;  // rows in `rows` (the driver zeroes it when it hands them over)
   result final;              // the closing result (command tag), once done
   std::exception_ptr error;
   bool done = false;
@@ -167,6 +183,8 @@ struct request {
   int stage = 0;          // statements of this request finished so far
   bool prepare_failed = false;
   bool single_row_set = false;
+  bool close_statement = false;  // detached: a protocol Close of statement `sql`
+  std::string chunk_tag;         // a stream's command tag, found on a chunk of rows
 
   request() = default;
   request(const request&) = delete;
@@ -197,22 +215,41 @@ struct batch_group {
   bool lost = false;
 };
 
+/// What the loaded libpq has beyond libpq 15; the core picks its calls from
+/// these.
+struct pq_features {
+  bool queued_sync = false;     // PQsendPipelineSync: a Sync queued, not flushed
+  bool chunked_rows = false;    // PQsetChunkedRowsMode
+  bool close_prepared = false;  // PQsendClosePrepared
+};
+
 /// libpq, as the core sees it. The real one calls libpq on a PGconn; the unit
 /// tests' fake plays a server.
 class pq_port {
  public:
   virtual ~pq_port() = default;
+  /// Read by the core when the connection opens.
+  virtual pq_features features() = 0;
   virtual bool send_query(const char* sql, const param_set& p, int result_format) = 0;
   virtual bool send_prepare(const char* name, const char* sql, const param_set& p) = 0;
   virtual bool send_describe_prepared(const char* name) = 0;
   virtual bool send_query_prepared(const char* name, const param_set& p, int result_format) = 0;
+  /// PQpipelineSync: queues a Sync and flushes.
   virtual bool pipeline_sync() = 0;
+  /// PQsendPipelineSync (only when features().queued_sync): queues a Sync,
+  /// writes nothing.
+  virtual bool send_pipeline_sync() = 0;
+  /// PQsendClosePrepared (only when features().close_prepared).
+  virtual bool send_close_prepared(const char* name) = 0;
   /// 0: all sent; 1: more to send (wait writable); -1: failed.
   virtual int flush() = 0;
   virtual bool consume_input() = 0;
   virtual bool is_busy() = 0;
   virtual pg_result* get_result() = 0;
   virtual void set_single_row_mode() = 0;
+  /// PQsetChunkedRowsMode (only when features().chunked_rows); false when
+  /// libpq refused.
+  virtual bool set_chunked_rows_mode(int rows) = 0;
   virtual bool connection_bad() = 0;
   virtual std::string error_message() = 0;
   /// PQtransactionStatus (PQTRANS_*).
@@ -230,6 +267,9 @@ class pq_port {
   virtual int status(const pg_result* r) = 0;  // ExecStatusType
   virtual std::string_view sqlstate(const pg_result* r) = 0;
   virtual std::string_view command_tag(const pg_result* r) = 0;
+  /// Gives `r` the command tag `tag` (chunked-rows mode puts the tag on the
+  /// last chunk, not on the closing result).
+  virtual void set_command_tag(pg_result* r, std::string_view tag) = 0;
   virtual int ntuples(const pg_result* r) = 0;
   /// PQcmdTuples: rows affected, as text.
   virtual std::string_view command_rows(const pg_result* r) = 0;
@@ -245,7 +285,7 @@ class pq_port {
 namespace pq_status {
 constexpr int empty_query = 0, command_ok = 1, tuples_ok = 2, copy_out = 3, copy_in = 4, bad_response = 5,
               nonfatal_error = 6, fatal_error = 7, copy_both = 8, single_tuple = 9, pipeline_sync = 10,
-              pipeline_aborted = 11;
+              pipeline_aborted = 11, tuples_chunk = 12;
 }
 // PQtransactionStatus values.
 namespace pq_trans {
@@ -278,6 +318,11 @@ class pipeline_core {
   // --- lifecycle ---
   /// The connection is open, in pipeline mode, in transaction state `tx`.
   void opened(tx_set tx, std::size_t cache_capacity, bool binary_results);
+  /// Rows a stream asks libpq for at a time (PQsetChunkedRowsMode) when
+  /// libpq has chunked-rows mode; 0 or 1: single-row mode.
+  void set_stream_chunk_rows(std::size_t rows) noexcept { chunk_rows_ = rows; }
+  /// What the loaded libpq offers (read from the port by opened()).
+  const pq_features& features() const noexcept { return features_; }
   bool is_open() const noexcept { return mode_ != mode::closed; }
   /// The connection broke (libpq said so, or the socket failed): every
   /// request fails; a COMMIT on the wire as commit_unknown.
@@ -298,6 +343,9 @@ class pipeline_core {
   void cancel(std::uint64_t id);
   void on_readable();
   void on_writable();
+  /// The driver has nothing more to send for now: write what was queued
+  /// (see wants_flush()).
+  void end_of_burst();
   /// A server-side cancel asked for by take_server_cancels() (or announced
   /// with server_cancel_started()) is done.
   void on_server_cancel_done();
@@ -330,6 +378,9 @@ class pipeline_core {
   int take_server_cancels() noexcept { return std::exchange(cancels_to_start_, 0); }
   bool wants_read() const noexcept { return mode_ == mode::pipeline && !paused_; }
   bool wants_write() const noexcept { return want_write_ && mode_ == mode::pipeline; }
+  /// Requests were queued (Syncs included) and not written: the driver calls
+  /// end_of_burst() once it has nothing more to send.
+  bool wants_flush() const noexcept { return need_flush_ && mode_ == mode::pipeline; }
   /// Stopped after a slice of completions (the driver delivers them and
   /// calls on_readable() again without waiting).
   bool more_buffered() const noexcept { return slice_full_; }
@@ -371,6 +422,9 @@ class pipeline_core {
   void fail_everything(errc why, const std::string& message, bool lost);
   void issue_server_cancel();
   void send_detached_now(std::string sql);
+  bool sync();
+  void evict(const std::string& statement);
+  void sent_some();
   std::unique_ptr<request> make_detached(std::string sql, stmt_kind kind);
   bool decide_batch(batch_group& g);
   void grant_exclusive();
@@ -380,6 +434,8 @@ class pipeline_core {
   void wake(const std::shared_ptr<stream_state>& st);
 
   pq_port& port_;
+  pq_features features_;
+  std::size_t chunk_rows_ = 0;
   mode mode_ = mode::closed;
   tx_set tx_ = tx_idle;
   bool binary_results_ = true;
