@@ -24,7 +24,9 @@ class pool {};
 // transaction.hpp stands on lease.hpp, not on pool.hpp (pgq::pool, defined
 // above, would be redefined).
 #include <pgq/transaction.hpp>
-static_assert(sizeof(pgq::lease) > 0, "transaction.hpp includes lease.hpp");
+
+#include <type_traits>
+static_assert(std::is_nothrow_move_constructible_v<pgq::lease>, "transaction.hpp includes lease.hpp");
 
 // pgq's own build flags stay pgq's.
 #ifdef BOOST_ASIO_NO_DEPRECATED

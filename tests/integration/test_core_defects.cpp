@@ -743,7 +743,7 @@ asio::awaitable<void> cancel_right_away(asio::any_io_executor conn_ex, std::stri
       auto one = std::make_shared<one_outcome>();
       asio::cancellation_signal sig;
       asio::co_spawn(ex, conn.query("SELECT pg_sleep(30)"),
-                     asio::bind_cancellation_slot(sig.slot(), [one](std::exception_ptr ep, const pgq::result&) {
+                     asio::bind_cancellation_slot(sig.slot(), [one](const std::exception_ptr& ep, const pgq::result&) {
                        if (ep) {
                          try {
                            std::rethrow_exception(ep);

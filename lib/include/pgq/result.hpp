@@ -189,7 +189,7 @@ class row {
 /// The result of one statement. Owns the libpq result; copies share it.
 /// Rows and fields are views into it. Not thread-safe to mutate, safe to read
 /// from several threads.
-class [[nodiscard]] result {
+class result {
  public:
   class iterator {
    public:
