@@ -352,7 +352,8 @@ phase_result run_phase(const bench_options& opt, const phase_spec& spec) {
   run_state st(opt.pool_size);  // after ctx: its timer must go first
   {
     pgq::pool_options po;
-    po.dsn = opt.dsn;
+    po.conninfo = opt.dsn;
+    po.strand_per_connection = spec.threads > 1;  // one thread runs ctx: strands would only cost
     po.max_size = opt.pool_size;
     po.acquire_timeout = opt.acquire_timeout;
     pgq::pool pool(ctx.get_executor(), std::move(po));

@@ -320,7 +320,7 @@ asio::awaitable<void> pgq_w3(bench_options o, measurement* out) {
 asio::awaitable<void> pgq_w2(bench_options o, measurement* out) {
   auto ex = co_await asio::this_coro::executor;
   pgq::pool_options popts;
-  popts.dsn = o.dsn;
+  popts.conninfo = o.dsn;
   popts.max_size = o.connections;
   popts.strand_per_connection = !o.single_thread_pool;
   pgq::pool pool(ex, popts);
@@ -396,7 +396,7 @@ asio::awaitable<void> pgq_w5_batched(pgq::connection* conn, std::string_view sql
   for (std::uint64_t first = 1; first <= o->queries; first += o->rows_per_insert) {
     const std::uint64_t rows = std::min(o->rows_per_insert, o->queries - first + 1);
     const std::string tail_sql = rows == o->rows_per_insert ? std::string() : multi_insert_sql(rows);
-    pgq::detail::param_set params;
+    pgq::params params;
     for (std::uint64_t i = first; i < first + rows; ++i) {
       label.clear();
       append_label(label, i);

@@ -207,7 +207,7 @@ asio::awaitable<std::uint64_t> copy_out_data(session* s, const std::string* sql,
     p.add(row->size(), 1);
   }
   out->flush();
-  co_return r.rows();
+  co_return r.rows_affected();
 }
 
 // Runs one copy under --timeout (the whole COPY is one statement) and

@@ -26,8 +26,8 @@ namespace {
 using clock = std::chrono::steady_clock;
 using param_line = std::vector<std::optional<std::string>>;
 
-pgq::detail::param_set make_param_set(const param_line& values) {
-  pgq::detail::param_set p;
+pgq::params make_param_set(const param_line& values) {
+  pgq::params p;
   for (const auto& v : values) {
     if (v) p.add(*v);
     else p.add_null(0);

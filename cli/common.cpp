@@ -273,7 +273,7 @@ asio::awaitable<void> guarded_body(session* s, std::function<asio::awaitable<int
     co_return;
   }
   pgq::pool_options opts;
-  opts.dsn = s->options().dsn;
+  opts.conninfo = s->options().dsn;
   opts.max_size = pool_size;
   opts.strand_per_connection = false;          // one thread runs the loop
   opts.acquire_timeout = std::chrono::milliseconds(0);  // queue as long as it takes

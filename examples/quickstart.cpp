@@ -15,14 +15,15 @@ using namespace std::chrono_literals;
 asio::awaitable<void> tour(std::string dsn) {
   // Options are named before use: GCC 12 destroys a brace-initialised
   // temporary that owns memory twice when it sits in a co_await expression.
-  const pgq::pool_options options{.dsn = dsn, .max_size = 4};
+  pgq::pool_options options{.max_size = 4};
+  options.conninfo = dsn;
   auto ex = co_await asio::this_coro::executor;
   pgq::pool pool(ex, options);
 
   // Parameters are always bound, never spliced into the SQL.
   auto rows = co_await pool.query("SELECT g AS n, 'item ' || g AS label FROM generate_series(1, $1::int4) g", 3);
   for (auto row : rows) {
-    auto [n, label] = row.as<int, std::string>();
+    auto [n, label] = row.as_tuple<int, std::string>();
     std::cout << n << ": " << label << '\n';
   }
 

@@ -125,7 +125,7 @@ asio::awaitable<void> run_script_batch(client* c, const script& s, std::vector<s
   pgq::batch b;
   for (const command& cmd : s.commands) {
     if (cmd.k == command::kind::set) vars[cmd.target] = evaluate(cmd.value, vars, c->rng);
-    else if (cmd.k == command::kind::sql) b.add_params(cmd.sql, bind_vars(cmd, vars));
+    else if (cmd.k == command::kind::sql) b.add(cmd.sql, bind_vars(cmd, vars));
   }
   co_await c->conn->run_batch(b);
 }

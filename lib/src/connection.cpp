@@ -24,10 +24,12 @@ namespace pgq {
 
 // Out of line: GCC 12 inlines the small_vector moves into coroutine frames
 // and then warns (-Wstringop-overread) about sizes it cannot know.
-batch& batch::add_params(std::string sql, detail::param_set params) {
-  items_.push_back(item{std::move(sql), std::move(params)});
+batch& batch::add(std::string sql, params p) {
+  items_.push_back(item{std::move(sql), std::move(p)});
   return *this;
 }
+
+batch& batch::add_params(std::string sql, params p) { return add(std::move(sql), std::move(p)); }
 
 namespace detail {
 
@@ -262,7 +264,7 @@ asio::awaitable<std::vector<result>> connection::run_batch(const batch& b, bool 
   for (const auto& it : b.items_) {
     auto r = std::make_unique<detail::request>();
     r->sql = it.sql;
-    r->params = it.params;
+    r->params = it.args;
     items.push_back(std::move(r));
   }
   initiate_batch init{drv_};

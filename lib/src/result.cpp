@@ -56,6 +56,12 @@ void rethrow_in_column(const pg_result* res, int col, std::string_view cpp, cons
   throw sql_error(e.code(), std::move(d));
 }
 
+void throw_column_count(int have, int want) {
+  throw sql_error(errc::type_mismatch, "query_as: the statement returns " + std::to_string(have) +
+                                           (have == 1 ? " column" : " columns") + ", the row type reads " +
+                                           std::to_string(want));
+}
+
 }  // namespace detail
 
 detail::result_data::result_data(pg_result* r) noexcept : res(r) {

@@ -1,5 +1,8 @@
 #include <pgq/pool.hpp>
+#include <pgq/stream.hpp>
 #include <pgq/transaction.hpp>
+
+#include "transaction_sql.hpp"
 
 namespace asio = boost::asio;
 
@@ -153,7 +156,5 @@ asio::awaitable<transaction> connection::begin(tx_options opts) {
   co_await query_params(begin_statement(opts), {});
   co_return transaction(this, {}, nullptr);
 }
-
-asio::awaitable<transaction> connection::begin() { return begin(tx_options{}); }
 
 }  // namespace pgq

@@ -44,8 +44,7 @@ int test_threads() {
 
 void run(const std::function<asio::awaitable<void>()>& body, std::chrono::milliseconds limit) {
   const int threads = test_threads();
-  // The concurrency hint tells the pool whether one thread runs the context
-  // (no strands then); it must not promise one thread when there are more.
+  // The concurrency hint must not promise one thread when there are more.
   asio::io_context ctx(threads);
   std::exception_ptr failure;
   bool done = false;

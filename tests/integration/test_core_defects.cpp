@@ -75,7 +75,7 @@ asio::awaitable<void> query_into(pgq::connection& c, std::string sql, std::share
   out->done = true;
 }
 
-asio::awaitable<void> query_params_into(pgq::connection& c, std::string sql, pgq::detail::param_set params,
+asio::awaitable<void> query_params_into(pgq::connection& c, std::string sql, pgq::params params,
                                         std::shared_ptr<pending> out) {
   try {
     auto r = co_await c.query_params(sql, std::move(params));
@@ -743,7 +743,7 @@ asio::awaitable<void> cancel_right_away(asio::any_io_executor conn_ex, std::stri
       auto one = std::make_shared<one_outcome>();
       asio::cancellation_signal sig;
       asio::co_spawn(ex, conn.query("SELECT pg_sleep(30)"),
-                     asio::bind_cancellation_slot(sig.slot(), [one](std::exception_ptr ep, const pgq::result&) {
+                     asio::bind_cancellation_slot(sig.slot(), [one](const std::exception_ptr& ep, const pgq::result&) {
                        if (ep) {
                          try {
                            std::rethrow_exception(ep);
@@ -839,7 +839,7 @@ TEST_CASE("core 9: the pool does not hand out connections whose backends were te
         auto observer = co_await connect();
         const std::string app = unique_name("core9");
         pgq::pool_options o;
-        o.dsn = with_setting(dsn(), "application_name", app);
+        o.conninfo = with_setting(dsn(), "application_name", app);
         o.min_size = 4;
         o.max_size = 4;
         pgq::pool pool(co_await asio::this_coro::executor, o);
@@ -946,7 +946,7 @@ TEST_CASE("core 12: more than 65535 parameters fail cleanly, siblings still succ
   run(
       []() -> asio::awaitable<void> {
         auto conn = co_await connect();
-        pgq::detail::param_set ps;
+        pgq::params ps;
         for (int i = 0; i < 65536; ++i) ps.add(static_cast<std::int32_t>(i));
         REQUIRE(ps.size() == 65536);
         const std::string sql = "SELECT $1::int4";
@@ -974,10 +974,10 @@ TEST_CASE("core 12: more than 65535 parameters fail cleanly, siblings still succ
 
         // Also in a batch.
         pgq::batch bt;
-        pgq::detail::param_set big_set;
+        pgq::params big_set;
         for (int i = 0; i < 65536; ++i) big_set.add(static_cast<std::int32_t>(i));
         bt.add("SELECT 1");
-        bt.add_params(sql, std::move(big_set));
+        bt.add(sql, std::move(big_set));
         auto eb = co_await error_of(conn.run_batch(bt));
         REQUIRE(eb.has_value());
         INFO("batch with 65536 parameters: " << eb->what());

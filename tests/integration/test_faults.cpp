@@ -32,10 +32,10 @@ std::uint16_t server_port() {
 // `app` so that pg_stat_activity can tell them apart.
 pgq::pool_options proxied_pool(const fault_proxy& proxy, const std::string& app, std::size_t max_size) {
   pgq::pool_options o;
-  o.dsn = with_setting(proxy.route(dsn()), "application_name", app);
+  o.conninfo = with_setting(proxy.route(dsn()), "application_name", app);
   o.max_size = max_size;
   o.acquire_timeout = std::chrono::seconds(5);
-  o.connect_timeout = std::chrono::seconds(2);
+  o.connect.connect_timeout = std::chrono::seconds(2);
   o.reset_timeout = milliseconds(300);
   o.backoff_initial = milliseconds(20);
   o.backoff_max = milliseconds(200);
@@ -440,7 +440,7 @@ TEST_CASE("a backend killed under a pipeline of 2,000 requests fails every one o
     const std::string app = unique_name("pgq_pipekill");
     auto observer = co_await connect();
     pgq::pool_options o;
-    o.dsn = with_setting(dsn(), "application_name", app);
+    o.conninfo = with_setting(dsn(), "application_name", app);
     o.max_size = 2;
     pgq::pool pool(ex, o);
     {
@@ -501,7 +501,7 @@ TEST_CASE("an exhausted pool: waiters time out cleanly, the pool serves again wh
     const std::string app = unique_name("pgq_exhaust");
     auto observer = co_await connect();
     pgq::pool_options o;
-    o.dsn = with_setting(dsn(), "application_name", app);
+    o.conninfo = with_setting(dsn(), "application_name", app);
     o.max_size = 2;
     o.acquire_timeout = milliseconds(200);
     pgq::pool pool(ex, o);
@@ -582,7 +582,7 @@ TEST_CASE("server-set statement_timeout and idle_in_transaction_session_timeout 
     ci.set("application_name", role);
     {
       pgq::pool_options o;
-      o.dsn = ci.to_string();
+      o.conninfo = ci.to_string();
       o.max_size = 1;
       pgq::pool pool(ex, o);
 
@@ -663,10 +663,10 @@ asio::awaitable<void> restart_under_load(scoped_server* server_ptr) {
         auto ex = co_await asio::this_coro::executor;
         const std::string app = unique_name("pgq_restart");
         pgq::pool_options o;
-        o.dsn = with_setting(server.dsn(), "application_name", app);
+        o.conninfo = with_setting(server.dsn(), "application_name", app);
         o.max_size = 4;
         o.acquire_timeout = std::chrono::seconds(1);
-        o.connect_timeout = std::chrono::seconds(1);
+        o.connect.connect_timeout = std::chrono::seconds(1);
         o.backoff_initial = milliseconds(20);
         o.backoff_max = milliseconds(250);
         pgq::pool pool(ex, o);

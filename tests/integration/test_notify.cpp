@@ -103,7 +103,7 @@ TEST_CASE("notify: the listener survives pg_terminate_backend and reports the ga
   run([]() -> asio::awaitable<void> {
     auto ex = co_await asio::this_coro::executor;
     pgq::listener_options opts;
-    opts.reconnect_delay = std::chrono::milliseconds(20);
+    opts.backoff_initial = std::chrono::milliseconds(20);
     pgq::listener l(ex, dsn(), opts);
     const std::string chan = unique_name("survivor");
     co_await l.listen(chan);

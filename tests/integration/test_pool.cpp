@@ -22,7 +22,7 @@ namespace {
 
 pgq::pool_options options(std::size_t max_size) {
   pgq::pool_options o;
-  o.dsn = dsn();
+  o.conninfo = dsn();
   o.max_size = max_size;
   o.acquire_timeout = std::chrono::seconds(20);
   return o;
@@ -183,7 +183,7 @@ TEST_CASE("acquire times out with pool_timeout and a clear message", "[pool]") {
 TEST_CASE("a down server gives pool_timeout naming the connection error, with backoff", "[pool]") {
   run([]() -> asio::awaitable<void> {
     pgq::pool_options o;
-    o.dsn = "host=127.0.0.1 port=1 user=x dbname=x";
+    o.conninfo = "host=127.0.0.1 port=1 user=x dbname=x";
     o.max_size = 2;
     o.acquire_timeout = std::chrono::milliseconds(700);
     o.backoff_initial = std::chrono::milliseconds(50);
@@ -283,7 +283,8 @@ TEST_CASE("1,000 tasks over a pool of 8, with cancellations and timeouts", "[poo
         co_await setup.execute("CREATE TABLE pool_tasks (i int)");
         const std::string app = unique_name("pgq_pool");
         auto o = options(8);
-        o.dsn += (o.dsn.find('?') == std::string::npos ? "?" : "&") + std::string("application_name=") + app;
+        o.conninfo +=
+            (o.conninfo.find('?') == std::string::npos ? "?" : "&") + std::string("application_name=") + app;
         pgq::pool pool(pool_executor(ex), o);
         task_outcomes out;
         constexpr int n = 1000;
@@ -340,7 +341,8 @@ TEST_CASE("killing every backend mid-run: in-flight queries fail clearly, the po
         auto ex = co_await asio::this_coro::executor;
         const std::string app = unique_name("pgq_kill");
         auto o = options(4);
-        o.dsn += (o.dsn.find('?') == std::string::npos ? "?" : "&") + std::string("application_name=") + app;
+        o.conninfo +=
+            (o.conninfo.find('?') == std::string::npos ? "?" : "&") + std::string("application_name=") + app;
         pgq::pool pool(pool_executor(ex), o);
         auto killer = co_await connect();
         int failed_fatal = 0;

@@ -104,7 +104,7 @@ TEST_CASE("classic injection strings passed as parameters are stored verbatim", 
     const std::string table = unique_name("victims");
     co_await conn.execute("CREATE TABLE " + table + " (id int, name text, doc jsonb)");
     pgq::pool_options o;
-    o.dsn = dsn();
+    o.conninfo = dsn();
     o.max_size = 2;
     pgq::pool pool(ex, o);
     const auto& evil = injection_strings();

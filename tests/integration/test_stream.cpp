@@ -22,13 +22,13 @@ TEST_CASE("stream: 1,000,000 rows arrive complete and in order", "[stream]") {
     std::int64_t expected = 1;
     std::int64_t wrong = 0;
     while (auto r = co_await rows.next()) {
-      const auto [i, label, half] = r->as<int, std::string_view, double>();
+      const auto [i, label, half] = r->as_tuple<int, std::string_view, double>();
       if (i != expected || label != "row " + std::to_string(expected) || half != expected * 0.5) ++wrong;
       ++expected;
     }
     CHECK(wrong == 0);
     CHECK(expected == 1'000'001);
-    CHECK(rows.rows_read() == 1'000'000);
+    CHECK(rows.rows_affected() == 1'000'000);
     CHECK(rows.command_tag() == "SELECT 1000000");
     CHECK(rows.done());
   }, 120s);
@@ -265,7 +265,7 @@ TEST_CASE("stream: pipelined between other requests from other coroutines", "[st
 TEST_CASE("stream: from a pool (the lease lives as long as the stream) and in a transaction", "[stream]") {
   run([]() -> asio::awaitable<void> {
     pgq::pool_options opts;
-    opts.dsn = dsn();
+    opts.conninfo = dsn();
     opts.max_size = 1;
     pgq::pool pool(co_await asio::this_coro::executor, opts);
     {

@@ -1,4 +1,5 @@
 #include "support.hpp"
+#include "transaction_sql.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -17,7 +18,7 @@ namespace {
 
 pgq::pool_options options(std::size_t max_size = 4) {
   pgq::pool_options o;
-  o.dsn = dsn();
+  o.conninfo = dsn();
   o.max_size = max_size;
   return o;
 }

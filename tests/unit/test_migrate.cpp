@@ -4,6 +4,8 @@
 
 #include <pgq/migrate.hpp>
 
+#include "migrate/migrate_files.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <boost/asio/co_spawn.hpp>

@@ -1,6 +1,6 @@
 // pool_core driven by scripted events, a fake clock and a recording
 // pool_actions: every decision the pool makes is checked without I/O.
-#include <pgq/detail/pool_core.hpp>
+#include "pool/pool_core.hpp"
 
 #include <catch2/catch.hpp>
 

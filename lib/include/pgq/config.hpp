@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -42,7 +43,15 @@ class conninfo {
   std::vector<std::pair<std::string, std::string>> entries_;
 };
 
-/// Options of one connection attempt.
+/// How to connect, beside the conninfo that names the server: the options
+/// of each connection attempt. The one way to say it, taken by
+/// `connection::connect()` and carried by `pool_options::connect`,
+/// `listener_options::connect` and `migrator_options::connect`.
+///
+/// It owns no memory, on purpose: GCC 12 destroys a brace-initialised
+/// temporary that owns memory twice when it is written inside a `co_await`
+/// expression, and `co_await conn.connect(dsn, {.connect_timeout = 2s})` is
+/// how it is used.
 struct connect_options {
   /// Gives up after this long, for the whole attempt (name lookup included).
   /// Unset: the conninfo's `connect_timeout`, then `PGCONNECT_TIMEOUT`, then

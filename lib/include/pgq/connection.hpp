@@ -2,20 +2,17 @@
 #pragma once
 
 #include <pgq/config.hpp>
-#include <pgq/copy.hpp>
-#include <pgq/notify.hpp>
-#include <pgq/stream.hpp>
-#include <pgq/detail/params.hpp>
 #include <pgq/detail/query_methods.hpp>
 #include <pgq/error.hpp>
+#include <pgq/params.hpp>
 #include <pgq/result.hpp>
+#include <pgq/tx_options.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
 #include <cstdint>
 #include <memory>
-#include <tuple>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -28,7 +25,12 @@ namespace detail {
 class driver;
 }
 class transaction;
-struct tx_options;
+// Defined in <pgq/copy.hpp>, <pgq/notify.hpp> and <pgq/stream.hpp>: include
+// those to use copy_in() / copy_out(), notifications or stream().
+class copy_writer;
+class copy_reader;
+struct notification;
+class row_stream;
 
 /// Where a connection stands with respect to transactions.
 enum class tx_status {
@@ -83,20 +85,21 @@ class batch {
   template <class... Args>
     requires(encodable<Args> && ...)
   batch& add(std::string sql, const Args&... args) {  // NOLINT(performance-unnecessary-value-param): moved below
-    return add_params(std::move(sql), detail::make_params(args...));
+    return add(std::move(sql), make_params(args...));
   }
   /// Appends a statement with parameters already encoded, for callers
   /// whose number of parameters is known only at run time (the CLI's bench
   /// scripts).
-  batch& add_params(std::string sql, detail::param_set params);
+  batch& add(std::string sql, params p);
+  [[deprecated("use add(sql, params)")]] batch& add_params(std::string sql, params p);
   std::size_t size() const noexcept { return items_.size(); }
   bool empty() const noexcept { return items_.empty(); }
 
  private:
   friend class connection;
-  struct item {  // NOLINT(bugprone-exception-escape): see param_set
+  struct item {  // NOLINT(bugprone-exception-escape): see params
     std::string sql;
-    detail::param_set params;
+    pgq::params args;
   };
   std::vector<item> items_;
 };
@@ -146,7 +149,7 @@ class connection : public detail::query_methods<connection> {
   /// (with libpq's message: refused, authentication failed, ...),
   /// `errc::timeout`, `errc::cancelled`.
   /// Cancellation: abandons the attempt; the connection stays closed.
-  boost::asio::awaitable<void> connect(std::string_view conninfo, connect_options opts = {});
+  [[nodiscard]] boost::asio::awaitable<void> connect(std::string_view conninfo, connect_options opts = {});
 
   /// Sends every statement of `b` back to back, without waiting between
   /// them (one round trip), and returns their results in order. With
@@ -158,7 +161,7 @@ class connection : public detail::query_methods<connection> {
   /// that succeeded took effect. `b` must stay valid until this completes.
   /// Cancellation: drops the statements not yet sent and cancels the running
   /// one, as for query().
-  boost::asio::awaitable<std::vector<result>> run_batch(const batch& b, bool atomic = false);
+  [[nodiscard]] boost::asio::awaitable<std::vector<result>> run_batch(const batch& b, bool atomic = false);
 
   /// Runs one statement with bound parameters (what query() calls).
   /// Throws `pgq::sql_error`: the server's error (SQLSTATE and every field,
@@ -172,67 +175,51 @@ class connection : public detail::query_methods<connection> {
   /// query is not cancellable and never changes the statement's outcome:
   /// when it cannot run (aborted transaction) or fails, records get the
   /// names f1..fN. run_batch() does the same for all its results at once.
-  boost::asio::awaitable<result> query_params(std::string_view sql, detail::param_set params);
+  [[nodiscard]] boost::asio::awaitable<result> query_params(std::string_view sql, params p);
   /// As query_params(); returns the rows affected (what execute() calls).
-  boost::asio::awaitable<std::uint64_t> execute_params(std::string_view sql,
-                                                       detail::param_set params);
+  [[nodiscard]] boost::asio::awaitable<std::uint64_t> execute_params(std::string_view sql, params p);
 
   /// Runs one statement and returns its rows as they arrive (what stream()
   /// calls). Throws as query_params() when the statement fails before its
   /// first row.
-  boost::asio::awaitable<row_stream> stream_params(std::string_view sql, detail::param_set params);
+  [[nodiscard]] boost::asio::awaitable<row_stream> stream_params(std::string_view sql, params p);
 
   /// Starts `COPY ... FROM STDIN` (`sql`, without parameters) once the
   /// requests before it are done, and returns the writer of its data.
   /// Throws the server's error (no such table...), errc::protocol_error when
   /// `sql` is not a COPY FROM STDIN.
-  boost::asio::awaitable<copy_writer> copy_in(std::string_view sql);
+  [[nodiscard]] boost::asio::awaitable<copy_writer> copy_in(std::string_view sql);
   /// COPY of a whole range of rows: each element a tuple (or pair) of
   /// values, written with copy_writer::add_row(). Returns the rows copied.
+  /// Defined in <pgq/copy.hpp>.
   template <class Range>
-  boost::asio::awaitable<std::uint64_t> copy_in(std::string_view sql, const Range& rows) {
-    copy_writer w = co_await copy_in(sql);
-    for (const auto& r : rows) {
-      std::apply([&w](const auto&... v) { w.add_row(v...); }, r);
-      if (w.buffered() >= 64 * 1024) co_await w.flush();
-    }
-    const std::uint64_t n = co_await w.finish();
-    co_return n;
-  }
+  [[nodiscard]] boost::asio::awaitable<std::uint64_t> copy_in(std::string_view sql, const Range& rows);
   /// Starts `COPY ... TO STDOUT` (`sql`) once the requests before it are
   /// done, and returns the reader of its data.
-  boost::asio::awaitable<copy_reader> copy_out(std::string_view sql);
+  [[nodiscard]] boost::asio::awaitable<copy_reader> copy_out(std::string_view sql);
   /// COPY TO STDOUT into `sink`, called with each row's bytes. Returns the
-  /// rows copied.
+  /// rows copied. Defined in <pgq/copy.hpp>.
   template <class Sink>
-  boost::asio::awaitable<std::uint64_t> copy_out(std::string_view sql, Sink sink) {
-    copy_reader r = co_await copy_out(sql);
-    while (true) {
-      std::optional<std::string_view> chunk = co_await r.next();
-      if (!chunk) break;
-      sink(*chunk);
-    }
-    co_return r.rows();
-  }
+  [[nodiscard]] boost::asio::awaitable<std::uint64_t> copy_out(std::string_view sql, Sink sink);
 
   /// `LISTEN channel` / `UNLISTEN channel` (`"*"` for all). The channel is a
   /// name, quoted by pgq.
-  boost::asio::awaitable<void> listen(std::string_view channel);
-  boost::asio::awaitable<void> unlisten(std::string_view channel);
+  [[nodiscard]] boost::asio::awaitable<void> listen(std::string_view channel);
+  [[nodiscard]] boost::asio::awaitable<void> unlisten(std::string_view channel);
   /// `pg_notify(channel, payload)`, both bound as parameters.
-  boost::asio::awaitable<void> notify(std::string_view channel, std::string_view payload = {});
+  [[nodiscard]] boost::asio::awaitable<void> notify(std::string_view channel, std::string_view payload = {});
   /// The next notification for a channel this connection listens to.
   /// Notifications that arrive while requests run are kept (in order) until
   /// taken. Waits until one comes: cancel it or use with_timeout. Throws
   /// errc::connection_lost, errc::not_connected, errc::cancelled.
-  boost::asio::awaitable<notification> next_notification();
+  [[nodiscard]] boost::asio::awaitable<notification> next_notification();
   /// Notifications dropped because more than a million were kept unread.
   std::size_t notifications_dropped() const noexcept;
 
   /// Begins a transaction (`BEGIN` with `opts`) on this connection, which
-  /// must outlive it. Throws as query().
-  boost::asio::awaitable<transaction> begin(tx_options opts);
-  boost::asio::awaitable<transaction> begin();
+  /// must outlive it. Throws as query(). (`transaction` is in
+  /// <pgq/transaction.hpp>.)
+  [[nodiscard]] boost::asio::awaitable<transaction> begin(tx_options opts = {});
 
   /// The transaction state as of the last completed request. Call from the
   /// connection's executor.

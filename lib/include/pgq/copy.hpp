@@ -1,9 +1,9 @@
 // pgq/copy.hpp - COPY FROM STDIN and COPY TO STDOUT, streaming both ways.
 #pragma once
 
-#include <pgq/detail/params.hpp>
-#include <pgq/result.hpp>
 #include <pgq/codec.hpp>
+#include <pgq/connection.hpp>
+#include <pgq/result.hpp>
 
 #include <boost/asio/awaitable.hpp>
 
@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
@@ -119,7 +120,7 @@ class copy_writer {
   /// and `std::nullopt` are NULL. Sends when the buffer is full.
   template <class... Ts>
     requires(encodable<Ts> && ...)
-  boost::asio::awaitable<void> write_row(const Ts&... values) {
+  [[nodiscard]] boost::asio::awaitable<void> write_row(const Ts&... values) {
     add_row(values...);
     return flush_if_full();
   }
@@ -140,14 +141,14 @@ class copy_writer {
     }
   }
   /// Appends raw COPY data (any format, any split).
-  boost::asio::awaitable<void> write(std::string_view data);
+  [[nodiscard]] boost::asio::awaitable<void> write(std::string_view data);
   /// Sends what is buffered.
-  boost::asio::awaitable<void> flush();
+  [[nodiscard]] boost::asio::awaitable<void> flush();
   /// Ends the COPY and returns the rows the server took. Throws the server's
   /// error (a bad row: nothing is committed), errc::connection_lost.
-  boost::asio::awaitable<std::uint64_t> finish();
+  [[nodiscard]] boost::asio::awaitable<std::uint64_t> finish();
   /// Ends the COPY with an error: the server discards everything.
-  boost::asio::awaitable<void> abort(std::string_view reason = "aborted by the client");
+  [[nodiscard]] boost::asio::awaitable<void> abort(std::string_view reason = "aborted by the client");
 
   /// Bytes waiting in the buffer.
   std::size_t buffered() const noexcept { return buffer_.size(); }
@@ -182,11 +183,13 @@ class copy_reader {
   /// The next row's bytes (with its newline in text/CSV), or nullopt at the
   /// end. The view is valid until the next call. Throws the server's error,
   /// errc::connection_lost, errc::cancelled.
-  boost::asio::awaitable<std::optional<std::string_view>> next();
+  [[nodiscard]] boost::asio::awaitable<std::optional<std::string_view>> next();
 
   bool binary() const noexcept { return binary_; }
-  /// Rows the server reported, once next() returned the end.
-  std::uint64_t rows() const noexcept { return rows_; }
+  /// Rows the server reported (COPY's command tag), once next() returned
+  /// the end.
+  std::uint64_t rows_affected() const noexcept { return rows_; }
+  [[deprecated("use rows_affected()")]] std::uint64_t rows() const noexcept { return rows_; }
 
  private:
   friend class connection;
@@ -200,5 +203,27 @@ class copy_reader {
   bool ended_ = false;
   std::uint64_t rows_ = 0;
 };
+
+template <class Range>
+boost::asio::awaitable<std::uint64_t> connection::copy_in(std::string_view sql, const Range& rows) {
+  copy_writer w = co_await copy_in(sql);
+  for (const auto& r : rows) {
+    std::apply([&w](const auto&... v) { w.add_row(v...); }, r);
+    if (w.buffered() >= 64 * 1024) co_await w.flush();
+  }
+  const std::uint64_t n = co_await w.finish();
+  co_return n;
+}
+
+template <class Sink>
+boost::asio::awaitable<std::uint64_t> connection::copy_out(std::string_view sql, Sink sink) {
+  copy_reader r = co_await copy_out(sql);
+  while (true) {
+    std::optional<std::string_view> chunk = co_await r.next();
+    if (!chunk) break;
+    sink(*chunk);
+  }
+  co_return r.rows_affected();
+}
 
 }  // namespace pgq

@@ -53,21 +53,10 @@ struct migration_file {
   std::string text;  ///< contents, unmodified
 };
 
-/// `text` with CRLF and lone CR line endings turned into LF.
-std::string normalize_line_endings(std::string_view text);
-
-/// The SHA-256 digest of `data` as 64 lowercase hex digits (what
-/// `sha256sum` prints).
-std::string sha256_hex(std::string_view data);
-
 /// The checksum pgq records for a migration: SHA-256 of the up file's text
 /// with line endings normalised, so a checkout with CRLF endings matches one
 /// with LF endings; equal to `sha256sum` of the file saved with LF endings.
 std::string migration_checksum(std::string_view text);
-
-/// True when the script's first line is `-- pgq:no-transaction` (trailing
-/// space allowed): its statements then run one by one, outside a transaction.
-bool is_no_transaction(std::string_view text);
 
 /// One script of a migration, split into statements.
 struct migration_script {
@@ -117,6 +106,10 @@ struct migration_step {
   std::chrono::milliseconds took{0};  ///< zero in a dry run
 };
 
+// Its deprecated members keep old code building; GCC 12 would also warn
+// about them in the copy and move operations it writes for the struct.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 /// How the runner behaves.
 struct migrator_options {
   /// Schema of the history table (created if missing).
@@ -138,10 +131,14 @@ struct migrator_options {
   /// what was done is known even when a later migration fails. Must not
   /// throw.
   std::function<void(const migration_step&)> on_step;
-  /// Options of the runner's two connections (the statement cache is always
-  /// off: migrations run each statement once).
-  connect_options connection;
+  /// How the runner's two connections connect (the statement cache is
+  /// always off: migrations run each statement once).
+  connect_options connect{};
+
+  /// The name `connect` had before; when set, it wins.
+  [[deprecated("use connect")]] std::optional<connect_options> connection{};
 };
+#pragma GCC diagnostic pop
 
 /// Where one migration stands.
 enum class migration_state {
@@ -231,34 +228,34 @@ class migrator {
 
   /// Compares the history with the files. Read-only: creates nothing, takes
   /// no lock.
-  boost::asio::awaitable<status_report> status();
+  [[nodiscard]] boost::asio::awaitable<status_report> status();
 
   /// Applies pending migrations in version order, up to and including
   /// `target` (all when unset). Refuses (throws `sql_error`, runs nothing)
   /// while any migration is drifted (errc::checksum_mismatch), or when a
   /// pending one is out of order (unless allowed) or `target` is unknown
   /// (errc::migration_refused). Creates the history table when missing.
-  boost::asio::awaitable<run_report> up(std::optional<std::int64_t> target = {});
+  [[nodiscard]] boost::asio::awaitable<run_report> up(std::optional<std::int64_t> target = {});
 
   /// Reverts applied migrations newer than `target`, newest first (0 reverts
   /// all). Each needs a down script; when one is missing nothing runs.
   /// Refuses while any migration is drifted.
-  boost::asio::awaitable<run_report> down(std::int64_t target);
+  [[nodiscard]] boost::asio::awaitable<run_report> down(std::int64_t target);
 
   /// What up(target) / down(target) would run, checked the same way
   /// (drift, order, down scripts), without taking the lock or changing
   /// anything.
-  boost::asio::awaitable<std::vector<migration_step>> plan_up(std::optional<std::int64_t> target = {});
-  boost::asio::awaitable<std::vector<migration_step>> plan_down(std::int64_t target);
+  [[nodiscard]] boost::asio::awaitable<std::vector<migration_step>> plan_up(std::optional<std::int64_t> target = {});
+  [[nodiscard]] boost::asio::awaitable<std::vector<migration_step>> plan_down(std::int64_t target);
 
   /// The problems that block up(): drifted and missing-file migrations, and
   /// out-of-order pending ones. Empty when all is well (pending migrations
   /// are not a problem). Read-only.
-  boost::asio::awaitable<std::vector<migration_status>> verify();
+  [[nodiscard]] boost::asio::awaitable<std::vector<migration_status>> verify();
 
   /// Records the files' current checksums for drifted migrations, which
   /// unblocks up(). Runs no migration. Under the lock.
-  boost::asio::awaitable<run_report> repair();
+  [[nodiscard]] boost::asio::awaitable<run_report> repair();
 
   const std::vector<migration>& migrations() const noexcept { return migrations_; }
   const migrator_options& options() const noexcept { return opts_; }

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,13 +33,25 @@ struct listener_event {
   std::string reason;      ///< for kind::reconnected: why the connection was lost
 };
 
+// Its deprecated members keep old code building; GCC 12 would also warn
+// about them in the copy and move operations it writes for the struct.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+/// How a listener connects and reconnects.
 struct listener_options {
+  /// How to connect (the server is the listener's conninfo).
   connect_options connect{};
-  /// Delay before the first reconnection attempt; doubled after each failure
-  /// up to `max_reconnect_delay`.
-  std::chrono::milliseconds reconnect_delay{100};
-  std::chrono::milliseconds max_reconnect_delay{5000};
+  /// After a lost connection or a failed reconnection attempt, wait this
+  /// long before the next attempt; doubled at each failure up to
+  /// `backoff_max` (the names `pool_options` uses for the same thing).
+  std::chrono::milliseconds backoff_initial{100};
+  std::chrono::milliseconds backoff_max{5000};
+
+  // The names these had before; each, when set, wins.
+  [[deprecated("use backoff_initial")]] std::optional<std::chrono::milliseconds> reconnect_delay{};
+  [[deprecated("use backoff_max")]] std::optional<std::chrono::milliseconds> max_reconnect_delay{};
 };
+#pragma GCC diagnostic pop
 
 namespace detail {
 struct listener_impl;
@@ -48,7 +61,7 @@ struct listener_impl;
 /// loss it reconnects (with backoff), issues LISTEN for every channel again,
 /// and reports the gap as a `kind::reconnected` event.
 ///
-///     pgq::listener l(ex, dsn);
+///     pgq::listener l(ex, conninfo);
 ///     co_await l.listen("jobs");
 ///     for (;;) {
 ///       auto ev = co_await l.next();
@@ -59,6 +72,8 @@ struct listener_impl;
 /// One task calls next() at a time. Not thread-safe: use from one executor.
 class listener {
  public:
+  /// A listener of the server `conninfo` names, connecting with
+  /// `opts.connect`. Connects on the first listen() or next().
   listener(boost::asio::any_io_executor ex, std::string conninfo, listener_options opts = {});
   ~listener();
   listener(const listener&) = delete;
@@ -66,13 +81,13 @@ class listener {
 
   /// Subscribes to `channel` (connecting first if needed). Throws
   /// connection errors from the first connect.
-  boost::asio::awaitable<void> listen(std::string channel);
+  [[nodiscard]] boost::asio::awaitable<void> listen(std::string channel);
   /// Unsubscribes.
-  boost::asio::awaitable<void> unlisten(std::string channel);
+  [[nodiscard]] boost::asio::awaitable<void> unlisten(std::string channel);
   /// The next event. Waits as long as it takes (cancel it, or use
   /// with_timeout). Reconnects as needed; does not throw for a lost
   /// connection, only errc::cancelled.
-  boost::asio::awaitable<listener_event> next();
+  [[nodiscard]] boost::asio::awaitable<listener_event> next();
   /// The channels listened to.
   const std::vector<std::string>& channels() const noexcept;
   /// The backend pid of the current connection (0 while disconnected).
@@ -83,9 +98,5 @@ class listener {
  private:
   std::shared_ptr<detail::listener_impl> impl_;
 };
-
-/// `"name"` quoted as an SQL identifier (double quotes doubled), for
-/// LISTEN/UNLISTEN, which take no parameters.
-std::string quote_identifier(std::string_view name);
 
 }  // namespace pgq

@@ -5,7 +5,7 @@
 #include <pgq/codec.hpp>
 
 #include <boost/container/small_vector.hpp>
-#include <nlohmann/json.hpp>
+#include <nlohmann/json_fwd.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -65,7 +65,18 @@ struct is_optional<std::optional<T>> : std::true_type {};
 [[noreturn]] void throw_type_mismatch(const pg_result* res, int col, std::string_view cpp);
 [[noreturn]] void rethrow_in_column(const pg_result* res, int col, std::string_view cpp,
                                    const sql_error& e);
+
+template <class T>
+struct tuple_decodable : std::false_type {};
+template <class... Ts>
+struct tuple_decodable<std::tuple<Ts...>> : std::bool_constant<(decodable<read_value_t<Ts>> && ...)> {};
 }  // namespace detail
+
+/// What `query_as<T>()` can make of one row: one column of a decodable type
+/// (`std::optional<U>` of one reads NULL as nullopt), or a `std::tuple` of
+/// those, one column each.
+template <class T>
+concept row_decodable = decodable<detail::read_value_t<T>> || detail::tuple_decodable<T>::value;
 
 /// One value of one row: a view into the result that owns it. Valid while
 /// that `pgq::result` (or a copy of it) lives.
@@ -159,10 +170,18 @@ class row {
     return (*this)[name].template as<T>();
   }
   /// The first `sizeof...(Ts)` columns as a tuple, for structured bindings:
-  /// `auto [id, name] = row.as<int, std::string>();`
+  /// `auto [id, name] = row.as_tuple<int, std::string>();` Throws as
+  /// `field::as<T>()`, and errc::out_of_range when the row has fewer columns.
   template <class... Ts>
     requires(decodable<detail::read_value_t<Ts>> && ...)
-  std::tuple<Ts...> as() const {
+  std::tuple<Ts...> as_tuple() const {
+    return as_impl<Ts...>(std::index_sequence_for<Ts...>{});
+  }
+  /// The old name of as_tuple(): `row.as<Ts...>()` read like `field::as<T>()`,
+  /// which decodes one value.
+  template <class... Ts>
+    requires(decodable<detail::read_value_t<Ts>> && ...)
+  [[deprecated("use row::as_tuple<Ts...>()")]] std::tuple<Ts...> as() const {
     return as_impl<Ts...>(std::index_sequence_for<Ts...>{});
   }
 
@@ -261,5 +280,33 @@ class result {
   friend const detail::type_catalog* detail::types_of(const result& r) noexcept;
   std::shared_ptr<const detail::result_data> data_;
 };
+
+namespace detail {
+/// Throws errc::type_mismatch: a result of `have` columns read as rows of
+/// `want` columns (query_as()).
+[[noreturn]] void throw_column_count(int have, int want);
+
+template <class T>
+void check_row_columns(const result& r) {
+  if constexpr (tuple_decodable<T>::value) {
+    if (r.columns() != static_cast<int>(std::tuple_size_v<T>))
+      throw_column_count(r.columns(), static_cast<int>(std::tuple_size_v<T>));
+  } else {
+    if (r.columns() != 1) throw_column_count(r.columns(), 1);
+  }
+}
+
+/// One row read as `T` (see row_decodable).
+template <class T>
+T read_row(const row& x) {
+  if constexpr (tuple_decodable<T>::value) {
+    return [&x]<class... Ts>(std::type_identity<std::tuple<Ts...>>) {
+      return x.as_tuple<Ts...>();
+    }(std::type_identity<T>{});
+  } else {
+    return x.get<T>(0);
+  }
+}
+}  // namespace detail
 
 }  // namespace pgq

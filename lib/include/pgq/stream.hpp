@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace pgq {
@@ -48,7 +49,7 @@ class row_stream {
   /// until the next call to next() or the stream's end. Throws the
   /// statement's error (rows before it are delivered first),
   /// errc::connection_lost, errc::cancelled.
-  boost::asio::awaitable<std::optional<row>> next();
+  [[nodiscard]] boost::asio::awaitable<std::optional<row>> next();
 
   /// Column count, names and types (known once stream() returned).
   int columns() const noexcept { return meta().columns(); }
@@ -57,20 +58,22 @@ class row_stream {
 
   /// True once the last row was read.
   bool done() const noexcept { return finished_; }
-  /// Rows returned by next() so far.
-  std::uint64_t rows_read() const noexcept { return rows_read_; }
+  /// Rows returned by next() so far: once done(), the rows the statement
+  /// returned (as `result::rows_affected()` for a SELECT).
+  std::uint64_t rows_affected() const noexcept { return rows_read_; }
+  [[deprecated("use rows_affected()")]] std::uint64_t rows_read() const noexcept { return rows_read_; }
   /// The command tag ("SELECT 10") once done.
   std::string_view command_tag() const noexcept { return final_.command_tag(); }
 
   /// Stops reading: cancels the rest of the statement on the server.
   void cancel() noexcept;
 
-  /// Keeps `owner` alive as long as the stream (pgq uses it for the pool
-  /// lease a pool's stream runs on).
-  void keep_alive(std::shared_ptr<void> owner) { owner_ = std::move(owner); }
-
  private:
   friend class connection;
+  friend class pool;
+  // Keeps `owner` alive as long as the stream: the pool lease a pool's
+  // stream runs on.
+  void keep_alive(std::shared_ptr<void> owner) { owner_ = std::move(owner); }
   row_stream(std::shared_ptr<detail::driver> drv, std::shared_ptr<detail::stream_state> st) noexcept;
   boost::asio::awaitable<void> fetch();
   const result& meta() const noexcept;

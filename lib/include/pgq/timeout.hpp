@@ -64,7 +64,8 @@ inline void rethrow_if_unknown(const std::exception_ptr& op_error) {
 /// `op || timer` from awaitable_operators: that waits for the first to
 /// *succeed*, so a failing `op` would wait out the timer.)
 template <class T>
-boost::asio::awaitable<T> with_timeout(boost::asio::awaitable<T> op, std::chrono::steady_clock::duration limit) {
+[[nodiscard]] boost::asio::awaitable<T> with_timeout(boost::asio::awaitable<T> op,
+                                                     std::chrono::steady_clock::duration limit) {
   namespace asio = boost::asio;
   auto ex = co_await asio::this_coro::executor;
   asio::steady_timer timer(ex, limit);

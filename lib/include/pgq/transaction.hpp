@@ -2,38 +2,28 @@
 #pragma once
 
 #include <pgq/connection.hpp>
-#include <pgq/detail/params.hpp>
 #include <pgq/detail/query_methods.hpp>
 #include <pgq/error.hpp>
+#include <pgq/lease.hpp>
+#include <pgq/params.hpp>
 #include <pgq/result.hpp>
+#include <pgq/tx_options.hpp>
 
 #include <boost/asio/awaitable.hpp>
 
+#include <concepts>
 #include <cstdint>
+#include <exception>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 
 namespace pgq {
 
-class lease;
 class pool;
-
-/// Isolation levels (`default_level` keeps the server's default).
-enum class isolation { default_level, read_committed, repeatable_read, serializable };
-
-/// How a transaction begins.
-struct tx_options {
-  isolation level = isolation::default_level;
-  bool read_only = false;
-  bool deferrable = false;  ///< only meaningful with serializable + read_only
-  /// For `transact()`: how many times to rerun the function after a
-  /// serialization failure (40001) or deadlock (40P01).
-  int retries = 0;
-};
-
-/// The BEGIN statement for `opts`, e.g. "BEGIN ISOLATION LEVEL SERIALIZABLE, READ ONLY".
-std::string begin_statement(const tx_options& opts);
 
 /// An open transaction (or, from savepoint(), a nested one).
 ///
@@ -56,24 +46,24 @@ class transaction : public detail::query_methods<transaction> {
   /// Runs a statement in the transaction (what query() calls). Throws as
   /// `connection::query_params()`, and errc::transaction_done once committed
   /// or rolled back.
-  boost::asio::awaitable<result> query_params(std::string_view sql, detail::param_set params);
+  [[nodiscard]] boost::asio::awaitable<result> query_params(std::string_view sql, params p);
   /// As query_params(); returns the rows affected (what execute() calls).
-  boost::asio::awaitable<std::uint64_t> execute_params(std::string_view sql, detail::param_set params);
+  [[nodiscard]] boost::asio::awaitable<std::uint64_t> execute_params(std::string_view sql, params p);
   /// As `connection::stream_params()` (what stream() calls).
-  boost::asio::awaitable<row_stream> stream_params(std::string_view sql, detail::param_set params);
+  [[nodiscard]] boost::asio::awaitable<row_stream> stream_params(std::string_view sql, params p);
 
   /// Commits (RELEASE SAVEPOINT for a nested one). Throws the server's error
   /// (e.g. 40001 at commit under serializable; the transaction is then over
   /// and rolled back), errc::commit_unknown when the connection was lost
   /// while the COMMIT was on its way (it may or may not have committed),
   /// errc::transaction_done when already finished.
-  boost::asio::awaitable<void> commit();
+  [[nodiscard]] boost::asio::awaitable<void> commit();
   /// Rolls back (to the savepoint for a nested one). Never throws for a lost
   /// connection: the server rolls back by itself then.
-  boost::asio::awaitable<void> rollback();
+  [[nodiscard]] boost::asio::awaitable<void> rollback();
   /// A nested transaction: SAVEPOINT now; its commit() releases the
   /// savepoint, its rollback() (or destruction) undoes only its own work.
-  boost::asio::awaitable<transaction> savepoint();
+  [[nodiscard]] boost::asio::awaitable<transaction> savepoint();
 
   /// True until commit() or rollback() (or a failure that ended it).
   bool active() const noexcept { return conn_ != nullptr && !done_; }
@@ -93,5 +83,85 @@ class transaction : public detail::query_methods<transaction> {
   bool done_ = false;
   int next_savepoint_ = 0;
 };
+
+}  // namespace pgq
+
+namespace pgq {
+
+/// What `transact(source, opts, fn)` returns: the value of fn's awaitable.
+template <class Fn>
+using transact_result_t = typename std::invoke_result_t<Fn&, transaction&>::value_type;
+
+namespace detail {
+
+// Runs fn in transactions from `begin` until it commits, retrying
+// serialization failures and deadlocks up to opts.retries times. fn lives in
+// this frame for the whole call.
+template <class Begin, class Fn>
+boost::asio::awaitable<transact_result_t<Fn>> transact_loop(Begin begin, tx_options opts, Fn fn) {
+  using R = transact_result_t<Fn>;
+  for (int attempt = 0;; ++attempt) {
+    transaction tx = co_await begin(opts);
+    std::exception_ptr failure;
+    std::optional<std::conditional_t<std::is_void_v<R>, bool, R>> value;
+    try {
+      if constexpr (std::is_void_v<R>) {
+        co_await fn(tx);
+        value = true;
+      } else {
+        value = co_await fn(tx);
+      }
+      co_await tx.commit();
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    if (!failure) {
+      if constexpr (std::is_void_v<R>) {
+        co_return;
+      } else {
+        co_return std::move(*value);
+      }
+    }
+    if (tx.active()) {
+      try {
+        co_await tx.rollback();
+      } catch (const sql_error&) {
+        // fn's failure is the one to report
+      }
+    }
+    bool retry = false;
+    try {
+      std::rethrow_exception(failure);
+    } catch (const sql_error& e) {
+      retry = attempt < opts.retries && is_retryable(e.code());
+      if (!retry) throw;
+    }
+  }
+}
+}  // namespace detail
+
+/// Runs `fn(tx)` in a transaction from `source`: commits when fn returns, rolls
+/// back and rethrows when it throws. With `opts.retries = N`, reruns fn (in
+/// a new transaction) up to N times after a serialization failure (40001) or
+/// deadlock (40P01). `fn` is taken by value and kept alive in this call's
+/// frame, so a lambda's captures live as long as the scope. Returns what fn's
+/// awaitable returns.
+///
+/// GCC 12 destroys a temporary twice when it is a lambda with captures (or
+/// another brace-initialised object owning memory) written inside a co_await
+/// expression. Name the lambda first:
+/// `auto work = [id](pgq::transaction& tx) -> asio::awaitable<void> {...};`
+/// `co_await pgq::transact(pool, {}, work);`
+///
+/// `source` is a `pgq::pool` (each attempt on a connection of its own) or a
+/// `pgq::connection` (which must outlive the call): anything whose
+/// `begin(tx_options)` begins a transaction.
+template <class Source, class Fn>
+  requires requires(Source& s, tx_options o) {
+    { s.begin(o) } -> std::same_as<boost::asio::awaitable<transaction>>;
+  }
+[[nodiscard]] boost::asio::awaitable<transact_result_t<Fn>> transact(Source& source, tx_options opts, Fn fn) {
+  return detail::transact_loop([&source](tx_options o) { return source.begin(o); }, opts, std::move(fn));
+}
 
 }  // namespace pgq

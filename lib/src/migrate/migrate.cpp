@@ -6,6 +6,8 @@
 #include <pgq/error.hpp>
 #include <pgq/transaction.hpp>
 
+#include <utility>
+
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -73,7 +75,7 @@ asio::awaitable<connection> open(const context* c) {
   connection conn(co_await asio::this_coro::executor);
   auto ci = conninfo::parse(c->conninfo);
   if (!ci.get("application_name")) ci.set("application_name", "pgq migrate");
-  connect_options o = c->opts.connection;
+  connect_options o = c->opts.connect;
   o.statement_cache_size = 0;
   o.binary_results = false;
   const std::string text = ci.to_string();
@@ -610,7 +612,13 @@ context make_context(const std::string& conninfo, const std::vector<migration>* 
 }  // namespace
 
 migrator::migrator(std::string conninfo, std::vector<migration> migrations, migrator_options opts)
-    : conninfo_(std::move(conninfo)), migrations_(std::move(migrations)), opts_(std::move(opts)) {}
+    : conninfo_(std::move(conninfo)), migrations_(std::move(migrations)), opts_(std::move(opts)) {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  if (opts_.connection) opts_.connect = *std::exchange(opts_.connection, std::nullopt);
+#pragma GCC diagnostic pop
+}
+
 
 asio::awaitable<status_report> migrator::status() {
   const context c = make_context(conninfo_, &migrations_, opts_);

@@ -4,6 +4,8 @@
 
 #include <pgq/error.hpp>
 
+#include "migrate/migrate_files.hpp"
+
 #include <algorithm>
 #include <array>
 #include <cctype>

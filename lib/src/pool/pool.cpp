@@ -1,5 +1,9 @@
 #include <pgq/pool.hpp>
+#include <pgq/stream.hpp>
 #include <pgq/timeout.hpp>
+
+#include "pool/pool_core.hpp"
+#include "transaction_sql.hpp"
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/async_result.hpp>
@@ -33,6 +37,17 @@ void spawn_later(const asio::any_io_executor& ex, asio::awaitable<void> op) {
   asio::post(ex, [ex, op = std::move(op)]() mutable { asio::co_spawn(ex, std::move(op), asio::detached); });
 }
 
+// `opts` with the fields set under their old names moved to their new place.
+pool_options normalized(pool_options opts) {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  if (!opts.dsn.empty()) opts.conninfo = std::move(opts.dsn);
+  if (opts.statement_cache_size) opts.connect.statement_cache_size = *opts.statement_cache_size;
+  if (opts.connect_timeout) opts.connect.connect_timeout = *opts.connect_timeout;
+#pragma GCC diagnostic pop
+  return opts;
+}
+
 }  // namespace
 
 // The pool's state: pool_core's decisions under a mutex, connections on
@@ -42,12 +57,12 @@ class pool_impl final : public std::enable_shared_from_this<pool_impl>, private 
  public:
   pool_impl(asio::any_io_executor ex, pool_options opts)
       : ex_(std::move(ex)),
-        opts_(std::move(opts)),
+        opts_(normalized(std::move(opts))),
         core_(limits_of(opts_), *this, [this] { return jitter_(rng_); }),
         conns_(core_.limits().max_size),
         timer_(ex_),
         rng_(std::random_device{}()),
-        use_strands_(opts_.strand_per_connection && !single_threaded(ex_)) {}
+        use_strands_(opts_.strand_per_connection) {}
 
   void start() {
     std::lock_guard lock(mutex_);
@@ -193,14 +208,6 @@ class pool_impl final : public std::enable_shared_from_this<pool_impl>, private 
     return false;
   }
 
-  // An io_context made with concurrency hint 1 is run by one thread (the
-  // promise behind Asio's own one-thread shortcuts): strands would only cost.
-  static bool single_threaded(const asio::any_io_executor& ex) {
-    return on_io_context(ex, [](const auto& e) {
-      return asio::use_service<asio::detail::scheduler>(e.context()).concurrency_hint() == 1;
-    });
-  }
-
   // Copies the numbers for stats(), which any thread may call.
   // With mutex_ held, at the end of every decision: the statistics first,
   // then the waiters granted or rejected by it, so that a task resumed on
@@ -278,10 +285,7 @@ class pool_impl final : public std::enable_shared_from_this<pool_impl>, private 
     bool ok = true;
     std::string error;
     try {
-      connect_options copts;
-      copts.connect_timeout = self->opts_.connect_timeout;
-      copts.statement_cache_size = self->opts_.statement_cache_size;
-      co_await conn->connect(self->opts_.dsn, copts);
+      co_await conn->connect(self->opts_.conninfo, self->opts_.connect);
       if (self->opts_.on_connect) co_await self->opts_.on_connect(*conn);
     } catch (const std::exception& e) {
       ok = false;
@@ -503,19 +507,19 @@ asio::awaitable<lease> pool::acquire() {
   co_return l;
 }
 
-asio::awaitable<result> pool::query_params(std::string_view sql, detail::param_set params) {
+asio::awaitable<result> pool::query_params(std::string_view sql, params params) {
   lease l = impl_->try_acquire();
   if (!l || !l->is_open()) l = co_await acquire_open(std::move(l));
   co_return co_await l->query_params(sql, std::move(params));
 }
 
-asio::awaitable<std::uint64_t> pool::execute_params(std::string_view sql, detail::param_set params) {
+asio::awaitable<std::uint64_t> pool::execute_params(std::string_view sql, params params) {
   lease l = impl_->try_acquire();
   if (!l || !l->is_open()) l = co_await acquire_open(std::move(l));
   co_return co_await l->execute_params(sql, std::move(params));
 }
 
-asio::awaitable<row_stream> pool::stream_params(std::string_view sql, detail::param_set params) {
+asio::awaitable<row_stream> pool::stream_params(std::string_view sql, params params) {
   auto l = std::make_shared<lease>(co_await acquire());
   row_stream s = co_await (*l)->stream_params(sql, std::move(params));
   s.keep_alive(std::move(l));  // the connection returns when the stream ends

@@ -1,4 +1,4 @@
-#include <pgq/detail/pool_core.hpp>
+#include "pool/pool_core.hpp"
 
 #include <algorithm>
 

@@ -4,6 +4,7 @@
 #include <pgq/notify.hpp>
 
 #include "driver/driver.hpp"
+#include "stream/quote.hpp"
 
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/dispatch.hpp>
@@ -108,7 +109,7 @@ namespace {
 // after it, retries with backoff until it works (or the listener closes).
 asio::awaitable<void> ensure_connected(detail::listener_impl* l) {
   if (l->conn && l->conn->is_open()) co_return;
-  std::chrono::milliseconds delay = l->opts.reconnect_delay;
+  std::chrono::milliseconds delay = l->opts.backoff_initial;
   while (true) {
     if (l->closed) throw sql_error(errc::not_connected, "the listener is closed");
     try {
@@ -123,7 +124,7 @@ asio::awaitable<void> ensure_connected(detail::listener_impl* l) {
     asio::steady_timer t(l->ex);
     t.expires_after(delay);
     co_await t.async_wait(asio::use_awaitable);
-    delay = std::min(delay * 2, l->opts.max_reconnect_delay);
+    delay = std::min(delay * 2, l->opts.backoff_max);
   }
 }
 
@@ -133,6 +134,11 @@ listener::listener(asio::any_io_executor ex, std::string conninfo, listener_opti
     : impl_(std::make_shared<detail::listener_impl>()) {
   impl_->ex = std::move(ex);
   impl_->conninfo = std::move(conninfo);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  if (opts.reconnect_delay) opts.backoff_initial = *opts.reconnect_delay;
+  if (opts.max_reconnect_delay) opts.backoff_max = *opts.max_reconnect_delay;
+#pragma GCC diagnostic pop
   impl_->opts = opts;
 }
 
