@@ -476,7 +476,7 @@ int main(int argc, char** argv) {
     tcp::acceptor acceptor(ctx, at);
 
     pgq::pool_options options;
-    options.dsn = cfg.dsn;
+    options.conninfo = cfg.dsn;
     options.max_size = cfg.pool_size;
     options.strand_per_connection = cfg.threads > 1;
     pgq::pool pool(ctx.get_executor(), options);

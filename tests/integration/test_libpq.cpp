@@ -201,7 +201,7 @@ TEST_CASE("row_stream receives chunks of rows on libpq 17+", "[stream][libpq]") 
       }
       INFO("stream_chunk_rows = " << chunk);
       CHECK(sum == std::int64_t{2500} * 2501 / 2);
-      CHECK(s.rows_read() == 2500);
+      CHECK(s.rows_affected() == 2500);
       // A row's index in its result: the chunk's size less one, or 0 for
       // one row per result.
       CHECK(max_index == (libpq_17() && chunk > 1 ? static_cast<int>(chunk) - 1 : 0));
