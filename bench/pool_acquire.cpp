@@ -74,9 +74,7 @@ struct phase_spec {
 std::chrono::nanoseconds cpu_time() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
-  auto of = [](const timeval& tv) {
-    return std::chrono::seconds(tv.tv_sec) + std::chrono::microseconds(tv.tv_usec);
-  };
+  auto of = [](const timeval& tv) { return std::chrono::seconds(tv.tv_sec) + std::chrono::microseconds(tv.tv_usec); };
   return of(ru.ru_utime) + of(ru.ru_stime);
 }
 
@@ -112,7 +110,7 @@ struct run_state {
   std::atomic<std::uint64_t> unknown_conns{0};  // a connection not opened by the warm-up
 
   std::vector<const pgq::connection*> conns;  // the warm-up's connections
-  std::vector<std::atomic<bool>> busy;         // per entry of `conns`: leased now
+  std::vector<std::atomic<bool>> busy;        // per entry of `conns`: leased now
 
   // Written by the task that finishes last, published by `finished`.
   wall_clock::time_point end_wall;
@@ -169,7 +167,8 @@ struct phase_result {
   double cpu_ns_per_cycle() const { return done ? static_cast<double>(cpu.count()) / static_cast<double>(done) : 0.0; }
   double avg_wait_ns() const {
     const auto n = acquires();
-    return n ? static_cast<double>((after.acquire_wait_total - before.acquire_wait_total).count()) / static_cast<double>(n)
+    return n ? static_cast<double>((after.acquire_wait_total - before.acquire_wait_total).count()) /
+                   static_cast<double>(n)
              : 0.0;
   }
 };
@@ -317,8 +316,7 @@ void verify(phase_result& r, std::size_t pool_size) {
   const auto& a = r.after;
   auto n = [](auto v) { return std::to_string(v); };
   check(r, r.done == r.cycles, "cycles done " + n(r.done) + " != cycles asked " + n(r.cycles));
-  check(r, r.acquires() == r.cycles,
-        "acquires during the run " + n(r.acquires()) + " != cycles " + n(r.cycles));
+  check(r, r.acquires() == r.cycles, "acquires during the run " + n(r.acquires()) + " != cycles " + n(r.cycles));
   check(r, a.acquires == r.cycles + pool_size,
         "acquires " + n(a.acquires) + " != cycles + warm-up " + n(r.cycles + pool_size));
   check(r, a.timeouts == 0, "timeouts " + n(a.timeouts) + " != 0");
@@ -360,8 +358,7 @@ phase_result run_phase(const bench_options& opt, const phase_spec& spec) {
     auto driver_ex = asio::make_strand(ctx);
     st.wake.emplace(driver_ex);
     watchdog wd(spec.name, &pool, &st, opt.timeout);
-    asio::co_spawn(driver_ex,
-                   drive_phase(&pool, ctx.get_executor(), spec, opt.cycles, opt.pool_size, &st, &res),
+    asio::co_spawn(driver_ex, drive_phase(&pool, ctx.get_executor(), spec, opt.cycles, opt.pool_size, &st, &res),
                    [&res](const std::exception_ptr& e) {
                      if (e) res.failures.push_back("driver: " + describe(e));
                    });
@@ -399,21 +396,23 @@ int server_version_of(const std::string& dsn) {
 }
 
 void print_table(const bench_options& opt, int server_version, const std::vector<phase_result>& results) {
-  std::printf("pool acquire/release, no queries: max_size %zu, %llu cycles per phase, acquire_timeout %lld ms, "
-              "server %d\n\n",
-              opt.pool_size, static_cast<unsigned long long>(opt.cycles),
-              static_cast<long long>(opt.acquire_timeout.count()), server_version);
-  std::printf("%-12s %7s %6s %9s %10s %12s %12s %9s %9s %8s  %s\n", "phase", "threads", "tasks", "cycles",
-              "ns/cycle", "cpu ns/cycle", "avg wait ns", "wait peak", "held peak", "timeouts", "result");
+  std::printf(
+      "pool acquire/release, no queries: max_size %zu, %llu cycles per phase, acquire_timeout %lld ms, "
+      "server %d\n\n",
+      opt.pool_size, static_cast<unsigned long long>(opt.cycles), static_cast<long long>(opt.acquire_timeout.count()),
+      server_version);
+  std::printf("%-12s %7s %6s %9s %10s %12s %12s %9s %9s %8s  %s\n", "phase", "threads", "tasks", "cycles", "ns/cycle",
+              "cpu ns/cycle", "avg wait ns", "wait peak", "held peak", "timeouts", "result");
   for (const auto& r : results) {
-    std::printf("%-12s %7u %6zu %9llu %10.1f %12.1f %12.1f %9zu %9zu %8llu  %s\n", r.spec.name.c_str(),
-                r.spec.threads, r.spec.tasks, static_cast<unsigned long long>(r.done), r.ns_per_cycle(),
-                r.cpu_ns_per_cycle(), r.avg_wait_ns(), r.waiting_peak, r.held_peak,
-                static_cast<unsigned long long>(r.after.timeouts), r.failures.empty() ? "ok" : "FAILED");
+    std::printf("%-12s %7u %6zu %9llu %10.1f %12.1f %12.1f %9zu %9zu %8llu  %s\n", r.spec.name.c_str(), r.spec.threads,
+                r.spec.tasks, static_cast<unsigned long long>(r.done), r.ns_per_cycle(), r.cpu_ns_per_cycle(),
+                r.avg_wait_ns(), r.waiting_peak, r.held_peak, static_cast<unsigned long long>(r.after.timeouts),
+                r.failures.empty() ? "ok" : "FAILED");
   }
-  std::printf("\nns/cycle: wall time / cycles; cpu ns/cycle: process user+sys (all threads) / cycles;\n"
-              "avg wait: pool's acquire_wait_total / acquires during the run; wait peak: most tasks\n"
-              "inside acquire() at once; held peak: most leases held at once (<= max_size).\n");
+  std::printf(
+      "\nns/cycle: wall time / cycles; cpu ns/cycle: process user+sys (all threads) / cycles;\n"
+      "avg wait: pool's acquire_wait_total / acquires during the run; wait peak: most tasks\n"
+      "inside acquire() at once; held peak: most leases held at once (<= max_size).\n");
   for (const auto& r : results) {
     for (const auto& f : r.failures) std::printf("FAILED %s: %s\n", r.spec.name.c_str(), f.c_str());
   }

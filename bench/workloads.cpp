@@ -71,9 +71,9 @@ struct bench_options {
   std::size_t depth = 100;
   int scale = 1;
   bool json = false;
-  bool single_thread_pool = false;  // W2: pool_options::strand_per_connection = false
+  bool single_thread_pool = false;       // W2: pool_options::strand_per_connection = false
   std::uint64_t rows_per_insert = 1000;  // W5i
-  std::size_t threads = 1;                // W2, pgq: threads running the io_context
+  std::size_t threads = 1;               // W2, pgq: threads running the io_context
 };
 
 struct measurement {
@@ -113,7 +113,6 @@ class stopwatch {
 };
 
 [[noreturn]] void fail(const std::string& what) { throw std::runtime_error(what); }
-
 
 // ------------------------------------------------------------------ W5 data
 
@@ -225,8 +224,7 @@ asio::awaitable<void> select_one_loop(pgq::connection* conn, std::uint64_t n) {
 
 // `Target` is pgq::connection or pgq::pool: both have query().
 template <class Target>
-asio::awaitable<void> point_worker(Target* target, std::uint64_t n, unsigned seed, int max_aid,
-                                   join_state* join) {
+asio::awaitable<void> point_worker(Target* target, std::uint64_t n, unsigned seed, int max_aid, join_state* join) {
   std::exception_ptr error;
   try {
     std::mt19937 rng(seed);
@@ -288,8 +286,7 @@ asio::awaitable<void> pgq_w1(bench_options o, measurement* out) {
 // Spreads o.queries point selects over `workers` coroutines, worker i on
 // targets[i % targets.size()], and times them together.
 template <class Target>
-asio::awaitable<measurement> timed_point_selects(std::vector<Target*> targets, std::size_t workers,
-                                                 bench_options o) {
+asio::awaitable<measurement> timed_point_selects(std::vector<Target*> targets, std::size_t workers, bench_options o) {
   auto ex = co_await asio::this_coro::executor;
   join_state join(ex);
   join.remaining = workers;
@@ -591,8 +588,7 @@ class aid_source {
 
 void send_point(PGconn* c, aid_source& aids) {
   const char* values[1] = {aids.next()};
-  if (!PQsendQueryPrepared(c, "point", 1, values, nullptr, nullptr, 0))
-    fail(std::string("send: ") + PQerrorMessage(c));
+  if (!PQsendQueryPrepared(c, "point", 1, values, nullptr, nullptr, 0)) fail(std::string("send: ") + PQerrorMessage(c));
 }
 
 measurement libpq_w2(const bench_options& o) {
@@ -730,8 +726,8 @@ std::int64_t parse_timestamptz(std::string_view s) {
   if (s.size() < 22) fail("W4: short timestamp");
   using namespace std::chrono;
   const sys_days day = year{num(0, 4)} / month{unsigned(num(5, 2))} / std::chrono::day{unsigned(num(8, 2))};
-  std::int64_t us = (day.time_since_epoch().count() * 86400LL + num(11, 2) * 3600LL + num(14, 2) * 60LL +
-                     num(17, 2)) * 1000000LL;
+  std::int64_t us =
+      (day.time_since_epoch().count() * 86400LL + num(11, 2) * 3600LL + num(14, 2) * 60LL + num(17, 2)) * 1000000LL;
   std::size_t pos = 19;
   if (pos < s.size() && s[pos] == '.') {
     std::size_t end = pos + 1;
@@ -817,9 +813,9 @@ void w5_verify(const std::string& dsn, std::uint64_t n) {
   const std::uint64_t count = field(0), distinct = field(1), lo = field(2), hi = field(3), wrong = field(4);
   PQclear(r);
   if (count != n || distinct != n || (n > 0 && (lo != 1 || hi != n)) || wrong != 0)
-    fail("check: the table holds " + std::to_string(count) + " rows (" + std::to_string(distinct) +
-         " distinct, " + std::to_string(lo) + ".." + std::to_string(hi) + ", " + std::to_string(wrong) +
-         " wrong), expected 1.." + std::to_string(n));
+    fail("check: the table holds " + std::to_string(count) + " rows (" + std::to_string(distinct) + " distinct, " +
+         std::to_string(lo) + ".." + std::to_string(hi) + ", " + std::to_string(wrong) + " wrong), expected 1.." +
+         std::to_string(n));
 }
 
 // The timed part of a libpq W5 workload: o.queries rows by `sql` on `c`,
@@ -892,10 +888,9 @@ void libpq_w5_batched(PGconn* c, const std::string& sql, const bench_options& o)
     const std::uint64_t rows = std::min(o.rows_per_insert, o.queries - first + 1);
     params.fill(first, rows);
     const int n = static_cast<int>(params.values.size());
-    PGresult* r = rows == o.rows_per_insert
-                      ? PQexecPrepared(c, "ins", n, params.values.data(), nullptr, nullptr, 0)
-                      : PQexecParams(c, multi_insert_sql(rows).c_str(), n, nullptr, params.values.data(), nullptr,
-                                     nullptr, 0);
+    PGresult* r = rows == o.rows_per_insert ? PQexecPrepared(c, "ins", n, params.values.data(), nullptr, nullptr, 0)
+                                            : PQexecParams(c, multi_insert_sql(rows).c_str(), n, nullptr,
+                                                           params.values.data(), nullptr, nullptr, 0);
     pq_expect_rows(c, r, rows, "W5i");
   }
   pq_exec(c, "COMMIT");
@@ -1018,8 +1013,8 @@ bench_options parse(int argc, char** argv) {
     else if (a == "--help" || a == "-h") usage(0);
     else usage(2);
   }
-  static const std::string_view workloads[] = {"W1",  "W2",  "W2d",    "W3",     "W4",       "W5c",  "W5cb", "W5i",
-                                               "W5p", "W5o", "stream", "result", "copydata", "check"};
+  static const std::string_view workloads[] = {"W1",  "W2",  "W2d", "W3",     "W4",     "W5c",      "W5cb",
+                                               "W5i", "W5p", "W5o", "stream", "result", "copydata", "check"};
   if (std::find(std::begin(workloads), std::end(workloads), o.workload) == std::end(workloads)) usage(2);
   const bool pgq_only = o.workload == "W2d" || o.workload == "W5cb" || o.workload == "stream" || o.workload == "result";
   if (pgq_only && o.impl != "pgq") usage(2);
@@ -1071,8 +1066,7 @@ int main(int argc, char** argv) {
     m = o.impl == "pgq" ? run_pgq(o) : run_libpq(o);
     if (w5 && o.workload != "W5o") w5_verify(o.dsn, o.queries);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "pgq_bench_workloads: %s %s: %s\n", o.workload.c_str(), o.impl.c_str(),
-                 e.what());
+    std::fprintf(stderr, "pgq_bench_workloads: %s %s: %s\n", o.workload.c_str(), o.impl.c_str(), e.what());
     return 1;
   }
   double qps = m.seconds > 0 ? double(m.queries) / m.seconds : 0;
@@ -1082,7 +1076,7 @@ int main(int argc, char** argv) {
   std::printf(
       "{\"workload\":\"%s\",\"impl\":\"%s\",\"queries\":%llu,\"seconds\":%.4f,\"qps\":%.1f,"
       "\"cpu_us_per_query\":%.3f,\"max_rss_kib\":%ld,\"libpq\":%d}\n",
-      o.workload.c_str(), o.impl.c_str(), static_cast<unsigned long long>(m.queries), m.seconds,
-      qps, cpu_us, max_rss_kib(), PQlibVersion());
+      o.workload.c_str(), o.impl.c_str(), static_cast<unsigned long long>(m.queries), m.seconds, qps, cpu_us,
+      max_rss_kib(), PQlibVersion());
   return 0;
 }

@@ -88,8 +88,7 @@ int bench_command(const global_options& g, const bench_args& a) {
     if (a.scale > 0) plan.scale = a.scale;
     else if (builtin) plan.scale = count_branches(g.dsn);
     if (builtin && !a.no_vacuum) {
-      std::vector<std::string> prep = {"VACUUM pgbench_branches", "VACUUM pgbench_tellers",
-                                       "TRUNCATE pgbench_history"};
+      std::vector<std::string> prep = {"VACUUM pgbench_branches", "VACUUM pgbench_tellers", "TRUNCATE pgbench_history"};
       run_statements(g.dsn, std::move(prep), 0);
     }
   } catch (const usage_error&) {
@@ -98,7 +97,7 @@ int bench_command(const global_options& g, const bench_args& a) {
     print_error(std::cerr, e);
     const auto* se = dynamic_cast<const pgq::sql_error*>(&e);
     return se != nullptr && se->sqlstate().empty() && exit_code_of(e) == exit_code::failed ? exit_code::connect
-                                                                                            : exit_code_of(e);
+                                                                                           : exit_code_of(e);
   }
 
   const run_result result = run_load(plan);
@@ -121,13 +120,13 @@ int bench_command(const global_options& g, const bench_args& a) {
 
 void add_bench_command(CLI::App& app, const global_options& g, int& exit_code) {
   auto a = std::make_shared<bench::bench_args>();
-  auto* cmd = app.add_subcommand(
-      "bench",
-      "A pgbench-compatible load test: pgbench's builtin scripts and tables, or your own script\n"
-      "(SQL ending in ;, and \\set name expr / \\sleep n [us|ms|s] lines). --connections clients,\n"
-      "each on its own connection. Reports tps, latency avg/p50/p90/p99/p99.9/max and errors by\n"
-      "SQLSTATE; --format json gives the whole report as one object. Exit code 1 when any\n"
-      "transaction failed.");
+  auto* cmd =
+      app.add_subcommand("bench",
+                         "A pgbench-compatible load test: pgbench's builtin scripts and tables, or your own script\n"
+                         "(SQL ending in ;, and \\set name expr / \\sleep n [us|ms|s] lines). --connections clients,\n"
+                         "each on its own connection. Reports tps, latency avg/p50/p90/p99/p99.9/max and errors by\n"
+                         "SQLSTATE; --format json gives the whole report as one object. Exit code 1 when any\n"
+                         "transaction failed.");
   cmd->add_option("-b,--builtin", a->builtin, "tpcb-like (default), simple-update or select-only")
       ->check(CLI::IsMember({"tpcb-like", "simple-update", "select-only"}));
   cmd->add_option("-f,--file", a->files, "a pgbench script (repeatable: each transaction picks one at random)");

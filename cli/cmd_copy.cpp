@@ -67,7 +67,7 @@ class input {
       if (fd_ < 0) throw usage_error("cannot read " + path + ": " + std::strerror(errno));
       owned_ = true;
     }
-    struct stat st{};
+    struct stat st {};
     if (::fstat(fd_, &st) != 0) throw_errno("stat " + name(path));
     if (S_ISDIR(st.st_mode)) throw usage_error(name(path) + " is a directory");
     const bool pollable = S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) || (S_ISCHR(st.st_mode) && ::isatty(fd_));
@@ -307,10 +307,10 @@ std::string copy_out_statement(std::string_view target, std::string_view options
 }
 
 void add_copy_command(CLI::App& app, const global_options& g, int& exit_code) {
-  auto* copy = app.add_subcommand(
-      "copy",
-      "COPY data between a table or query and a file or stdin/stdout, streamed (flat memory).\n"
-      "The row count is printed on stderr as \"COPY N\". Ctrl-C aborts the COPY (exit 130).");
+  auto* copy =
+      app.add_subcommand("copy",
+                         "COPY data between a table or query and a file or stdin/stdout, streamed (flat memory).\n"
+                         "The row count is printed on stderr as \"COPY N\". Ctrl-C aborts the COPY (exit 130).");
   copy->require_subcommand(1);
   copy->fallthrough();  // global options may follow "copy in ..."
   copy->footer(exit_codes_help);
@@ -326,12 +326,12 @@ void add_copy_command(CLI::App& app, const global_options& g, int& exit_code) {
   in->callback([in_args, &g, &exit_code] { exit_code = copy_in_command(g, *in_args); });
 
   auto out_args = std::make_shared<copy_args>();
-  auto* out = copy->add_subcommand(
-      "out",
-      "COPY a table, or the rows of a query, TO STDOUT, written to --file or stdout.\n"
-      "A query is anything starting with SELECT, WITH, VALUES or TABLE, or in parentheses:\n"
-      "it is run as COPY (query) TO STDOUT. Anything else is a table (SQL, used as given).\n"
-      "After an error (exit 1) the output holds the rows sent before it.");
+  auto* out =
+      copy->add_subcommand("out",
+                           "COPY a table, or the rows of a query, TO STDOUT, written to --file or stdout.\n"
+                           "A query is anything starting with SELECT, WITH, VALUES or TABLE, or in parentheses:\n"
+                           "it is run as COPY (query) TO STDOUT. Anything else is a table (SQL, used as given).\n"
+                           "After an error (exit 1) the output holds the rows sent before it.");
   out->add_option("source", out_args->target, "a table (SQL, optionally with a column list) or a query")->required();
   add_copy_options(out, out_args.get(), "write the data to FILE, created or truncated (default: stdout)");
   out->callback([out_args, &g, &exit_code] { exit_code = copy_out_command(g, *out_args); });

@@ -100,15 +100,15 @@ int listen_command(const global_options& g, const listen_args& a) {
 
 void add_listen_command(CLI::App& app, const global_options& g, int& exit_code) {
   auto a = std::make_shared<listen_args>();
-  auto* cmd = app.add_subcommand(
-      "listen",
-      "LISTEN on each CHANNEL and print every notification as one NDJSON line, as it arrives:\n"
-      "  {\"channel\":\"jobs\",\"payload\":\"42\",\"pid\":1234}\n"
-      "If the connection is lost, pgq reconnects (with backoff), LISTENs again and prints\n"
-      "  {\"event\":\"reconnected\",\"reason\":\"...\"}\n"
-      "on stdout (and a note on stderr): notifications sent during the gap may be missing.\n"
-      "Runs until Ctrl-C (exit 130), --count notifications or --duration (exit 0).\n"
-      "--timeout limits connecting and each LISTEN.");
+  auto* cmd =
+      app.add_subcommand("listen",
+                         "LISTEN on each CHANNEL and print every notification as one NDJSON line, as it arrives:\n"
+                         "  {\"channel\":\"jobs\",\"payload\":\"42\",\"pid\":1234}\n"
+                         "If the connection is lost, pgq reconnects (with backoff), LISTENs again and prints\n"
+                         "  {\"event\":\"reconnected\",\"reason\":\"...\"}\n"
+                         "on stdout (and a note on stderr): notifications sent during the gap may be missing.\n"
+                         "Runs until Ctrl-C (exit 130), --count notifications or --duration (exit 0).\n"
+                         "--timeout limits connecting and each LISTEN.");
   cmd->add_option("channels", a->channels, "channel names (taken as they are: quoted for you)")->required();
   cmd->add_option("-n,--count", a->count, "exit 0 after N notifications")->check(CLI::PositiveNumber);
   cmd->add_option("--duration", a->duration, "exit 0 after this long, e.g. 30s, 5m");

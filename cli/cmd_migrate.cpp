@@ -263,7 +263,7 @@ struct migrate_run {
 asio::awaitable<int> run_status(pgq::migrator& m, output_format fmt) {
   const auto st = co_await m.status();
   const std::vector<std::pair<std::string, nlohmann::json>> fields{{"history_exists", st.history_exists},
-                                                                    {"in_sync", st.in_sync()}};
+                                                                   {"in_sync", st.in_sync()}};
   write_statuses(std::cout, fmt, m, st.migrations, fields);
   std::cerr << "pgq migrate: " << st.count(pgq::migration_state::applied) << " applied, "
             << st.count(pgq::migration_state::pending) << " pending, " << st.count(pgq::migration_state::drifted)
@@ -430,8 +430,7 @@ void add_migrate_command(CLI::App& app, const global_options& g, int& exit_code)
   cmd->add_flag("--dry-run", args->dry_run, "print what up or down would run, and run nothing");
   cmd->add_option("--schema", args->schema, "schema of the history table (default: public)");
   cmd->add_option("--table", args->table, "name of the history table (default: pgq_migrations)");
-  cmd->add_option("--lock-timeout", args->lock_timeout_s,
-                  "seconds to wait for another runner's lock (default: 60)");
+  cmd->add_option("--lock-timeout", args->lock_timeout_s, "seconds to wait for another runner's lock (default: 60)");
 
   struct action {
     const char* name;

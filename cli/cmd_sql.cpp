@@ -40,7 +40,8 @@ pgq::params make_param_set(const param_line& values) {
 class ordered_output {
  public:
   ordered_output(output_format fmt, std::size_t count, bool always_list)
-      : writer_(std::cout, fmt, count, always_list), slots_(count),
+      : writer_(std::cout, fmt, count, always_list),
+        slots_(count),
         progress_(::isatty(STDERR_FILENO) != 0 && count >= 100) {}
 
   void done(std::size_t i, pgq::result r) {
@@ -102,13 +103,13 @@ struct query_args {
 
 struct query_job {
   session* s = nullptr;
-  std::vector<std::string> sql;          // one per item, or one for all items
-  std::vector<param_line> params;        // one per item, or one for all items
+  std::vector<std::string> sql;    // one per item, or one for all items
+  std::vector<param_line> params;  // one per item, or one for all items
   std::size_t items = 0;
   std::size_t next = 0;
   std::optional<ordered_output> out;
-  std::vector<int> codes;                // exit code per item
-  bool labelled_by_line = false;         // --params-file: errors name the input line
+  std::vector<int> codes;         // exit code per item
+  bool labelled_by_line = false;  // --params-file: errors name the input line
 };
 
 std::string item_label(const query_job& j, std::size_t i) {
@@ -448,10 +449,9 @@ int tx_command(const global_options& g, const tx_args& a) {
 
 void add_query_command(CLI::App& app, const global_options& g, int& exit_code) {
   auto a = std::make_shared<query_args>();
-  auto* cmd = app.add_subcommand(
-      "query",
-      "Run each SQL concurrently over the pool; print the results in the order given.\n"
-      "With --params-file, run the one SQL once per line of parameters.");
+  auto* cmd = app.add_subcommand("query",
+                                 "Run each SQL concurrently over the pool; print the results in the order given.\n"
+                                 "With --params-file, run the one SQL once per line of parameters.");
   cmd->add_option("sql", a->sql, "SQL statements (one statement each)")->required();
   cmd->add_option("-p,--param", a->params, "a text value bound to $1, $2, ... of every SQL (repeatable)");
   cmd->add_option("--params-file", a->params_file,

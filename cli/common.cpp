@@ -3,9 +3,9 @@
 #include <pgq/connection.hpp>
 #include <pgq/timeout.hpp>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -35,8 +35,7 @@ const char* const exit_codes_help =
 std::chrono::milliseconds parse_duration(std::string_view text) {
   const std::string_view original = text;
   std::size_t digits = 0;
-  while (digits < text.size() &&
-         (std::isdigit(static_cast<unsigned char>(text[digits])) != 0 || text[digits] == '.')) {
+  while (digits < text.size() && (std::isdigit(static_cast<unsigned char>(text[digits])) != 0 || text[digits] == '.')) {
     ++digits;
   }
   const std::string number(text.substr(0, digits));
@@ -166,8 +165,7 @@ void print_error(std::ostream& out, const std::exception& e, std::string_view wh
     return;
   }
   const pgq::diagnostics& d = se->diag();
-  out << head << (d.severity.empty() ? "ERROR" : d.severity) << ": " << d.sqlstate << ": " << d.message
-      << '\n';
+  out << head << (d.severity.empty() ? "ERROR" : d.severity) << ": " << d.sqlstate << ": " << d.message << '\n';
   if (d.position) print_position(out, d.statement, *d.position);
   if (!d.detail.empty()) out << "DETAIL: " << d.detail << '\n';
   if (!d.hint.empty()) out << "HINT: " << d.hint << '\n';
@@ -267,15 +265,14 @@ asio::awaitable<void> guarded_body(session* s, std::function<asio::awaitable<int
   } catch (const std::exception& e) {
     if (s->interrupted()) co_return;
     print_error(std::cerr, e);
-    *rc = exit_code_of(e) == exit_code::timeout && !is_cancellation(e) ? exit_code::connect
-                                                                        : exit_code_of(e);
+    *rc = exit_code_of(e) == exit_code::timeout && !is_cancellation(e) ? exit_code::connect : exit_code_of(e);
     if (*rc == exit_code::failed) *rc = exit_code::connect;
     co_return;
   }
   pgq::pool_options opts;
   opts.conninfo = s->options().dsn;
   opts.max_size = pool_size;
-  opts.strand_per_connection = false;          // one thread runs the loop
+  opts.strand_per_connection = false;                   // one thread runs the loop
   opts.acquire_timeout = std::chrono::milliseconds(0);  // queue as long as it takes
   pool->emplace(co_await asio::this_coro::executor, std::move(opts));
   *rc = co_await (*body)(*s);

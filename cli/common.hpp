@@ -32,15 +32,15 @@ namespace pgq::cli {
 
 /// The process's exit status, as documented in `pgq --help` and the README.
 namespace exit_code {
-constexpr int ok = 0;            ///< everything succeeded
-constexpr int failed = 1;        ///< a statement failed (the server's error is on stderr)
-constexpr int usage = 2;         ///< bad command line or unreadable input file
-constexpr int connect = 3;       ///< could not connect (server down, authentication, bad DSN)
-constexpr int timeout = 4;       ///< a statement timed out (--timeout) or was cancelled
+constexpr int ok = 0;       ///< everything succeeded
+constexpr int failed = 1;   ///< a statement failed (the server's error is on stderr)
+constexpr int usage = 2;    ///< bad command line or unreadable input file
+constexpr int connect = 3;  ///< could not connect (server down, authentication, bad DSN)
+constexpr int timeout = 4;  ///< a statement timed out (--timeout) or was cancelled
 /// `pgq migrate status`: migrations pending, drifted or without a file;
 /// `pgq migrate verify`: drift, missing files or migrations out of order.
 constexpr int not_in_sync = 5;
-constexpr int interrupted = 130; ///< SIGINT: running statements cancelled, transactions rolled back
+constexpr int interrupted = 130;  ///< SIGINT: running statements cancelled, transactions rolled back
 }  // namespace exit_code
 
 /// The help text's paragraph on exit codes.
@@ -48,11 +48,11 @@ extern const char* const exit_codes_help;
 
 /// Options given before or after any subcommand.
 struct global_options {
-  std::string dsn;            ///< --dsn, default $PGQ_DSN, then libpq's PG* environment
-  std::string format;         ///< --format; empty: table on a terminal, ndjson otherwise
+  std::string dsn;              ///< --dsn, default $PGQ_DSN, then libpq's PG* environment
+  std::string format;           ///< --format; empty: table on a terminal, ndjson otherwise
   std::size_t connections = 4;  ///< --connections: pool size
-  std::string timeout;        ///< --timeout, e.g. "500ms", "2s", "1m"; empty: none
-  bool verbose = false;       ///< -v: per-statement timings on stderr
+  std::string timeout;          ///< --timeout, e.g. "500ms", "2s", "1m"; empty: none
+  bool verbose = false;         ///< -v: per-statement timings on stderr
 };
 
 /// Parses "500ms", "2s", "1.5s", "1m", "1h" or a bare number of seconds.

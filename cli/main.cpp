@@ -36,8 +36,7 @@ int run(int argc, char** argv) {
   app.add_option("--format", g.format,
                  "table, json, ndjson or csv (default: table when stdout is a terminal, ndjson otherwise)")
       ->check(CLI::IsMember({"table", "json", "ndjson", "csv"}));
-  app.add_option("-c,--connections", g.connections, "connections in the pool (default 4)")
-      ->check(CLI::PositiveNumber);
+  app.add_option("-c,--connections", g.connections, "connections in the pool (default 4)")->check(CLI::PositiveNumber);
   app.add_option("--timeout", g.timeout, "limit per statement, e.g. 500ms, 2s, 1m (exit code 4 when hit)");
   app.add_flag("-v,--verbose", g.verbose, "print each statement's time on stderr");
 

@@ -17,8 +17,8 @@ std::size_t display_width(std::string_view s) {
 
 bool is_numeric_type(pgq::oid t) {
   namespace o = pgq::oids;
-  return t == o::int2 || t == o::int4 || t == o::int8 || t == o::float4 || t == o::float8 ||
-         t == o::numeric || t == o::oid_;
+  return t == o::int2 || t == o::int4 || t == o::int8 || t == o::float4 || t == o::float8 || t == o::numeric ||
+         t == o::oid_;
 }
 
 // Invalid UTF-8 (from a SQL_ASCII database, say) is replaced, not fatal.
@@ -100,20 +100,15 @@ void write_value_json(std::ostream& out, const pgq::field& f) {
     return;
   }
   switch (f.type()) {
-    case numeric_oid:
-      write_numeric(out, f.text());
-      return;
+    case numeric_oid: write_numeric(out, f.text()); return;
     case json_oid:
-    case jsonb_oid:
-      out << f.text();
-      return;
+    case jsonb_oid: out << f.text(); return;
     case numeric_array_oid:
     case json_array_oid:
     case jsonb_array_oid:
       if (write_raw_array(out, f.text(), f.type() == numeric_array_oid)) return;
       break;
-    default:
-      break;
+    default: break;
   }
   out << dump(f.to_json(), -1);
 }
@@ -250,8 +245,7 @@ void write_grid_table(std::ostream& out, const Grid& g) {
 template <class Grid>
 void write_grid_csv(std::ostream& out, const Grid& g) {
   auto field = [&](std::string_view v, bool quote_empty) {
-    const bool quote = (quote_empty && v.empty()) ||
-                       v.find_first_of(",\"\r\n") != std::string_view::npos;
+    const bool quote = (quote_empty && v.empty()) || v.find_first_of(",\"\r\n") != std::string_view::npos;
     if (!quote) {
       out << v;
       return;
@@ -302,9 +296,7 @@ void write_csv(std::ostream& out, const pgq::result& r) { write_grid_csv(out, re
 void write_records(std::ostream& out, output_format fmt, const record_set& records) {
   const record_grid g(records);
   switch (fmt) {
-    case output_format::table:
-      write_grid_table(out, g);
-      break;
+    case output_format::table: write_grid_table(out, g); break;
     case output_format::json:
       write_array_json(out, g, "");
       out << '\n';
@@ -315,9 +307,7 @@ void write_records(std::ostream& out, output_format fmt, const record_set& recor
         out << '\n';
       }
       break;
-    case output_format::csv:
-      write_grid_csv(out, g);
-      break;
+    case output_format::csv: write_grid_csv(out, g); break;
   }
 }
 
@@ -340,11 +330,8 @@ void result_writer::separate() {
       if (list_) out_ << ",\n";
       break;
     case output_format::table:
-    case output_format::csv:
-      out_ << '\n';
-      break;
-    case output_format::ndjson:
-      break;
+    case output_format::csv: out_ << '\n'; break;
+    case output_format::ndjson: break;
   }
 }
 

@@ -46,7 +46,7 @@ std::vector<param_line> parse_csv(std::string_view text, std::string_view name) 
   std::vector<param_line> records;
   param_line record;
   std::string field;
-  bool quoted = false;      // the current field was quoted
+  bool quoted = false;  // the current field was quoted
   bool in_quotes = false;
   bool field_started = false;
   std::size_t line_no = 1;
@@ -63,9 +63,8 @@ std::vector<param_line> parse_csv(std::string_view text, std::string_view name) 
     const bool blank = record.size() == 1 && !record[0];
     if (!blank) {
       if (!records.empty() && record.size() != records.front().size()) {
-        throw usage_error(std::string(name) + ":" + std::to_string(record_line) + ": " +
-                          std::to_string(record.size()) + " fields, the header has " +
-                          std::to_string(records.front().size()));
+        throw usage_error(std::string(name) + ":" + std::to_string(record_line) + ": " + std::to_string(record.size()) +
+                          " fields, the header has " + std::to_string(records.front().size()));
       }
       records.push_back(std::move(record));
     }

@@ -17,7 +17,6 @@ namespace pgq::cli {
 /// strings as they are, anything else as its JSON text). The format is
 /// chosen by the extension (.csv; .ndjson, .jsonl, .json) or else by the
 /// first character. Throws usage_error naming the line.
-std::vector<std::vector<std::optional<std::string>>> parse_params_file(std::string_view text,
-                                                                       std::string_view name);
+std::vector<std::vector<std::optional<std::string>>> parse_params_file(std::string_view text, std::string_view name);
 
 }  // namespace pgq::cli

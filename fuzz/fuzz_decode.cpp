@@ -72,14 +72,14 @@ constexpr std::size_t target_count = sizeof(targets) / sizeof(targets[0]);
 
 // to_json_value covers every type pgq renders, also those without a codec.
 const pgq::oid json_types[] = {
-    pgq::oids::bool_,       pgq::oids::int2,          pgq::oids::int4,        pgq::oids::int8,
-    pgq::oids::float4,      pgq::oids::float8,        pgq::oids::numeric,     pgq::oids::text,
-    pgq::oids::bytea,       pgq::oids::uuid,          pgq::oids::json,        pgq::oids::jsonb,
-    pgq::oids::date,        pgq::oids::time,          pgq::oids::timestamp,   pgq::oids::timestamptz,
-    pgq::oids::interval,    pgq::oids::int4_array,    pgq::oids::text_array,  pgq::oids::jsonb_array,
-    pgq::oids::numeric_array, pgq::oids::float8_array, pgq::oids::bool_array, pgq::oids::timestamptz_array,
-    pgq::oids::bytea_array, 600 /* point: no codec */, 1790 /* refcursor */,
-    2249 /* record */,      2287 /* record[] */,
+    pgq::oids::bool_,         pgq::oids::int2,           pgq::oids::int4,       pgq::oids::int8,
+    pgq::oids::float4,        pgq::oids::float8,         pgq::oids::numeric,    pgq::oids::text,
+    pgq::oids::bytea,         pgq::oids::uuid,           pgq::oids::json,       pgq::oids::jsonb,
+    pgq::oids::date,          pgq::oids::time,           pgq::oids::timestamp,  pgq::oids::timestamptz,
+    pgq::oids::interval,      pgq::oids::int4_array,     pgq::oids::text_array, pgq::oids::jsonb_array,
+    pgq::oids::numeric_array, pgq::oids::float8_array,   pgq::oids::bool_array, pgq::oids::timestamptz_array,
+    pgq::oids::bytea_array,   600 /* point: no codec */, 1790 /* refcursor */,  2249 /* record */,
+    2287 /* record[] */,
 };
 constexpr std::size_t json_type_count = sizeof(json_types) / sizeof(json_types[0]);
 

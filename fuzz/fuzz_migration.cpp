@@ -42,8 +42,8 @@ void check_name(std::string_view name) {
     v = v * 10 + (c - '0');
   }
   if (v != p.version) std::abort();
-  const std::string again = p.version_text + "_" + p.name +
-                            (p.direction == pgq::migration_direction::up ? ".up.sql" : ".down.sql");
+  const std::string again =
+      p.version_text + "_" + p.name + (p.direction == pgq::migration_direction::up ? ".up.sql" : ".down.sql");
   if (again != name) std::abort();
 }
 

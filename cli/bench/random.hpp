@@ -18,9 +18,7 @@ inline std::uint64_t next_random(std::uint64_t& state) {
 }
 
 /// A uniform double in [0, 1) from `state`.
-inline double uniform01(std::uint64_t& state) {
-  return static_cast<double>(next_random(state) >> 11) * 0x1.0p-53;
-}
+inline double uniform01(std::uint64_t& state) { return static_cast<double>(next_random(state) >> 11) * 0x1.0p-53; }
 
 /// A uniform index below `n`.
 inline std::size_t pick(std::uint64_t& state, std::size_t n) {

@@ -62,12 +62,8 @@ nlohmann::ordered_json make_report(const bench_args& a, std::int64_t scale, std:
 
 void print_report(std::ostream& out, output_format fmt, const nlohmann::ordered_json& j) {
   switch (fmt) {
-    case output_format::json:
-      out << j.dump(2) << '\n';
-      return;
-    case output_format::ndjson:
-      out << j.dump() << '\n';
-      return;
+    case output_format::json: out << j.dump(2) << '\n'; return;
+    case output_format::ndjson: out << j.dump() << '\n'; return;
     case output_format::csv: {
       // One row; nested figures flattened as latency_ms_p99 and so on.
       std::vector<std::pair<std::string, std::string>> cols;
@@ -99,8 +95,7 @@ void print_report(std::ostream& out, output_format fmt, const nlohmann::ordered_
       out << '\n';
       return;
     }
-    case output_format::table:
-      break;
+    case output_format::table: break;
   }
   const auto& lat = j["latency_ms"];
   out << std::fixed << std::setprecision(3);
@@ -119,8 +114,7 @@ void print_report(std::ostream& out, output_format fmt, const nlohmann::ordered_
   const auto failed = j["failed"].get<std::uint64_t>();
   out << "number of transactions actually processed: " << done << '\n'
       << "number of failed transactions: " << failed << " ("
-      << (done + failed > 0 ? 100.0 * static_cast<double>(failed) / static_cast<double>(done + failed) : 0.0)
-      << "%)\n";
+      << (done + failed > 0 ? 100.0 * static_cast<double>(failed) / static_cast<double>(done + failed) : 0.0) << "%)\n";
   for (const char* k : {"avg", "p50", "p90", "p99", "p99_9", "max"}) {
     std::string name = k;
     if (name == "p99_9") name = "p99.9";
@@ -128,8 +122,8 @@ void print_report(std::ostream& out, output_format fmt, const nlohmann::ordered_
     out << "latency " << name << " = " << lat[k].get<double>() << " ms\n";
   }
   if (j.contains("schedule_lag_ms")) {
-    out << "schedule lag average = " << j["schedule_lag_ms"]["avg"].get<double>() << " ms, max = "
-        << j["schedule_lag_ms"]["max"].get<double>() << " ms\n";
+    out << "schedule lag average = " << j["schedule_lag_ms"]["avg"].get<double>()
+        << " ms, max = " << j["schedule_lag_ms"]["max"].get<double>() << " ms\n";
   }
   out << "tps = " << j["tps"].get<double>() << " (without initial connection time)\n";
   if (!j["errors"].empty()) {

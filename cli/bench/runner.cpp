@@ -100,9 +100,7 @@ pgq::detail::param_set bind_vars(const command& c, const std::vector<std::int64_
 asio::awaitable<bool> run_script(client* c, const script& s, std::vector<std::int64_t>& vars) {
   for (const command& cmd : s.commands) {
     switch (cmd.k) {
-      case command::kind::set:
-        vars[cmd.target] = evaluate(cmd.value, vars, c->rng);
-        break;
+      case command::kind::set: vars[cmd.target] = evaluate(cmd.value, vars, c->rng); break;
       case command::kind::sleep: {
         asio::steady_timer t(co_await asio::this_coro::executor,
                              std::chrono::microseconds(evaluate(cmd.value, vars, c->rng) * cmd.unit_us));
@@ -198,7 +196,6 @@ asio::awaitable<void> lane(client* c, std::size_t lanes) {
     }
   }
 }
-
 
 // A thread: its own io_context, its clients and their connections.
 struct bench_thread {
@@ -398,8 +395,8 @@ run_result run_load(const run_plan& plan) {
     const auto now = clock::now();
     const double secs = std::chrono::duration<double>(now - last_time).count();
     const std::uint64_t n = done - last_done;
-    std::cerr << std::fixed << std::setprecision(1) << "progress: "
-              << std::chrono::duration<double>(now - r.start).count() << " s, "
+    std::cerr << std::fixed << std::setprecision(1)
+              << "progress: " << std::chrono::duration<double>(now - r.start).count() << " s, "
               << (secs > 0 ? static_cast<double>(n) / secs : 0.0) << " tps, lat " << std::setprecision(3)
               << (n > 0 ? ms(sum - last_sum) / static_cast<double>(n) : 0.0) << " ms, " << failed << " failed\n";
     std::cerr.unsetf(std::ios::floatfield);

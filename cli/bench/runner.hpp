@@ -55,10 +55,10 @@ struct run_result {
   /// A script mistake found while running (division by zero...): the run
   /// stopped.
   std::string fatal;
-  bool interrupted = false;  ///< stopped by Ctrl-C
-  double elapsed_s = 0;      ///< from the start signal to the last thread's end
-  std::vector<std::int64_t> latencies_ns;        ///< every completed transaction's, unsorted
-  std::map<std::string, std::uint64_t> errors;   ///< failed transactions by SQLSTATE (or message)
+  bool interrupted = false;                     ///< stopped by Ctrl-C
+  double elapsed_s = 0;                         ///< from the start signal to the last thread's end
+  std::vector<std::int64_t> latencies_ns;       ///< every completed transaction's, unsorted
+  std::map<std::string, std::uint64_t> errors;  ///< failed transactions by SQLSTATE (or message)
   std::uint64_t failed = 0;
   std::size_t aborted_clients = 0;
   std::int64_t lag_sum_ns = 0;  ///< --rate: start behind schedule, summed

@@ -94,8 +94,8 @@ script parse_script(std::string_view text, std::string name) {
   s.name = std::move(name);
   s.variables = {"scale", "client_id"};
   std::vector<bool> defined = {true, true};
-  std::string sql;             // SQL lines not yet split
-  std::size_t sql_line = 1;    // where `sql` began
+  std::string sql;           // SQL lines not yet split
+  std::size_t sql_line = 1;  // where `sql` began
   auto flush_sql = [&] {
     std::vector<pgq::sql_statement> stmts;
     try {
@@ -202,8 +202,7 @@ std::string builtin_script(std::string_view name) {
     return "\\set aid random(1, 100000 * :scale)\n"
            "SELECT abalance FROM pgbench_accounts WHERE aid = :aid;\n";
   }
-  throw usage_error("unknown builtin script \"" + std::string(name) +
-                    "\" (tpcb-like, simple-update, select-only)");
+  throw usage_error("unknown builtin script \"" + std::string(name) + "\" (tpcb-like, simple-update, select-only)");
 }
 
 }  // namespace pgq::cli::bench

@@ -19,9 +19,9 @@ struct command {
   kind k = kind::sql;
   std::string sql;
   std::vector<std::size_t> params;
-  std::size_t target = 0;           // set: the variable assigned
-  expr value;                       // set: the expression; sleep: the amount
-  std::int64_t unit_us = 1'000'000; // sleep: microseconds per unit
+  std::size_t target = 0;            // set: the variable assigned
+  expr value;                        // set: the expression; sleep: the amount
+  std::int64_t unit_us = 1'000'000;  // sleep: microseconds per unit
 };
 
 /// A parsed pgbench script.

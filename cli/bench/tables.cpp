@@ -15,8 +15,7 @@ namespace asio = boost::asio;
 namespace pgq::cli::bench {
 namespace {
 
-asio::awaitable<void> statements_on_one_connection(std::string dsn, std::vector<std::string> sql,
-                                                   std::int64_t scale) {
+asio::awaitable<void> statements_on_one_connection(std::string dsn, std::vector<std::string> sql, std::int64_t scale) {
   pgq::connection conn(co_await asio::this_coro::executor);
   co_await conn.connect(dsn);
   for (const auto& s : sql) {

@@ -18,8 +18,8 @@
 // Usage: pgq_example_service --dsn DSN [--listen 127.0.0.1:8080]
 //          [--deadline-ms 2000] [--grace-ms 10000] [--pool-size 8] [--threads 1]
 // Prints "listening on ADDRESS:PORT" when it accepts (port 0: a free one).
-#include <pgq/pgq.hpp>
 #include <pgq/metrics.hpp>
+#include <pgq/pgq.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -231,7 +231,8 @@ asio::awaitable<response> place_order(app& a, const request& req) {
   const std::string email = body["customer_email"].get<std::string>();
   const auto quantity = body["quantity"].get<long long>();
   if (!is_uuid(book_id)) co_return error_response(req, http::status::bad_request, "not a book id: " + book_id);
-  if (quantity < 1 || quantity > 1000) co_return error_response(req, http::status::bad_request, "quantity must be 1 to 1000");
+  if (quantity < 1 || quantity > 1000)
+    co_return error_response(req, http::status::bad_request, "quantity must be 1 to 1000");
 
   std::optional<nlohmann::json> placed;
   auto work = [&](pgq::transaction& tx) -> asio::awaitable<void> {
@@ -330,7 +331,8 @@ asio::awaitable<bool> handle(app& a, const request& req, beast::tcp_stream& stre
     }
   } catch (const pgq::sql_error& e) {
     if (e.code() == pgq::errc::timeout) {
-      res = error_response(req, http::status::gateway_timeout, "deadline of " + std::to_string(a.cfg.deadline.count()) + " ms exceeded");
+      res = error_response(req, http::status::gateway_timeout,
+                           "deadline of " + std::to_string(a.cfg.deadline.count()) + " ms exceeded");
     } else if (e.sqlstate() == "40001" || e.sqlstate() == "40P01") {  // still conflicting after the retries
       res = error_response(req, http::status::conflict, e.what());
     } else if (e.sqlstate().starts_with("23")) {  // integrity: the input broke a constraint

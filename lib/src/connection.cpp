@@ -6,9 +6,9 @@
 #include "driver/libpq_compat.hpp"
 #include "type_catalog.hpp"
 
-#include <boost/asio/async_result.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -64,8 +64,7 @@ connection& connection::operator=(connection&& other) noexcept {
 connection::executor_type connection::get_executor() const noexcept { return drv_->get_executor(); }
 
 namespace {
-asio::awaitable<void> connect_on_driver(std::shared_ptr<detail::driver> d, std::string conninfo,
-                                        connect_options opts) {
+asio::awaitable<void> connect_on_driver(std::shared_ptr<detail::driver> d, std::string conninfo, connect_options opts) {
   co_await d->connect(std::move(conninfo), opts);
 }
 }  // namespace
@@ -268,9 +267,9 @@ asio::awaitable<std::vector<result>> connection::run_batch(const batch& b, bool 
     items.push_back(std::move(r));
   }
   initiate_batch init{drv_};
-  return batch_with_types(drv_, asio::async_initiate<const asio::use_awaitable_t<>&,
-                                                     void(std::exception_ptr, std::vector<result>)>(
-                                    std::move(init), asio::use_awaitable, std::move(items), atomic));
+  return batch_with_types(
+      drv_, asio::async_initiate<const asio::use_awaitable_t<>&, void(std::exception_ptr, std::vector<result>)>(
+                std::move(init), asio::use_awaitable, std::move(items), atomic));
 }
 
 asio::awaitable<std::uint64_t> connection::execute_params(std::string_view sql, detail::param_set params) {

@@ -116,10 +116,8 @@ bool is_fatal(const error_code& ec) noexcept {
       case errc::connection_lost:
       case errc::connect_failed:
       case errc::protocol_error:
-      case errc::not_connected:
-        return true;
-      default:
-        return false;
+      case errc::not_connected: return true;
+      default: return false;
     }
   }
   if (ec.category() == sqlstate_category()) {
@@ -136,16 +134,14 @@ bool is_retryable(const error_code& ec) noexcept {
   return ec == make_sqlstate_error("40001") || ec == make_sqlstate_error("40P01");
 }
 
-sql_error::sql_error(error_code ec, diagnostics diag)
-    : boost::system::system_error(ec) {
+sql_error::sql_error(error_code ec, diagnostics diag) : boost::system::system_error(ec) {
   auto st = std::make_shared<state>();
   st->what = format_what(diag, ec);
   st->diag = std::move(diag);
   state_ = std::move(st);
 }
 
-sql_error::sql_error(error_code ec, diagnostics diag, std::string what)
-    : boost::system::system_error(ec) {
+sql_error::sql_error(error_code ec, diagnostics diag, std::string what) : boost::system::system_error(ec) {
   auto st = std::make_shared<state>();
   st->what = std::move(what);
   st->diag = std::move(diag);

@@ -69,9 +69,7 @@ std::optional<decimal_key> decimal_of(std::string_view s) {
   return k;
 }
 
-bool parsed_whole(std::from_chars_result r, const char* end) {
-  return r.ec == std::errc() && r.ptr == end;
-}
+bool parsed_whole(std::from_chars_result r, const char* end) { return r.ec == std::errc() && r.ptr == end; }
 
 /// See the numeric rule in json.hpp.
 nlohmann::json numeric_json(std::string_view text) {
@@ -179,12 +177,9 @@ nlohmann::json record_json(value_view v, json_ctx ctx, const detail::type_info* 
   for (std::size_t k = 0; k < fields.size(); ++k) {
     const auto& f = fields[k];
     nlohmann::json j;
-    if (!f)
-      j = nullptr;
-    else if (typed)
-      j = json_value(value_view{*f, info->types[k], format::text}, inner);
-    else
-      j = *f;
+    if (!f) j = nullptr;
+    else if (typed) j = json_value(value_view{*f, info->types[k], format::text}, inner);
+    else j = *f;
     obj[field_key(info, fields.size(), k)] = std::move(j);
   }
   return obj;
@@ -219,31 +214,22 @@ nlohmann::json json_value(value_view v, json_ctx ctx) {
   switch (v.type) {
     case oids::int2:
     case oids::int4:
-    case oids::int8:
-      return codec<std::int64_t>::decode(v);
+    case oids::int8: return codec<std::int64_t>::decode(v);
     case oids::float4:
-    case oids::float8:
-      return float_json(v);
-    case oids::numeric:
-      return numeric_json(codec<numeric>::decode(v).str());
-    case oids::bool_:
-      return codec<bool>::decode(v);
+    case oids::float8: return float_json(v);
+    case oids::numeric: return numeric_json(codec<numeric>::decode(v).str());
+    case oids::bool_: return codec<bool>::decode(v);
     case oids::json:
-    case oids::jsonb:
-      return codec<nlohmann::json>::decode(v);
-    case oids::timestamp:
-      return datetime_json(detail::render_text(v), false);
-    case oids::timestamptz:
-      return datetime_json(detail::render_text(v), true);
-    default:
-      break;
+    case oids::jsonb: return codec<nlohmann::json>::decode(v);
+    case oids::timestamp: return datetime_json(detail::render_text(v), false);
+    case oids::timestamptz: return datetime_json(detail::render_text(v), true);
+    default: break;
   }
   if (v.type == record_oid) return record_json(v, ctx, nullptr);
   if (array_element_oid(v.type) != 0) return array_json(v, ctx, 0);
   if (const detail::type_info* info = ctx.types != nullptr ? ctx.types->find(v.type) : nullptr) {
     switch (info->k) {
-      case detail::type_info::kind::composite:
-        return record_json(v, ctx, info);
+      case detail::type_info::kind::composite: return record_json(v, ctx, info);
       case detail::type_info::kind::domain: {
         // A domain's value is its base type's, in both formats.
         value_view base = v;
@@ -253,10 +239,8 @@ nlohmann::json json_value(value_view v, json_ctx ctx) {
       }
       case detail::type_info::kind::enumeration:
         return std::string(v.bytes);  // enum_send sends the label, as enum_out prints it
-      case detail::type_info::kind::array:
-        return array_json(v, ctx, info->base);
-      case detail::type_info::kind::other:
-        break;
+      case detail::type_info::kind::array: return array_json(v, ctx, info->base);
+      case detail::type_info::kind::other: break;
     }
   }
   return detail::render_text(v);

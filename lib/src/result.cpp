@@ -28,8 +28,7 @@ void throw_unexpected_null(const pg_result* res, int col, std::string_view cpp) 
 }
 
 void throw_type_mismatch(const pg_result* res, int col, std::string_view cpp) {
-  throw sql_error(errc::type_mismatch,
-                  describe_column(res, col) + " cannot be read as " + std::string(cpp));
+  throw sql_error(errc::type_mismatch, describe_column(res, col) + " cannot be read as " + std::string(cpp));
 }
 
 void throw_nul_in_text(int index) {
@@ -94,8 +93,7 @@ detail::result_data::~result_data() {
   if (res != nullptr) PQclear(res);
 }
 
-field::field(const detail::result_data* d, int r, int col) noexcept
-    : res_(d->res), types_(d->types.get()), col_(col) {
+field::field(const detail::result_data* d, int r, int col) noexcept : res_(d->res), types_(d->types.get()), col_(col) {
   const detail::column_meta& m = d->cols[static_cast<std::size_t>(col)];
   value_.type = m.type;
   value_.fmt = m.fmt;
@@ -122,8 +120,7 @@ nlohmann::json field::to_json() const {
 
 field row::operator[](int col) const {
   if (data_ == nullptr || col < 0 || col >= data_->columns) {
-    throw sql_error(errc::out_of_range, "column index " + std::to_string(col) +
-                                            " out of range (the row has " +
+    throw sql_error(errc::out_of_range, "column index " + std::to_string(col) + " out of range (the row has " +
                                             std::to_string(size()) + " columns)");
   }
   return field(data_, row_, col);
@@ -178,8 +175,8 @@ int result::column_index(std::string_view name) const {
 
 row result::at(int r) const {
   if (r < 0 || r >= size()) {
-    throw sql_error(errc::out_of_range, "row " + std::to_string(r) + " out of range (the result has " +
-                                            std::to_string(size()) + " rows)");
+    throw sql_error(errc::out_of_range,
+                    "row " + std::to_string(r) + " out of range (the result has " + std::to_string(size()) + " rows)");
   }
   return (*this)[r];
 }

@@ -13,9 +13,18 @@ std::string begin_statement(const tx_options& opts) {
   const char* sep = " ";
   switch (opts.level) {
     case isolation::default_level: break;
-    case isolation::read_committed: sql += " ISOLATION LEVEL READ COMMITTED"; sep = ", "; break;
-    case isolation::repeatable_read: sql += " ISOLATION LEVEL REPEATABLE READ"; sep = ", "; break;
-    case isolation::serializable: sql += " ISOLATION LEVEL SERIALIZABLE"; sep = ", "; break;
+    case isolation::read_committed:
+      sql += " ISOLATION LEVEL READ COMMITTED";
+      sep = ", ";
+      break;
+    case isolation::repeatable_read:
+      sql += " ISOLATION LEVEL REPEATABLE READ";
+      sep = ", ";
+      break;
+    case isolation::serializable:
+      sql += " ISOLATION LEVEL SERIALIZABLE";
+      sep = ", ";
+      break;
   }
   if (opts.read_only) {
     sql += sep;
@@ -72,8 +81,7 @@ void transaction::abandon() noexcept {
 
 void transaction::check_active(std::string_view sql) const {
   if (!active()) {
-    throw sql_error(errc::transaction_done, "the transaction was already committed or rolled back",
-                    std::string(sql));
+    throw sql_error(errc::transaction_done, "the transaction was already committed or rolled back", std::string(sql));
   }
 }
 
@@ -116,8 +124,7 @@ asio::awaitable<void> transaction::commit() {
     done_ = true;
     if (savepoint_.empty() && is_fatal(e.code())) {
       diagnostics d = e.diag();
-      d.message = "the connection was lost during COMMIT, which may or may not have taken effect: " +
-                  d.message;
+      d.message = "the connection was lost during COMMIT, which may or may not have taken effect: " + d.message;
       throw sql_error(make_error_code(errc::commit_unknown), std::move(d));
     }
     if (!savepoint_.empty() && !is_fatal(e.code())) {
@@ -146,8 +153,8 @@ asio::awaitable<void> transaction::rollback() {
 
 asio::awaitable<transaction> transaction::savepoint() {
   check_active("SAVEPOINT");
-  std::string name = (savepoint_.empty() ? std::string("pgq_sp") : savepoint_) + "_" +
-                     std::to_string(++next_savepoint_);
+  std::string name =
+      (savepoint_.empty() ? std::string("pgq_sp") : savepoint_) + "_" + std::to_string(++next_savepoint_);
   co_await conn_->query_params("SAVEPOINT " + name, {});
   co_return transaction(conn_, std::move(name), nullptr);
 }

@@ -32,8 +32,9 @@ using namespace std::chrono_literals;
 inline std::string dsn() {
   const char* v = std::getenv("PGQ_TEST_DSN");
   if (v == nullptr || *v == '\0') {
-    FAIL("PGQ_TEST_DSN is not set: the CLI tests need a server "
-         "(scripts/test starts one; or export PGQ_TEST_DSN=$(scripts/pg start))");
+    FAIL(
+        "PGQ_TEST_DSN is not set: the CLI tests need a server "
+        "(scripts/test starts one; or export PGQ_TEST_DSN=$(scripts/pg start))");
   }
   return v;
 }
@@ -115,8 +116,7 @@ class child {
   bool read_until(const std::string& needle, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
     const auto until = std::chrono::steady_clock::now() + limit;
     while (partial_.out.find(needle) == std::string::npos) {
-      const auto left =
-          std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
       if (left.count() <= 0 || (out_ < 0 && err_ < 0)) return false;
       poll_once(left);
     }
@@ -127,8 +127,7 @@ class child {
   outcome wait(std::chrono::milliseconds limit = std::chrono::seconds(20)) {
     const auto until = std::chrono::steady_clock::now() + limit;
     while (out_ >= 0 || err_ >= 0) {
-      const auto left =
-          std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
       if (left.count() <= 0) FAIL("pgq did not finish within " << limit.count() << " ms; stderr: " << partial_.err);
       poll_once(left);
     }
@@ -212,6 +211,5 @@ inline std::vector<std::string> lines(const std::string& s) {
 }
 
 const std::string table = "pgq_cli_t" + std::to_string(::getpid());
-
 
 }  // namespace pgq_cli_test

@@ -80,7 +80,8 @@ TEST_CASE("query: 50 pg_sleep(0.2) over 10 connections take about 1 s", "[cli]")
   REQUIRE(r.code == 0);
   const auto out = lines(r.out);
   REQUIRE(out.size() == 50);
-  for (int i = 0; i < 50; ++i) CHECK(out[static_cast<std::size_t>(i)] == "{\"pg_sleep\":\"\",\"i\":" + std::to_string(i) + "}");
+  for (int i = 0; i < 50; ++i)
+    CHECK(out[static_cast<std::size_t>(i)] == "{\"pg_sleep\":\"\",\"i\":" + std::to_string(i) + "}");
   CHECK(secs >= 0.95);  // 5 rounds of 0.2 s
   CHECK(secs < 3.0);    // one connection would take 10 s
 }
@@ -114,21 +115,34 @@ TEST_CASE("run: tricky files are split correctly, errors stop the run", "[cli]")
   const std::string t = table + "_run";
   const auto file = temp_file("tricky.sql",
                               "-- a comment; with a semicolon\n"
-                              "DROP TABLE IF EXISTS " + t + ";\n"
-                              "CREATE TABLE " + t + " (id int, s text);\n"
-                              "CREATE OR REPLACE FUNCTION " + t + "_f() RETURNS text AS $$\n"
-                              "BEGIN RETURN 'x;y'; END; $$ LANGUAGE plpgsql;\n"
-                              "INSERT INTO " + t + " VALUES (1, 'a;b'), (2, E'it\\'s;'), /* c; */ (3, $q$d;e$q$);\n"
-                              "INSERT INTO " + t + " VALUES (4, " + t + "_f()), (5, \"left\"('semi;colon', 4))\n"
-                              ";SELECT id, s FROM " + t + " ORDER BY id;\n");
+                              "DROP TABLE IF EXISTS " +
+                                  t +
+                                  ";\n"
+                                  "CREATE TABLE " +
+                                  t +
+                                  " (id int, s text);\n"
+                                  "CREATE OR REPLACE FUNCTION " +
+                                  t +
+                                  "_f() RETURNS text AS $$\n"
+                                  "BEGIN RETURN 'x;y'; END; $$ LANGUAGE plpgsql;\n"
+                                  "INSERT INTO " +
+                                  t +
+                                  " VALUES (1, 'a;b'), (2, E'it\\'s;'), /* c; */ (3, $q$d;e$q$);\n"
+                                  "INSERT INTO " +
+                                  t + " VALUES (4, " + t +
+                                  "_f()), (5, \"left\"('semi;colon', 4))\n"
+                                  ";SELECT id, s FROM " +
+                                  t + " ORDER BY id;\n");
   auto r = pgq({"--format", "csv", "run", file});
   CHECK(r.code == 0);
   CHECK(r.out == "id,s\n1,a;b\n2,it's;\n3,d;e\n4,x;y\n5,semi\n");
   CHECK(r.err.empty());
 
   // Stops at the first error: the statement after it never runs.
-  const auto failing = temp_file("failing.sql", "INSERT INTO " + t + " VALUES (10, 'x');\nSELECT * FROM no_such_table;\n"
-                                                "INSERT INTO " + t + " VALUES (11, 'y');\n");
+  const auto failing = temp_file("failing.sql", "INSERT INTO " + t +
+                                                    " VALUES (10, 'x');\nSELECT * FROM no_such_table;\n"
+                                                    "INSERT INTO " +
+                                                    t + " VALUES (11, 'y');\n");
   auto f = pgq({"run", failing});
   CHECK(f.code == 1);
   CHECK(f.err.find("failing.sql:2: ERROR: 42P01: relation \"no_such_table\" does not exist") != std::string::npos);
@@ -144,7 +158,8 @@ TEST_CASE("run: tricky files are split correctly, errors stop the run", "[cli]")
   const auto good = temp_file("good.sql", "INSERT INTO " + t + " VALUES (20, 'g');\n");
   auto x = pgq({"run", "--tx", "--continue-on-error", failing, good});
   CHECK(x.code == 1);
-  CHECK(server_value("SELECT count(*) FROM " + t + " WHERE id IN (10, 11)") == "3");  // 10, 11 and 10 again: not a third 10
+  CHECK(server_value("SELECT count(*) FROM " + t + " WHERE id IN (10, 11)") ==
+        "3");  // 10, 11 and 10 again: not a third 10
   CHECK(server_value("SELECT count(*) FROM " + t + " WHERE id = 20") == "1");
 
   // An unterminated dollar quote is a usage error naming where it began.
@@ -170,16 +185,17 @@ TEST_CASE("run: --jobs spreads statements over workers", "[cli]") {
 TEST_CASE("tx: commits on success, leaves nothing on failure", "[cli]") {
   const std::string t = table + "_tx";
   server_value("DROP TABLE IF EXISTS " + t + "; CREATE TABLE " + t + " (id int PRIMARY KEY)");
-  auto bad = pgq({"tx", "INSERT INTO " + t + " VALUES (1)", "INSERT INTO " + t + " VALUES (2); INSERT INTO " + t +
-                                                               " VALUES (1)"});
+  auto bad = pgq(
+      {"tx", "INSERT INTO " + t + " VALUES (1)", "INSERT INTO " + t + " VALUES (2); INSERT INTO " + t + " VALUES (1)"});
   CHECK(bad.code == 1);
   CHECK(bad.err.find("ERROR: 23505: duplicate key value violates unique constraint") != std::string::npos);
   CHECK(bad.err.find("DETAIL: Key (id)=(1) already exists.") != std::string::npos);
   CHECK(server_value("SELECT count(*) FROM " + t) == "0");
 
-  auto good = pgq({"--format", "csv", "tx", "--isolation", "serializable",
-                   "INSERT INTO " + t + " VALUES (1), (2)", "SELECT current_setting('transaction_isolation') AS iso, "
-                   "count(*) AS n FROM " + t});
+  auto good = pgq({"--format", "csv", "tx", "--isolation", "serializable", "INSERT INTO " + t + " VALUES (1), (2)",
+                   "SELECT current_setting('transaction_isolation') AS iso, "
+                   "count(*) AS n FROM " +
+                       t});
   CHECK(good.code == 0);
   CHECK(good.out == "iso,n\nserializable,2\n");
   CHECK(server_value("SELECT count(*) FROM " + t) == "2");
@@ -202,8 +218,9 @@ TEST_CASE("exit codes and psql-style errors", "[cli]") {
 
   auto syntax = pgq({"query", "SELECT 1,\n  2 FROM nowhere WHERE (x"});
   CHECK(syntax.code == 1);
-  CHECK(syntax.err == "ERROR: 42601: syntax error at end of input\nLINE 2:   2 FROM nowhere WHERE (x\n"
-                      "                                 ^\n");  // one past the end
+  CHECK(syntax.err ==
+        "ERROR: 42601: syntax error at end of input\nLINE 2:   2 FROM nowhere WHERE (x\n"
+        "                                 ^\n");  // one past the end
 
   CHECK(pgq({"query"}).code == 2);
   CHECK(pgq({"--format", "xml", "query", "SELECT 1"}).code == 2);
@@ -226,8 +243,9 @@ TEST_CASE("exit codes and psql-style errors", "[cli]") {
   std::string cancelled;
   for (int i = 0; i < 100 && cancelled != "1"; ++i) {
     std::this_thread::sleep_for(50ms);
-    cancelled = server_value("SELECT count(*) FROM (SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE "
-                             "query LIKE '%pgq_cli_victim%' AND pid <> pg_backend_pid()) c");
+    cancelled = server_value(
+        "SELECT count(*) FROM (SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE "
+        "query LIKE '%pgq_cli_victim%' AND pid <> pg_backend_pid()) c");
   }
   auto v = victim.wait();
   CHECK(v.code == 4);
@@ -271,8 +289,8 @@ TEST_CASE("SIGINT cancels the running statement on the server and rolls back", "
 
   const std::string t = table + "_sig";
   server_value("DROP TABLE IF EXISTS " + t + "; CREATE TABLE " + t + " (id int)");
-  auto tx = interrupt_when_running({"tx", "INSERT INTO " + t + " VALUES (1)", "SELECT pg_sleep(30), 'pgq_cli_sigint_tx'"},
-                                   "pgq_cli_sigint_tx");
+  auto tx = interrupt_when_running(
+      {"tx", "INSERT INTO " + t + " VALUES (1)", "SELECT pg_sleep(30), 'pgq_cli_sigint_tx'"}, "pgq_cli_sigint_tx");
   CHECK(tx.code == 130);
   CHECK(server_value("SELECT count(*) FROM " + t) == "0");
   CHECK(server_value("SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%' AND query LIKE "
@@ -345,8 +363,10 @@ TEST_CASE("query: records and composites in json and ndjson equal the server's t
   server_value("DROP TABLE IF EXISTS " + t + "; DROP TYPE IF EXISTS " + c + "; CREATE TYPE " + c +
                " AS (a int, gone text, b numeric); ALTER TYPE " + c + " DROP ATTRIBUTE gone; CREATE TABLE " + t +
                " (id int, name text, at timestamptz, doc jsonb, ok bool, nothing int, inner_c " + c + ", cs " + c +
-               "[]); INSERT INTO " + t + " VALUES (1, 'x, \"y\" (z)', '2024-02-29 13:45:01.5+00', '{\"k\": [1]}', true, "
-               "NULL, ROW(2, 2.50), ARRAY[ROW(3, NULL)::" + c + ", NULL])");
+               "[]); INSERT INTO " + t +
+               " VALUES (1, 'x, \"y\" (z)', '2024-02-29 13:45:01.5+00', '{\"k\": [1]}', true, "
+               "NULL, ROW(2, 2.50), ARRAY[ROW(3, NULL)::" +
+               c + ", NULL])");
   const std::string sql = "SELECT t AS whole, t.inner_c, t.cs FROM " + t + " t";
   const std::string expected = server_value("SELECT json_agg(zz) FROM (" + sql + ") zz");
   REQUIRE(!expected.empty());

@@ -32,8 +32,8 @@ void make_tables() {
 
 // Rows in one query's result and not the other's, both ways (0: equal as multisets).
 std::string difference(const std::string& a, const std::string& b) {
-  return server_value("SELECT (SELECT count(*) FROM ((" + a + ") EXCEPT ALL (" + b + ")) x) + (SELECT count(*) FROM ((" +
-                      b + ") EXCEPT ALL (" + a + ")) y)");
+  return server_value("SELECT (SELECT count(*) FROM ((" + a + ") EXCEPT ALL (" + b +
+                      ")) x) + (SELECT count(*) FROM ((" + b + ") EXCEPT ALL (" + a + ")) y)");
 }
 
 bool same_file(const std::string& a, const std::string& b) {
@@ -42,8 +42,8 @@ bool same_file(const std::string& a, const std::string& b) {
   while (fa && fb) {
     fa.read(ca.data(), static_cast<std::streamsize>(ca.size()));
     fb.read(cb.data(), static_cast<std::streamsize>(cb.size()));
-    if (fa.gcount() != fb.gcount() || ca.compare(0, static_cast<std::size_t>(fa.gcount()), cb, 0,
-                                                 static_cast<std::size_t>(fb.gcount())) != 0) {
+    if (fa.gcount() != fb.gcount() ||
+        ca.compare(0, static_cast<std::size_t>(fa.gcount()), cb, 0, static_cast<std::size_t>(fb.gcount())) != 0) {
       return false;
     }
   }
@@ -226,8 +226,9 @@ TEST_CASE("copy: Ctrl-C aborts the COPY, commits nothing and exits 130", "[cli][
   }
   {
     child c({"copy", "out", "SELECT pg_sleep(30), 'pgq_cli_copy_sigint'"});
-    const std::string running = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pgq_cli_copy_sigint%' "
-                                "AND state = 'active' AND pid <> pg_backend_pid()";
+    const std::string running =
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pgq_cli_copy_sigint%' "
+        "AND state = 'active' AND pid <> pg_backend_pid()";
     REQUIRE(wait_for_value(running, "1"));
     c.signal(SIGINT);
     auto o = c.wait(10s);

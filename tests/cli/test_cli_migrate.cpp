@@ -35,8 +35,7 @@ struct migration_dir {
 
 // `pgq migrate ARGS --dir DIR --table HISTORY`: a history table of this
 // test's own, so that tests running at once do not meet.
-std::vector<std::string> migrate(std::vector<std::string> args, const migration_dir& dir,
-                                 const std::string& history) {
+std::vector<std::string> migrate(std::vector<std::string> args, const migration_dir& dir, const std::string& history) {
   args.insert(args.begin(), "migrate");
   for (const char* a : {"--dir", "--table"}) args.emplace_back(a);
   args.insert(args.end() - 1, dir.str());

@@ -10,6 +10,4 @@ using param = int;
 using param = not_a_pg_type;
 #endif
 
-boost::asio::awaitable<pgq::result> run(pgq::connection& c, const param& p) {
-  return c.query("SELECT $1", p);
-}
+boost::asio::awaitable<pgq::result> run(pgq::connection& c, const param& p) { return c.query("SELECT $1", p); }

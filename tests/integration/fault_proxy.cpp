@@ -139,14 +139,14 @@ class fault_proxy::pump_task {
   void read() {
     if (s_->closed) return finish();
     auto& buf = s_->buffers[index()];
-    s_->from(d_).async_read_some(asio::buffer(buf), [t = *this](const boost::system::error_code& ec,
-                                                                std::size_t n) mutable {
-      if (ec || t.s_->closed) return t.finish();
-      t.proxy_->received_[t.index()] += n;
-      t.n_ = n;
-      t.delayed_ = false;
-      t.forward();
-    });
+    s_->from(d_).async_read_some(asio::buffer(buf),
+                                 [t = *this](const boost::system::error_code& ec, std::size_t n) mutable {
+                                   if (ec || t.s_->closed) return t.finish();
+                                   t.proxy_->received_[t.index()] += n;
+                                   t.n_ = n;
+                                   t.delayed_ = false;
+                                   t.forward();
+                                 });
   }
 
  private:

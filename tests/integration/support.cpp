@@ -11,19 +11,20 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
-#include <stdexcept>
 #include <exception>
+#include <stdexcept>
 #include <thread>
-#include <vector>
 #include <unistd.h>
+#include <vector>
 
 namespace pgq_test {
 
 std::string dsn() {
   const char* v = std::getenv("PGQ_TEST_DSN");
   if (v == nullptr || *v == '\0') {
-    FAIL("PGQ_TEST_DSN is not set: integration tests need a server "
-         "(scripts/test starts one; or export PGQ_TEST_DSN=$(scripts/pg start))");
+    FAIL(
+        "PGQ_TEST_DSN is not set: integration tests need a server "
+        "(scripts/test starts one; or export PGQ_TEST_DSN=$(scripts/pg start))");
   }
   return v;
 }
@@ -108,8 +109,7 @@ std::string version_name(int v) {
 
 bool at_least(int server, int min, const std::string& what) {
   if (server >= min) return true;
-  WARN("skipped: " << what << " needs PostgreSQL " << version_name(min) << ", the server is "
-                   << version_name(server));
+  WARN("skipped: " << what << " needs PostgreSQL " << version_name(min) << ", the server is " << version_name(server));
   return false;
 }
 
@@ -203,8 +203,8 @@ asio::awaitable<void> check_pool_settled(const pgq::pool& pool, std::chrono::mil
     s = pool.stats();
   }
   INFO("pool: size " << s.size << " idle " << s.idle << " in use " << s.in_use << " connecting " << s.connecting
-                     << " waiting " << s.waiting << " created " << s.created << " closed broken "
-                     << s.closed_broken << " reset failed " << s.closed_reset_failed);
+                     << " waiting " << s.waiting << " created " << s.created << " closed broken " << s.closed_broken
+                     << " reset failed " << s.closed_reset_failed);
   CHECK(s.in_use == 0);  // no leaked lease
   CHECK(s.waiting == 0);
   CHECK(s.connecting == 0);

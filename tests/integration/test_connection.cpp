@@ -4,8 +4,8 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -31,8 +31,7 @@ TEST_CASE("connect and run a parameterized query", "[connection]") {
     CHECK(conn.server_version() >= 120000);
     auto v = co_await conn.query("SELECT current_setting('server_version_num')::int4");
     CHECK(v[0].get<int>(0) == conn.server_version());
-    auto r = co_await conn.query("SELECT $1::int4 + 1 AS n, 'hello ' || $2 AS greeting", 41,
-                                 std::string("world"));
+    auto r = co_await conn.query("SELECT $1::int4 + 1 AS n, 'hello ' || $2 AS greeting", 41, std::string("world"));
     REQUIRE(r.size() == 1);
     REQUIRE(r.columns() == 2);
     CHECK(r.column_name(0) == "n");
@@ -56,8 +55,7 @@ TEST_CASE("execute returns rows affected", "[connection]") {
   });
 }
 
-TEST_CASE("a syntax error gives 42601 with a position and the connection still works",
-          "[connection][errors]") {
+TEST_CASE("a syntax error gives 42601 with a position and the connection still works", "[connection][errors]") {
   run([]() -> asio::awaitable<void> {
     auto conn = co_await connect();
     try {
@@ -139,8 +137,7 @@ TEST_CASE("errors in pipelined requests fail only their own request", "[connecti
   });
 }
 
-TEST_CASE("a wrong type in get<T> names the column, the Postgres type and the C++ type",
-          "[connection][errors]") {
+TEST_CASE("a wrong type in get<T> names the column, the Postgres type and the C++ type", "[connection][errors]") {
   run([]() -> asio::awaitable<void> {
     auto conn = co_await connect();
     auto r = co_await conn.query("SELECT 'abc'::text AS word, NULL::int4 AS nothing");
@@ -252,8 +249,7 @@ TEST_CASE("a wrong password is a clear error", "[connection][errors]") {
     base.set("password", "certainly-not-the-password");
     pgq::connection conn(co_await asio::this_coro::executor);
     try {
-      co_await conn.connect(base.to_string(),
-                            pgq::connect_options{.connect_timeout = std::chrono::milliseconds(5000)});
+      co_await conn.connect(base.to_string(), pgq::connect_options{.connect_timeout = std::chrono::milliseconds(5000)});
       FAIL("no error (does the test server trust every local connection?)");
     } catch (const pgq::sql_error& e) {
       CHECK(e.code() == pgq::errc::connect_failed);
@@ -331,8 +327,7 @@ TEST_CASE("100 queries on 100 connections are on the server at the same time", "
 TEST_CASE("a 1,000,000-row result reads correctly", "[connection][large]") {
   run([]() -> asio::awaitable<void> {
     auto conn = co_await connect();
-    auto r = co_await conn.query(
-        "SELECT g AS id, 'row ' || g AS label FROM generate_series(1, 1000000) g");
+    auto r = co_await conn.query("SELECT g AS id, 'row ' || g AS label FROM generate_series(1, 1000000) g");
     REQUIRE(r.size() == 1000000);
     std::int64_t sum = 0;
     bool labels_ok = true;
@@ -347,8 +342,7 @@ TEST_CASE("a 1,000,000-row result reads correctly", "[connection][large]") {
   });
 }
 
-TEST_CASE("cancelling a running query cancels it on the server and keeps the connection",
-          "[connection][cancel]") {
+TEST_CASE("cancelling a running query cancels it on the server and keeps the connection", "[connection][cancel]") {
   run([]() -> asio::awaitable<void> {
     auto conn = co_await connect();
     auto ex = co_await asio::this_coro::executor;
@@ -387,8 +381,7 @@ TEST_CASE("cancelling a queued request drops it, and the running one completes",
         asio::detached);
     asio::steady_timer timer(ex);
     timer.expires_after(std::chrono::milliseconds(100));
-    auto outcome =
-        co_await (conn.execute("INSERT INTO c VALUES (1)") || timer.async_wait(asio::use_awaitable));
+    auto outcome = co_await (conn.execute("INSERT INTO c VALUES (1)") || timer.async_wait(asio::use_awaitable));
     CHECK(outcome.index() == 1);
     while (!first_done) {
       timer.expires_after(std::chrono::milliseconds(10));
@@ -413,8 +406,7 @@ TEST_CASE("a query on a closed connection fails with not_connected", "[connectio
   });
 }
 
-TEST_CASE("a connection killed by the server fails pending requests with connection_lost",
-          "[connection][errors]") {
+TEST_CASE("a connection killed by the server fails pending requests with connection_lost", "[connection][errors]") {
   run([]() -> asio::awaitable<void> {
     auto victim = co_await connect();
     auto killer = co_await connect();

@@ -1,10 +1,10 @@
 // COPY FROM STDIN and TO STDOUT: round trips, bad rows, early exits.
 #include "support.hpp"
 
-#include <catch2/catch.hpp>
-#include <limits>
-#include <cmath>
 #include <bit>
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <limits>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -39,7 +39,8 @@ asio::awaitable<void> round_trip_all_types(const char* format) {
 
   const pgq::timestamp ts = std::chrono::local_days(std::chrono::year(2024) / 2 / 29) + std::chrono::hours(13) +
                             std::chrono::microseconds(123456);
-  const auto tz = pgq::timestamptz(std::chrono::sys_days(std::chrono::year(1999) / 12 / 31) + std::chrono::seconds(86399));
+  const auto tz =
+      pgq::timestamptz(std::chrono::sys_days(std::chrono::year(1999) / 12 / 31) + std::chrono::seconds(86399));
   const auto day = pgq::date(std::chrono::sys_days(std::chrono::year(2000) / 1 / 1));
   const pgq::uuid id = pgq::uuid::parse("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
   const std::vector<std::optional<int>> arr{1, std::nullopt, -3};
@@ -85,8 +86,8 @@ asio::awaitable<void> round_trip_all_types(const char* format) {
   co_await conn.execute(insert, true, i2, i4, i8, f4, f8, num, tricky, bytes, id, doc, ts, tz, day, arr, tarr);
   co_await conn.execute("INSERT INTO " + b + " DEFAULT VALUES");
   // Same rows, value by value, as the server sees them.
-  auto diff = co_await conn.query("SELECT count(*) FROM ((TABLE " + a + " EXCEPT ALL TABLE " + b + ") UNION ALL (TABLE " +
-                                  b + " EXCEPT ALL TABLE " + a + ")) d");
+  auto diff = co_await conn.query("SELECT count(*) FROM ((TABLE " + a + " EXCEPT ALL TABLE " + b +
+                                  ") UNION ALL (TABLE " + b + " EXCEPT ALL TABLE " + a + ")) d");
   CHECK(diff[0].get<std::int64_t>(0) == 0);
 
   // And back out: the same bytes as the server's own text of the values.
@@ -128,11 +129,21 @@ TEST_CASE("copy: doubles and floats arrive bit for bit through text COPY", "[cop
     auto conn = co_await connect();
     const std::string t = unique_name("copy_floats");
     co_await conn.execute("CREATE TEMP TABLE " + t + " (k int, d float8, f float4)");
-    const std::vector<double> doubles = {0.1, -0.0, 1.0 / 3, 1e300, -1e-300, 5e-324, 123456789012345680.0,
-                                         std::numeric_limits<double>::max(), std::numeric_limits<double>::infinity(),
-                                         -std::numeric_limits<double>::infinity(), 2.5e-5, 1e16};
-    const std::vector<float> floats = {0.1f, -0.0f, 1.0f / 3, 3.4e38f, 1e-45f, 16777217.0f, 2.5e-5f, 1e7f, 0.0f,
-                                       std::numeric_limits<float>::infinity(), -1.5f, 100.0f};
+    const std::vector<double> doubles = {0.1,
+                                         -0.0,
+                                         1.0 / 3,
+                                         1e300,
+                                         -1e-300,
+                                         5e-324,
+                                         123456789012345680.0,
+                                         std::numeric_limits<double>::max(),
+                                         std::numeric_limits<double>::infinity(),
+                                         -std::numeric_limits<double>::infinity(),
+                                         2.5e-5,
+                                         1e16};
+    const std::vector<float> floats = {0.1f,        -0.0f,   1.0f / 3, 3.4e38f, 1e-45f,
+                                       16777217.0f, 2.5e-5f, 1e7f,     0.0f,    std::numeric_limits<float>::infinity(),
+                                       -1.5f,       100.0f};
     auto w = co_await conn.copy_in("COPY " + t + " FROM STDIN");
     for (std::size_t i = 0; i < doubles.size(); ++i) co_await w.write_row(static_cast<int>(i), doubles[i], floats[i]);
     co_await w.write_row(99, std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<float>::quiet_NaN());
@@ -142,8 +153,10 @@ TEST_CASE("copy: doubles and floats arrive bit for bit through text COPY", "[cop
     REQUIRE(static_cast<std::size_t>(r.size()) == doubles.size() + 1);
     for (std::size_t i = 0; i < doubles.size(); ++i) {
       INFO("row " << i);
-      CHECK(std::bit_cast<std::uint64_t>(r[static_cast<int>(i)].get<double>(1)) == std::bit_cast<std::uint64_t>(doubles[i]));
-      CHECK(std::bit_cast<std::uint32_t>(r[static_cast<int>(i)].get<float>(2)) == std::bit_cast<std::uint32_t>(floats[i]));
+      CHECK(std::bit_cast<std::uint64_t>(r[static_cast<int>(i)].get<double>(1)) ==
+            std::bit_cast<std::uint64_t>(doubles[i]));
+      CHECK(std::bit_cast<std::uint32_t>(r[static_cast<int>(i)].get<float>(2)) ==
+            std::bit_cast<std::uint32_t>(floats[i]));
     }
     CHECK(std::isnan(r[static_cast<int>(doubles.size())].get<double>(1)));
     CHECK(std::isnan(r[static_cast<int>(doubles.size())].get<float>(2)));
@@ -151,31 +164,34 @@ TEST_CASE("copy: doubles and floats arrive bit for bit through text COPY", "[cop
 }
 
 TEST_CASE("copy: 1,000,000 rows in, and out again, with a range of tuples", "[copy]") {
-  run([]() -> asio::awaitable<void> {
-    auto conn = co_await connect();
-    const std::string t = unique_name("copy_big");
-    co_await conn.execute("CREATE TEMP TABLE " + t + " (id int, name text, price float8)");
-    std::vector<std::tuple<int, std::string, double>> rows;
-    rows.reserve(1'000'000);
-    for (int i = 0; i < 1'000'000; ++i) rows.emplace_back(i, "item " + std::to_string(i), i * 0.25);
-    const std::string sql = "COPY " + t + " (id, name, price) FROM STDIN";
-    const std::uint64_t n = co_await conn.copy_in(sql, rows);
-    CHECK(n == 1'000'000);
-    auto check = co_await conn.query("SELECT count(*), sum(id), sum(price) FROM " + t + " WHERE name = 'item ' || id");
-    CHECK(check[0].get<std::int64_t>(0) == 1'000'000);
-    CHECK(check[0].get<std::string>(1) == "499999500000");
-    CHECK(check[0].get<double>(2) == Approx(124999875000.0));
+  run(
+      []() -> asio::awaitable<void> {
+        auto conn = co_await connect();
+        const std::string t = unique_name("copy_big");
+        co_await conn.execute("CREATE TEMP TABLE " + t + " (id int, name text, price float8)");
+        std::vector<std::tuple<int, std::string, double>> rows;
+        rows.reserve(1'000'000);
+        for (int i = 0; i < 1'000'000; ++i) rows.emplace_back(i, "item " + std::to_string(i), i * 0.25);
+        const std::string sql = "COPY " + t + " (id, name, price) FROM STDIN";
+        const std::uint64_t n = co_await conn.copy_in(sql, rows);
+        CHECK(n == 1'000'000);
+        auto check =
+            co_await conn.query("SELECT count(*), sum(id), sum(price) FROM " + t + " WHERE name = 'item ' || id");
+        CHECK(check[0].get<std::int64_t>(0) == 1'000'000);
+        CHECK(check[0].get<std::string>(1) == "499999500000");
+        CHECK(check[0].get<double>(2) == Approx(124999875000.0));
 
-    std::uint64_t lines = 0, bytes = 0;
-    const std::string out = "COPY " + t + " TO STDOUT";
-    const std::uint64_t out_rows = co_await conn.copy_out(out, [&](std::string_view line) {
-      ++lines;
-      bytes += line.size();
-    });
-    CHECK(out_rows == 1'000'000);
-    CHECK(lines == 1'000'000);
-    CHECK(bytes > 10'000'000);
-  }, 120s);
+        std::uint64_t lines = 0, bytes = 0;
+        const std::string out = "COPY " + t + " TO STDOUT";
+        const std::uint64_t out_rows = co_await conn.copy_out(out, [&](std::string_view line) {
+          ++lines;
+          bytes += line.size();
+        });
+        CHECK(out_rows == 1'000'000);
+        CHECK(lines == 1'000'000);
+        CHECK(bytes > 10'000'000);
+      },
+      120s);
 }
 
 TEST_CASE("copy: a bad row aborts the COPY, nothing is committed, the connection goes on", "[copy]") {
@@ -236,7 +252,8 @@ TEST_CASE("copy: abort(), a writer dropped unfinished and a reader dropped early
     const std::int64_t n = co_await count_rows(conn, t);
     CHECK(n == 0);
     {
-      auto reader = co_await conn.copy_out("COPY (SELECT i, pg_sleep(0.0005) FROM generate_series(1, 1000000) i) TO STDOUT");
+      auto reader =
+          co_await conn.copy_out("COPY (SELECT i, pg_sleep(0.0005) FROM generate_series(1, 1000000) i) TO STDOUT");
       auto first = co_await reader.next();
       CHECK(first.has_value());
     }
@@ -299,7 +316,8 @@ TEST_CASE("copy: wrong statements are refused with clear errors", "[copy]") {
     }
     CHECK_THAT(what, Catch::Contains("copy_out()"));
     // Any white space (or a parenthesis) may follow the keyword.
-    for (const char* sql : {"COPY\tpgq_nothing FROM STDIN", "/* x */ Copy\n(SELECT 1) TO STDOUT", "copy(select 1) to stdout"}) {
+    for (const char* sql :
+         {"COPY\tpgq_nothing FROM STDIN", "/* x */ Copy\n(SELECT 1) TO STDOUT", "copy(select 1) to stdout"}) {
       what.clear();
       try {
         co_await conn.query(sql);

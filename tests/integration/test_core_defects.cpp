@@ -12,9 +12,9 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -286,8 +286,8 @@ TEST_CASE("core 3: a COPY the text check misses fails fast and does not hang", "
           INFO("statement: " << sql);
           const auto started = std::chrono::steady_clock::now();
           auto e = co_await error_of(pgq::with_timeout(conn.query(sql), std::chrono::seconds(2)));
-          const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
-                                                                                  started);
+          const auto took =
+              std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
           REQUIRE(e.has_value());
           INFO("error: " << e->what() << " [" << e->code().message() << "] after " << took.count() << " ms");
           CHECK(e->code() != pgq::make_error_code(pgq::errc::timeout));
@@ -369,8 +369,8 @@ TEST_CASE("core 4: a cancelled query whose SQL text was a temporary", "[core]") 
       INFO("round " << round);
       // The text is a temporary, destroyed right after with_timeout returns
       // while the server still runs the statement.
-      auto e = co_await error_of(pgq::with_timeout(conn.query(std::string("SELECT pg_sleep(0.3), ") + "'x'"),
-                                                   std::chrono::milliseconds(50)));
+      auto e = co_await error_of(
+          pgq::with_timeout(conn.query(std::string("SELECT pg_sleep(0.3), ") + "'x'"), std::chrono::milliseconds(50)));
       REQUIRE(e.has_value());
       CHECK(e->code() == pgq::make_error_code(pgq::errc::timeout));
       // Reuse the freed memory.
@@ -411,9 +411,7 @@ asio::awaitable<void> commit_into(pgq::transaction& tx, std::shared_ptr<pending>
 
 // begin() as an awaitable<void> (with_timeout needs a default-constructible
 // value); a transaction that did begin is dropped, which rolls it back.
-asio::awaitable<void> begin_and_drop(pgq::connection& c) {
-  auto tx = co_await c.begin();
-}
+asio::awaitable<void> begin_and_drop(pgq::connection& c) { auto tx = co_await c.begin(); }
 
 // A table whose every insert makes COMMIT take a second.
 asio::awaitable<std::string> make_slow_commit_table(pgq::connection& c) {
@@ -433,7 +431,8 @@ asio::awaitable<void> check_settled_idle(pgq::connection& conn, pgq::connection&
   co_await check_select_1(conn);
   CHECK(conn.transaction_status() == pgq::tx_status::idle);
   co_await conn.execute("INSERT INTO " + table + " (id) VALUES ($1)", id);
-  const auto seen = co_await count_rows(observer, "SELECT count(*) FROM " + table + " WHERE id = " + std::to_string(id));
+  const auto seen =
+      co_await count_rows(observer, "SELECT count(*) FROM " + table + " WHERE id = " + std::to_string(id));
   CHECK(seen == 1);
 }
 
@@ -551,7 +550,8 @@ TEST_CASE("core 5: a begin() cancelled while queued behind a running statement l
           INFO("round " << round);
           auto busy = spawn_query(conn, "SELECT pg_sleep(0.3)");
           co_await pause(std::chrono::milliseconds(10));  // BEGIN goes behind it
-          auto e = co_await error_of(pgq::with_timeout(begin_and_drop(conn), std::chrono::milliseconds(50 + 50 * round)));
+          auto e =
+              co_await error_of(pgq::with_timeout(begin_and_drop(conn), std::chrono::milliseconds(50 + 50 * round)));
           REQUIRE(e.has_value());
           CHECK(e->code() == pgq::make_error_code(pgq::errc::timeout));
           const bool d = co_await wait_done(busy, std::chrono::seconds(3));
@@ -573,8 +573,8 @@ TEST_CASE("core 5: a begin() cancelled while BEGIN is on the wire leaves no tran
         auto conn = co_await connect();
         const std::string t = co_await make_table(observer, "core5w", "id int");
         const std::vector<std::chrono::microseconds> limits = {
-            std::chrono::microseconds(0),   std::chrono::microseconds(50),  std::chrono::microseconds(100),
-            std::chrono::microseconds(200), std::chrono::microseconds(400), std::chrono::microseconds(800),
+            std::chrono::microseconds(0),    std::chrono::microseconds(50),  std::chrono::microseconds(100),
+            std::chrono::microseconds(200),  std::chrono::microseconds(400), std::chrono::microseconds(800),
             std::chrono::microseconds(1500), std::chrono::microseconds(3000)};
         int id = 0;
         int timed_out = 0;
@@ -626,7 +626,8 @@ asio::awaitable<void> one_query(pgq::connection& c, std::string sql, std::shared
   ++s->completed;
 }
 
-asio::awaitable<void> start_queries(pgq::connection& c, std::string conninfo, int n, std::shared_ptr<shared_outcomes> s) {
+asio::awaitable<void> start_queries(pgq::connection& c, std::string conninfo, int n,
+                                    std::shared_ptr<shared_outcomes> s) {
   try {
     co_await c.connect(conninfo);
   } catch (const std::exception& e) {
@@ -657,7 +658,8 @@ TEST_CASE("core 6: close() from another thread fails every pending query", "[cor
       asio::co_spawn(strand, start_queries(conn, conninfo, n, s), asio::detached);
       std::thread closer([&] {
         const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-        while (!s->ready && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        while (!s->ready && std::chrono::steady_clock::now() < until)
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
         std::this_thread::sleep_for(std::chrono::milliseconds(100 + 20 * round));
         conn.close();
       });
@@ -848,9 +850,11 @@ TEST_CASE("core 9: the pool does not hand out connections whose backends were te
           co_await pause(std::chrono::milliseconds(10));
         }
         REQUIRE(pool.stats().idle == 4);
-        const auto killed = co_await count_rows(
-            observer, "SELECT count(*) FILTER (WHERE k) FROM (SELECT pg_terminate_backend(pid) AS k FROM "
-                      "pg_stat_activity WHERE application_name = '" + app + "') s");
+        const auto killed =
+            co_await count_rows(observer,
+                                "SELECT count(*) FILTER (WHERE k) FROM (SELECT pg_terminate_backend(pid) AS k FROM "
+                                "pg_stat_activity WHERE application_name = '" +
+                                    app + "') s");
         CHECK(killed == 4);
         co_await pause(std::chrono::milliseconds(100));
 
@@ -911,7 +915,8 @@ TEST_CASE("core 11: cancelling a statement queued behind another cancels it on t
         const int pid = conn.backend_pid();
         auto a = spawn_query(conn, "SELECT pg_sleep(0.5)");
         co_await pause(std::chrono::milliseconds(10));  // A is surely ahead of B
-        auto e = co_await error_of(pgq::with_timeout(conn.query("SELECT pg_sleep(600)"), std::chrono::milliseconds(100)));
+        auto e =
+            co_await error_of(pgq::with_timeout(conn.query("SELECT pg_sleep(600)"), std::chrono::milliseconds(100)));
         REQUIRE(e.has_value());
         CHECK(e->code() == pgq::make_error_code(pgq::errc::timeout));
 
@@ -930,9 +935,9 @@ TEST_CASE("core 11: cancelling a statement queued behind another cancels it on t
         CHECK(da);
         CHECK(a->value.has_value());
 
-        const auto running = co_await count_rows(
-            observer, "SELECT count(*) FROM pg_stat_activity WHERE pid = " + std::to_string(pid) +
-                          " AND state = 'active' AND query LIKE '%pg_sleep(600)%'");
+        const auto running =
+            co_await count_rows(observer, "SELECT count(*) FROM pg_stat_activity WHERE pid = " + std::to_string(pid) +
+                                              " AND state = 'active' AND query LIKE '%pg_sleep(600)%'");
         CHECK(running == 0);
         co_await check_select_1(conn);
         CHECK(conn.transaction_status() == pgq::tx_status::idle);

@@ -159,15 +159,14 @@ asio::awaitable<void> load_worker(pgq::pool* pool, int worker, load_outcomes* ou
   while (!out->stop) {
     const auto start = steady_clock::now();
     try {
-      auto r = co_await pgq::with_timeout(pool->query("SELECT $1::int4 + 1", worker * 100000 + i),
-                                          std::chrono::seconds(2));
+      auto r =
+          co_await pgq::with_timeout(pool->query("SELECT $1::int4 + 1", worker * 100000 + i), std::chrono::seconds(2));
       if (r[0].get<int>(0) == worker * 100000 + i + 1) {
         ++(*restarted ? out->ok_after : out->ok_before);
       }
     } catch (const pgq::sql_error& e) {
       out->log += std::to_string(std::chrono::duration_cast<milliseconds>(start - out->t0).count()) + " ms +" +
-                  std::to_string(
-                      std::chrono::duration_cast<milliseconds>(steady_clock::now() - start).count()) +
+                  std::to_string(std::chrono::duration_cast<milliseconds>(steady_clock::now() - start).count()) +
                   " ms: " + e.what() + "\n";
       if (pgq::is_fatal(e.code())) {
         ++out->failed_fatal;
@@ -241,8 +240,7 @@ TEST_CASE("the fault proxy forwards, delays, cuts and refuses", "[faults][proxy]
   });
 }
 
-TEST_CASE("a black-holed connection: the query times out in its bound, the pool discards the connection",
-          "[faults]") {
+TEST_CASE("a black-holed connection: the query times out in its bound, the pool discards the connection", "[faults]") {
   run([]() -> asio::awaitable<void> {
     auto ex = co_await asio::this_coro::executor;
     fault_proxy proxy(server_port());
@@ -410,8 +408,8 @@ TEST_CASE("a connection cut during COMMIT gives commit_unknown, whatever the ser
         const auto read_before = proxy.received(direction::to_server);
         commit_report report;
         asio::co_spawn(ex, commit_and_report(&tx, &report), asio::detached);
-        const bool sent = co_await eventually([&] { return proxy.received(direction::to_server) > read_before; },
-                                              milliseconds(2000));
+        const bool sent =
+            co_await eventually([&] { return proxy.received(direction::to_server) > read_before; }, milliseconds(2000));
         CHECK(sent);
         proxy.cut_all();
         co_await eventually([&] { return report.outcome != commit_outcome::pending; }, milliseconds(3000));
@@ -494,8 +492,7 @@ TEST_CASE("a backend killed under a pipeline of 2,000 requests fails every one o
   });
 }
 
-TEST_CASE("an exhausted pool: waiters time out cleanly, the pool serves again when leases return",
-          "[faults][pool]") {
+TEST_CASE("an exhausted pool: waiters time out cleanly, the pool serves again when leases return", "[faults][pool]") {
   run([]() -> asio::awaitable<void> {
     auto ex = co_await asio::this_coro::executor;
     const std::string app = unique_name("pgq_exhaust");
@@ -536,8 +533,8 @@ TEST_CASE("an exhausted pool: waiters time out cleanly, the pool serves again wh
       pgq::lease c;
       bool served = false;
       std::string failure;
-      auto wait_for_lease = [](pgq::pool* p, pgq::lease* out, bool* served, std::string* failure)
-          -> asio::awaitable<void> {
+      auto wait_for_lease = [](pgq::pool* p, pgq::lease* out, bool* served,
+                               std::string* failure) -> asio::awaitable<void> {
         try {
           *out = co_await p->acquire();
           *served = true;
@@ -650,8 +647,7 @@ TEST_CASE("server-set statement_timeout and idle_in_transaction_session_timeout 
   });
 }
 
-TEST_CASE("a server restart under steady pool load: clear failures, no hang, throughput returns",
-          "[faults][restart]") {
+TEST_CASE("a server restart under steady pool load: clear failures, no hang, throughput returns", "[faults][restart]") {
   // A server of our own: restarting the shared one would break other tests.
   scoped_server server("fault-restart-" + std::to_string(::getpid()));
   run([&server] { return restart_under_load(&server); }, std::chrono::seconds(60));
@@ -659,63 +655,63 @@ TEST_CASE("a server restart under steady pool load: clear failures, no hang, thr
 
 namespace {
 asio::awaitable<void> restart_under_load(scoped_server* server_ptr) {
-        scoped_server& server = *server_ptr;
-        auto ex = co_await asio::this_coro::executor;
-        const std::string app = unique_name("pgq_restart");
-        pgq::pool_options o;
-        o.conninfo = with_setting(server.dsn(), "application_name", app);
-        o.max_size = 4;
-        o.acquire_timeout = std::chrono::seconds(1);
-        o.connect.connect_timeout = std::chrono::seconds(1);
-        o.backoff_initial = milliseconds(20);
-        o.backoff_max = milliseconds(250);
-        pgq::pool pool(ex, o);
-        load_outcomes out;
-        bool restarted = false;
-        constexpr int workers = 8;
-        for (int w = 0; w < workers; ++w) {
-          asio::co_spawn(ex, load_worker(&pool, w, &out, &restarted), asio::detached);
-        }
-        co_await pause(milliseconds(500));
-        // The restart blocks (pg_ctl waits for the server): off the loop.
-        std::atomic<bool> restart_done{false};
-        std::string restart_error;
-        std::thread restarter([&] {
-          try {
-            server.restart();
-          } catch (const std::exception& e) {
-            restart_error = e.what();
-          }
-          restart_done = true;
-        });
-        while (!restart_done) co_await pause(milliseconds(10));
-        restarter.join();
-        out.log += "restart done at " +
-                   std::to_string(std::chrono::duration_cast<milliseconds>(steady_clock::now() - out.t0).count()) +
-                   " ms\n";
-        REQUIRE(restart_error.empty());
-        restarted = true;
-        const int failed_during = out.failed_fatal + out.failed_timeout;
-        // Throughput returns: within a few seconds queries succeed again.
-        const bool back = co_await eventually([&] { return out.ok_after >= 100; }, milliseconds(10000));
-        out.stop = true;
-        co_await eventually([&] { return out.workers_done == workers; }, milliseconds(5000));
-        INFO("ok before " << out.ok_before << ", after " << out.ok_after << ", fatal " << out.failed_fatal
-                          << ", timeouts " << out.failed_timeout << ", other " << out.failed_other << ": "
-                          << out.other_what << "; longest query " << out.longest.count() << " ms\n" << out.log);
-        CHECK(out.ok_before > 100);
-        CHECK(back);
-        CHECK(failed_during >= 1);  // the restart cut in-flight work
-        CHECK(out.failed_other == 0);
-        CHECK(out.longest < milliseconds(3000));  // nothing waited past its 2 s timeout
-        CHECK(out.workers_done == workers);
-        co_await check_pool_settled(pool);
-        CHECK(pool.stats().connect_failures + pool.stats().closed_broken + pool.stats().closed_health_check +
-                  pool.stats().closed_reset_failed >=
-              1);
-        auto observer = co_await connect_as(server.dsn());
-        co_await check_no_idle_in_transaction(observer, app);
-        WARN("restart under load: " << out.ok_before << " queries before, " << out.ok_after << " after, "
-                                    << failed_during << " failed with a connection error or timeout");
+  scoped_server& server = *server_ptr;
+  auto ex = co_await asio::this_coro::executor;
+  const std::string app = unique_name("pgq_restart");
+  pgq::pool_options o;
+  o.conninfo = with_setting(server.dsn(), "application_name", app);
+  o.max_size = 4;
+  o.acquire_timeout = std::chrono::seconds(1);
+  o.connect.connect_timeout = std::chrono::seconds(1);
+  o.backoff_initial = milliseconds(20);
+  o.backoff_max = milliseconds(250);
+  pgq::pool pool(ex, o);
+  load_outcomes out;
+  bool restarted = false;
+  constexpr int workers = 8;
+  for (int w = 0; w < workers; ++w) {
+    asio::co_spawn(ex, load_worker(&pool, w, &out, &restarted), asio::detached);
+  }
+  co_await pause(milliseconds(500));
+  // The restart blocks (pg_ctl waits for the server): off the loop.
+  std::atomic<bool> restart_done{false};
+  std::string restart_error;
+  std::thread restarter([&] {
+    try {
+      server.restart();
+    } catch (const std::exception& e) {
+      restart_error = e.what();
+    }
+    restart_done = true;
+  });
+  while (!restart_done) co_await pause(milliseconds(10));
+  restarter.join();
+  out.log += "restart done at " +
+             std::to_string(std::chrono::duration_cast<milliseconds>(steady_clock::now() - out.t0).count()) + " ms\n";
+  REQUIRE(restart_error.empty());
+  restarted = true;
+  const int failed_during = out.failed_fatal + out.failed_timeout;
+  // Throughput returns: within a few seconds queries succeed again.
+  const bool back = co_await eventually([&] { return out.ok_after >= 100; }, milliseconds(10000));
+  out.stop = true;
+  co_await eventually([&] { return out.workers_done == workers; }, milliseconds(5000));
+  INFO("ok before " << out.ok_before << ", after " << out.ok_after << ", fatal " << out.failed_fatal << ", timeouts "
+                    << out.failed_timeout << ", other " << out.failed_other << ": " << out.other_what
+                    << "; longest query " << out.longest.count() << " ms\n"
+                    << out.log);
+  CHECK(out.ok_before > 100);
+  CHECK(back);
+  CHECK(failed_during >= 1);  // the restart cut in-flight work
+  CHECK(out.failed_other == 0);
+  CHECK(out.longest < milliseconds(3000));  // nothing waited past its 2 s timeout
+  CHECK(out.workers_done == workers);
+  co_await check_pool_settled(pool);
+  CHECK(pool.stats().connect_failures + pool.stats().closed_broken + pool.stats().closed_health_check +
+            pool.stats().closed_reset_failed >=
+        1);
+  auto observer = co_await connect_as(server.dsn());
+  co_await check_no_idle_in_transaction(observer, app);
+  WARN("restart under load: " << out.ok_before << " queries before, " << out.ok_after << " after, " << failed_during
+                              << " failed with a connection error or timeout");
 }
 }  // namespace

@@ -164,52 +164,57 @@ constexpr const char* big_bytea_rows =
 }  // namespace
 
 TEST_CASE("hostile: 256 MiB of bytea streamed row by row without holding it all", "[hostile]") {
-  run([]() -> asio::awaitable<void> {
-    auto conn = co_await connect();
-    const long base = reset_peak_rss();
-    auto rows = co_await conn.stream(big_bytea_rows);
-    int count = 0;
-    int wrong = 0;
-    std::size_t bytes = 0;
-    while (auto r = co_await rows.next()) {
-      const int i = r->get<int>(0);
-      const auto data = r->get<pgq::bytea>(1);
-      bytes += data.data.size();
-      const auto expect = static_cast<std::byte>(i % 256);
-      if (i != count + 1 || data.data.size() != 1048576 || data.data.front() != expect || data.data.back() != expect)
-        ++wrong;
-      ++count;
-    }
-    const long growth = status_mib("VmHWM") - base;
-    INFO("peak grew by " << growth << " MiB while 256 MiB streamed");
-    CHECK(count == 256);
-    CHECK(wrong == 0);
-    CHECK(bytes == 256u * 1048576u);
-    CHECK(growth < allowed_growth_mib());
-  }, std::chrono::seconds(60));
+  run(
+      []() -> asio::awaitable<void> {
+        auto conn = co_await connect();
+        const long base = reset_peak_rss();
+        auto rows = co_await conn.stream(big_bytea_rows);
+        int count = 0;
+        int wrong = 0;
+        std::size_t bytes = 0;
+        while (auto r = co_await rows.next()) {
+          const int i = r->get<int>(0);
+          const auto data = r->get<pgq::bytea>(1);
+          bytes += data.data.size();
+          const auto expect = static_cast<std::byte>(i % 256);
+          if (i != count + 1 || data.data.size() != 1048576 || data.data.front() != expect ||
+              data.data.back() != expect)
+            ++wrong;
+          ++count;
+        }
+        const long growth = status_mib("VmHWM") - base;
+        INFO("peak grew by " << growth << " MiB while 256 MiB streamed");
+        CHECK(count == 256);
+        CHECK(wrong == 0);
+        CHECK(bytes == 256u * 1048576u);
+        CHECK(growth < allowed_growth_mib());
+      },
+      std::chrono::seconds(60));
 }
 
 TEST_CASE("hostile: 256 MiB of bytea through COPY TO STDOUT without holding it all", "[hostile]") {
-  run([]() -> asio::awaitable<void> {
-    auto conn = co_await connect();
-    const long base = reset_peak_rss();
-    const std::string sql = std::string("COPY (") + big_bytea_rows + ") TO STDOUT (FORMAT binary)";
-    auto reader = co_await conn.copy_out(sql);
-    std::size_t bytes = 0;
-    std::size_t longest = 0;
-    while (auto chunk = co_await reader.next()) {
-      bytes += chunk->size();
-      longest = std::max(longest, chunk->size());
-    }
-    const long growth = status_mib("VmHWM") - base;
-    INFO("peak grew by " << growth << " MiB while 256 MiB were copied out");
-    CHECK(reader.rows_affected() == 256);
-    CHECK(bytes > 256u * 1048576u);
-    CHECK(longest < 2u * 1048576u);  // a row at a time, not the whole
-    CHECK(growth < allowed_growth_mib());
-    auto after = co_await conn.query("SELECT 1");
-    CHECK(after[0].get<int>(0) == 1);
-  }, std::chrono::seconds(60));
+  run(
+      []() -> asio::awaitable<void> {
+        auto conn = co_await connect();
+        const long base = reset_peak_rss();
+        const std::string sql = std::string("COPY (") + big_bytea_rows + ") TO STDOUT (FORMAT binary)";
+        auto reader = co_await conn.copy_out(sql);
+        std::size_t bytes = 0;
+        std::size_t longest = 0;
+        while (auto chunk = co_await reader.next()) {
+          bytes += chunk->size();
+          longest = std::max(longest, chunk->size());
+        }
+        const long growth = status_mib("VmHWM") - base;
+        INFO("peak grew by " << growth << " MiB while 256 MiB were copied out");
+        CHECK(reader.rows_affected() == 256);
+        CHECK(bytes > 256u * 1048576u);
+        CHECK(longest < 2u * 1048576u);  // a row at a time, not the whole
+        CHECK(growth < allowed_growth_mib());
+        auto after = co_await conn.query("SELECT 1");
+        CHECK(after[0].get<int>(0) == 1);
+      },
+      std::chrono::seconds(60));
 }
 
 namespace {
@@ -246,7 +251,7 @@ asio::awaitable<void> sql_ascii_round_trip(std::string db) {
     co_await conn.query("INSERT INTO raw VALUES (1, $1::text)", bad);
     auto stored = co_await conn.query("SELECT encode(convert_to(t, 'SQL_ASCII'), 'hex') FROM raw");
     CHECK(stored[0].get<std::string>(0) == hex(bad));  // kept verbatim by the server
-    for (int run = 0; run < 2; ++run) {  // text, then binary results
+    for (int run = 0; run < 2; ++run) {                // text, then binary results
       auto r = co_await conn.query("SELECT t, id FROM raw");
       const auto back = r[0].get<std::string>(0);
       CHECK(hex(back) == hex(bad));

@@ -104,8 +104,7 @@ TEST_CASE("driver_info says which libpq calls a connection uses", "[connection][
   });
 }
 
-TEST_CASE("pipelined requests work with either Sync call, each isolated from the others' errors",
-          "[pipeline][libpq]") {
+TEST_CASE("pipelined requests work with either Sync call, each isolated from the others' errors", "[pipeline][libpq]") {
   run([]() -> asio::awaitable<void> {
     auto conn = co_await connect();
     auto ex = co_await asio::this_coro::executor;
@@ -225,7 +224,8 @@ TEST_CASE("statements evicted from the cache are closed on the server", "[statem
         "SELECT count(*)::int4 FROM pg_prepared_statements WHERE name LIKE 'pgq\\_%' AND statement NOT LIKE "
         "'%pg_prepared_statements%'");
     CHECK(r[0].get<int>(0) <= 2);
-    auto first = co_await conn.query("SELECT count(*)::int4 FROM pg_prepared_statements WHERE statement LIKE 'SELECT 1 +%'");
+    auto first =
+        co_await conn.query("SELECT count(*)::int4 FROM pg_prepared_statements WHERE statement LIKE 'SELECT 1 +%'");
     CHECK(first[0].get<int>(0) == 0);
     CHECK(conn.driver_info().close_prepared == libpq_17());
   });

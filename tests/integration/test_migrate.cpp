@@ -323,14 +323,14 @@ TEST_CASE("migrate: a fresh database gets every migration of migrations/", "[mig
 
   // The schema is really there: the concurrent index is valid, the trigger
   // writes the audit log.
-  CHECK(query_text(db.dsn(), "SELECT indisvalid FROM pg_index WHERE indexrelid = "
-                             "'orders_account_id_ordered_at_idx'::regclass") == "t\n");
+  CHECK(query_text(db.dsn(),
+                   "SELECT indisvalid FROM pg_index WHERE indexrelid = "
+                   "'orders_account_id_ordered_at_idx'::regclass") == "t\n");
   CHECK(query_text(db.dsn(), "SELECT count(*) FROM orders WHERE account_id IS NULL") == "0\n");
   query_text(db.dsn(), "UPDATE accounts SET display_name = 'Ada' WHERE id = 1 RETURNING id");
   CHECK(query_text(db.dsn(), "SELECT table_name, operation, row_id, new_row->>'display_name' FROM audit_log") ==
         "accounts|UPDATE|1|Ada\n");
-  CHECK(query_text(db.dsn(), "SELECT version, no_transaction FROM pgq_migrations WHERE no_transaction") ==
-        "5|t\n");
+  CHECK(query_text(db.dsn(), "SELECT version, no_transaction FROM pgq_migrations WHERE no_transaction") == "5|t\n");
 }
 
 TEST_CASE("migrate: running up again is a no-op", "[migrate]") {
@@ -351,9 +351,10 @@ TEST_CASE("migrate: five runners at once apply each migration exactly once", "[m
   // Each migration records the backend that ran it; a slow first migration
   // keeps the others waiting on the lock.
   const auto files = std::vector<pgq::migration_file>{
-      {"1_log.up.sql", "CREATE TABLE runs (version int, backend int);\n"
-                       "SELECT pg_sleep(0.3);\n"
-                       "INSERT INTO runs VALUES (1, pg_backend_pid());\n"},
+      {"1_log.up.sql",
+       "CREATE TABLE runs (version int, backend int);\n"
+       "SELECT pg_sleep(0.3);\n"
+       "INSERT INTO runs VALUES (1, pg_backend_pid());\n"},
       {"2_second.up.sql", "INSERT INTO runs VALUES (2, pg_backend_pid());\n"},
       {"3_third.up.sql", "CREATE TABLE third (a int);\nINSERT INTO runs VALUES (3, pg_backend_pid());\n"},
   };
@@ -392,10 +393,11 @@ TEST_CASE("migrate: a failing migration leaves the schema and the history as the
   scratch_database db;
   const auto files = std::vector<pgq::migration_file>{
       {"0001_accounts.up.sql", "CREATE TABLE accounts (id int PRIMARY KEY);\nINSERT INTO accounts VALUES (1);\n"},
-      {"0002_broken.up.sql", "CREATE TABLE orders (id int);\n"
-                             "ALTER TABLE accounts ADD COLUMN email text;\n"
-                             "INSERT INTO accounts (id)\n"
-                             "VALUES (1 / 0);\n"},
+      {"0002_broken.up.sql",
+       "CREATE TABLE orders (id int);\n"
+       "ALTER TABLE accounts ADD COLUMN email text;\n"
+       "INSERT INTO accounts (id)\n"
+       "VALUES (1 / 0);\n"},
   };
   pgq::migrator m(db.dsn(), load(files));
   up(m, 1);
@@ -423,9 +425,10 @@ TEST_CASE("migrate: a failing migration leaves the schema and the history as the
 
 TEST_CASE("migrate: a unique violation keeps its SQLSTATE and every field of the server's error", "[migrate]") {
   scratch_database db;
-  pgq::migrator m(db.dsn(), load({{"0001_users.up.sql", "CREATE TABLE users (id int CONSTRAINT users_pkey PRIMARY KEY);\n"
-                                                        "INSERT INTO users VALUES (1);\n"
-                                                        "INSERT INTO users\n  VALUES (1);\n"}}));
+  pgq::migrator m(db.dsn(), load({{"0001_users.up.sql",
+                                   "CREATE TABLE users (id int CONSTRAINT users_pkey PRIMARY KEY);\n"
+                                   "INSERT INTO users VALUES (1);\n"
+                                   "INSERT INTO users\n  VALUES (1);\n"}}));
   const auto e = error_of([&] { up(m); });
   CHECK(e.code() == pgq::make_sqlstate_error("23505"));
   CHECK(e.sqlstate() == "23505");
@@ -450,12 +453,14 @@ TEST_CASE("migrate: a unique violation keeps its SQLSTATE and every field of the
 
 TEST_CASE("migrate: a serialization failure in a migration is retryable", "[migrate]") {
   scratch_database db;
-  const std::string raise = "DO $$ BEGIN RAISE EXCEPTION 'could not serialize access' "
-                            "USING ERRCODE = 'serialization_failure'; END $$;\n";
+  const std::string raise =
+      "DO $$ BEGIN RAISE EXCEPTION 'could not serialize access' "
+      "USING ERRCODE = 'serialization_failure'; END $$;\n";
   std::string directive;
   SECTION("in a transaction") {}
   SECTION("outside a transaction") { directive = "-- pgq:no-transaction\n"; }
-  pgq::migrator m(db.dsn(), load({{"0003_retry.up.sql", directive + "CREATE TABLE IF NOT EXISTS r (a int);\n" + raise}}));
+  pgq::migrator m(db.dsn(),
+                  load({{"0003_retry.up.sql", directive + "CREATE TABLE IF NOT EXISTS r (a int);\n" + raise}}));
   const auto e = error_of([&] { up(m); });
   CHECK(e.code() == pgq::make_sqlstate_error("40001"));
   CHECK(pgq::is_retryable(e.code()));
@@ -469,7 +474,8 @@ TEST_CASE("migrate: a serialization failure in a migration is retryable", "[migr
 
 TEST_CASE("migrate: a statement that cannot run in a transaction says how to fix it", "[migrate]") {
   scratch_database db;
-  pgq::migrator m(db.dsn(), load({{"1_t.up.sql", "CREATE TABLE t (a int);\nCREATE INDEX CONCURRENTLY t_a ON t (a);\n"}}));
+  pgq::migrator m(db.dsn(),
+                  load({{"1_t.up.sql", "CREATE TABLE t (a int);\nCREATE INDEX CONCURRENTLY t_a ON t (a);\n"}}));
   const auto e = error_of([&] { up(m); });
   CHECK_THAT(e.what(), Catch::Contains("25001") && Catch::Contains("-- pgq:no-transaction"));
   CHECK(e.code() == pgq::make_sqlstate_error("25001"));
@@ -478,9 +484,10 @@ TEST_CASE("migrate: a statement that cannot run in a transaction says how to fix
 
 TEST_CASE("migrate: a failing no-transaction migration names the statement and what to do", "[migrate]") {
   scratch_database db;
-  const std::string broken = "-- pgq:no-transaction\n"
-                             "CREATE TABLE IF NOT EXISTS t (a int);\n"
-                             "CREATE INDEX CONCURRENTLY IF NOT EXISTS t_b ON t (b);\n";
+  const std::string broken =
+      "-- pgq:no-transaction\n"
+      "CREATE TABLE IF NOT EXISTS t (a int);\n"
+      "CREATE INDEX CONCURRENTLY IF NOT EXISTS t_b ON t (b);\n";
   pgq::migrator bad(db.dsn(), load({{"0007_index.up.sql", broken}}));
   const auto e = error_of([&] { up(bad); });
   CHECK_THAT(e.what(), Catch::Contains("0007_index.up.sql") && Catch::Contains("statement 2 of 2") &&
@@ -493,9 +500,10 @@ TEST_CASE("migrate: a failing no-transaction migration names the statement and w
   CHECK(query_text(db.dsn(), "SELECT count(*) FROM pgq_migrations") == "0\n");
 
   // Fixed, and safe to rerun from the top: it goes through.
-  pgq::migrator fixed(db.dsn(), load({{"0007_index.up.sql", "-- pgq:no-transaction\n"
-                                                            "CREATE TABLE IF NOT EXISTS t (a int);\n"
-                                                            "CREATE INDEX CONCURRENTLY IF NOT EXISTS t_a ON t (a);\n"}}));
+  pgq::migrator fixed(db.dsn(), load({{"0007_index.up.sql",
+                                       "-- pgq:no-transaction\n"
+                                       "CREATE TABLE IF NOT EXISTS t (a int);\n"
+                                       "CREATE INDEX CONCURRENTLY IF NOT EXISTS t_a ON t (a);\n"}}));
   CHECK(up(fixed).steps.size() == 1);
   CHECK(query_text(db.dsn(), "SELECT version, no_transaction FROM pgq_migrations") == "7|t\n");
 }
@@ -532,8 +540,8 @@ TEST_CASE("migrate: an edited applied file is drift, blocks up until repair", "[
 
     const auto e = error_of([&] { up(m); });
     CHECK(e.code() == pgq::errc::checksum_mismatch);
-    CHECK_THAT(e.what(), Catch::Contains("drift") && Catch::Contains("0001_accounts.up.sql") &&
-                             Catch::Contains("repair"));
+    CHECK_THAT(e.what(),
+               Catch::Contains("drift") && Catch::Contains("0001_accounts.up.sql") && Catch::Contains("repair"));
     CHECK(e.diag().script == "0001_accounts.up.sql");
     CHECK(e.diag().migration_version == 1);
     CHECK(error_of([&] { down(m, 0); }).code() == pgq::errc::checksum_mismatch);
@@ -568,8 +576,7 @@ TEST_CASE("migrate: down then up returns to the same schema", "[migrate]") {
     const auto back = down(m, 0);
     CHECK(back.steps.size() == m.migrations().size());
     CHECK(query_text(db.dsn(), "SELECT count(*) FROM pgq_migrations") == "0\n");
-    CHECK(query_text(db.dsn(), "SELECT to_regclass('orders') IS NULL AND to_regclass('audit_log') IS NULL") ==
-          "t\n");
+    CHECK(query_text(db.dsn(), "SELECT to_regclass('orders') IS NULL AND to_regclass('audit_log') IS NULL") == "t\n");
     CHECK(up(m).steps.size() == m.migrations().size());
     CHECK(schema_dump(db.dsn()) == full);
     CHECK(status(m).in_sync());
@@ -638,9 +645,10 @@ TEST_CASE("migrate: CREATE INDEX CONCURRENTLY succeeds while another runner wait
   scratch_database db;
   const auto files = std::vector<pgq::migration_file>{
       {"1_table.up.sql", "CREATE TABLE t (a int);\nINSERT INTO t SELECT g FROM generate_series(1, 1000) AS g;\n"},
-      {"2_index.up.sql", "-- pgq:no-transaction\n"
-                         "SELECT pg_sleep(0.8);\n"
-                         "CREATE INDEX CONCURRENTLY t_a_idx ON t (a);\n"},
+      {"2_index.up.sql",
+       "-- pgq:no-transaction\n"
+       "SELECT pg_sleep(0.8);\n"
+       "CREATE INDEX CONCURRENTLY t_a_idx ON t (a);\n"},
   };
   pgq::migrator first(db.dsn(), load(files));
   pgq::migrator second(db.dsn(), load(files));
@@ -698,8 +706,7 @@ asio::awaitable<void> blocking_waiter_stalls_index(std::string dsn, std::string*
 
 }  // namespace
 
-TEST_CASE("migrate: why the lock is polled: a blocked pg_advisory_lock stalls CREATE INDEX CONCURRENTLY",
-          "[migrate]") {
+TEST_CASE("migrate: why the lock is polled: a blocked pg_advisory_lock stalls CREATE INDEX CONCURRENTLY", "[migrate]") {
   scratch_database db;
   std::string index_error;
   run([&]() { return blocking_waiter_stalls_index(db.dsn(), &index_error); });
@@ -725,16 +732,14 @@ TEST_CASE("migrate: a runner gives up after lock_timeout and names the holder", 
   int finished = 0;
   asio::io_context ctx(1);
   asio::co_spawn(ctx, do_up(&slow, std::nullopt, &a), [&](const std::exception_ptr&) { ++finished; });
-  asio::co_spawn(
-      ctx, up_later(&impatient, &b),
-      [&](const std::exception_ptr& e) {
-        ++finished;
-        try {
-          if (e) std::rethrow_exception(e);
-        } catch (const pgq::sql_error& err) {
-          if (err.code() == pgq::errc::timeout) error = err.what();
-        }
-      });
+  asio::co_spawn(ctx, up_later(&impatient, &b), [&](const std::exception_ptr& e) {
+    ++finished;
+    try {
+      if (e) std::rethrow_exception(e);
+    } catch (const pgq::sql_error& err) {
+      if (err.code() == pgq::errc::timeout) error = err.what();
+    }
+  });
   ctx.run_for(std::chrono::seconds(30));
   REQUIRE(finished == 2);
   CHECK_THAT(error, Catch::Contains("another migration run") && Catch::Contains("pgq migrate"));

@@ -13,38 +13,40 @@ using namespace pgq_test;
 namespace asio = boost::asio;
 
 TEST_CASE("notify: 10,000 notifications on 3 channels arrive complete and in order", "[notify]") {
-  run([]() -> asio::awaitable<void> {
-    auto listener = co_await connect();
-    auto sender = co_await connect();
-    const std::string base = unique_name("chan");
-    const std::string channels[3] = {base + "_a", base + "_b", base + "_c"};
-    for (const auto& c : channels) co_await listener.listen(c);
-    // Sent from one session in one statement per 1,000: delivered in order.
-    for (int batch = 0; batch < 10; ++batch) {
-      co_await sender.execute(
-          "SELECT pg_notify($1 || '_' || chr(97 + (i % 3)), i::text) FROM generate_series($2::int, $3::int) i", base,
-          batch * 1000, batch * 1000 + 999);
-    }
-    std::map<std::string, int> last;
-    int received = 0, out_of_order = 0, wrong_channel = 0;
-    const int sender_pid = sender.backend_pid();
-    int wrong_pid = 0;
-    while (received < 10'000) {
-      pgq::notification n = co_await pgq::with_timeout(listener.next_notification(), std::chrono::seconds(10));
-      const int i = std::stoi(n.payload);
-      if (n.channel != base + "_" + static_cast<char>('a' + i % 3)) ++wrong_channel;
-      if (last.count(n.channel) != 0 && last[n.channel] >= i) ++out_of_order;
-      if (i != received) ++out_of_order;
-      if (n.sender_pid != sender_pid) ++wrong_pid;
-      last[n.channel] = i;
-      ++received;
-    }
-    CHECK(received == 10'000);
-    CHECK(out_of_order == 0);
-    CHECK(wrong_channel == 0);
-    CHECK(wrong_pid == 0);
-    CHECK(listener.notifications_dropped() == 0);
-  }, 120s);
+  run(
+      []() -> asio::awaitable<void> {
+        auto listener = co_await connect();
+        auto sender = co_await connect();
+        const std::string base = unique_name("chan");
+        const std::string channels[3] = {base + "_a", base + "_b", base + "_c"};
+        for (const auto& c : channels) co_await listener.listen(c);
+        // Sent from one session in one statement per 1,000: delivered in order.
+        for (int batch = 0; batch < 10; ++batch) {
+          co_await sender.execute(
+              "SELECT pg_notify($1 || '_' || chr(97 + (i % 3)), i::text) FROM generate_series($2::int, $3::int) i",
+              base, batch * 1000, batch * 1000 + 999);
+        }
+        std::map<std::string, int> last;
+        int received = 0, out_of_order = 0, wrong_channel = 0;
+        const int sender_pid = sender.backend_pid();
+        int wrong_pid = 0;
+        while (received < 10'000) {
+          pgq::notification n = co_await pgq::with_timeout(listener.next_notification(), std::chrono::seconds(10));
+          const int i = std::stoi(n.payload);
+          if (n.channel != base + "_" + static_cast<char>('a' + i % 3)) ++wrong_channel;
+          if (last.count(n.channel) != 0 && last[n.channel] >= i) ++out_of_order;
+          if (i != received) ++out_of_order;
+          if (n.sender_pid != sender_pid) ++wrong_pid;
+          last[n.channel] = i;
+          ++received;
+        }
+        CHECK(received == 10'000);
+        CHECK(out_of_order == 0);
+        CHECK(wrong_channel == 0);
+        CHECK(wrong_pid == 0);
+        CHECK(listener.notifications_dropped() == 0);
+      },
+      120s);
 }
 
 TEST_CASE("notify: notifications during a long query are kept and delivered after it", "[notify]") {

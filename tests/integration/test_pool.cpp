@@ -283,8 +283,7 @@ TEST_CASE("1,000 tasks over a pool of 8, with cancellations and timeouts", "[poo
         co_await setup.execute("CREATE TABLE pool_tasks (i int)");
         const std::string app = unique_name("pgq_pool");
         auto o = options(8);
-        o.conninfo +=
-            (o.conninfo.find('?') == std::string::npos ? "?" : "&") + std::string("application_name=") + app;
+        o.conninfo += (o.conninfo.find('?') == std::string::npos ? "?" : "&") + std::string("application_name=") + app;
         pgq::pool pool(pool_executor(ex), o);
         task_outcomes out;
         constexpr int n = 1000;
@@ -311,9 +310,9 @@ TEST_CASE("1,000 tasks over a pool of 8, with cancellations and timeouts", "[poo
         auto rows = co_await setup.query("SELECT count(*)::int4 FROM pool_tasks");
         CHECK(rows[0].get<int>(0) == n / 20);
         const auto s = pool.stats();
-        INFO("acquires " << s.acquires << " created " << s.created << " timeouts " << s.timeouts
-                         << " cancelled waits " << s.cancelled_waits << " resets " << s.resets
-                         << " closed broken " << s.closed_broken << " reset failed " << s.closed_reset_failed);
+        INFO("acquires " << s.acquires << " created " << s.created << " timeouts " << s.timeouts << " cancelled waits "
+                         << s.cancelled_waits << " resets " << s.resets << " closed broken " << s.closed_broken
+                         << " reset failed " << s.closed_reset_failed);
         CHECK(s.in_use == 0);
         CHECK(s.waiting == 0);
         CHECK(s.size <= 8);
@@ -322,14 +321,10 @@ TEST_CASE("1,000 tasks over a pool of 8, with cancellations and timeouts", "[poo
         CHECK(s.created - (s.closed_broken + s.closed_reset_failed + s.closed_health_check + s.closed_idle +
                            s.closed_lifetime) ==
               s.size);
-        WARN("pool stats after 1,000 tasks: acquires " << s.acquires << ", created " << s.created << ", resets "
-                                                        << s.resets << ", cancelled waits " << s.cancelled_waits
-                                                        << ", closed after failed reset " << s.closed_reset_failed
-                                                        << ", mean wait "
-                                                        << (s.acquires ? s.acquire_wait_total.count() / 1000 /
-                                                                             static_cast<long long>(s.acquires)
-                                                                       : 0)
-                                                        << " us");
+        WARN("pool stats after 1,000 tasks: acquires "
+             << s.acquires << ", created " << s.created << ", resets " << s.resets << ", cancelled waits "
+             << s.cancelled_waits << ", closed after failed reset " << s.closed_reset_failed << ", mean wait "
+             << (s.acquires ? s.acquire_wait_total.count() / 1000 / static_cast<long long>(s.acquires) : 0) << " us");
         co_await setup.execute("DROP TABLE pool_tasks");
       },
       std::chrono::seconds(120));
@@ -341,8 +336,7 @@ TEST_CASE("killing every backend mid-run: in-flight queries fail clearly, the po
         auto ex = co_await asio::this_coro::executor;
         const std::string app = unique_name("pgq_kill");
         auto o = options(4);
-        o.conninfo +=
-            (o.conninfo.find('?') == std::string::npos ? "?" : "&") + std::string("application_name=") + app;
+        o.conninfo += (o.conninfo.find('?') == std::string::npos ? "?" : "&") + std::string("application_name=") + app;
         pgq::pool pool(pool_executor(ex), o);
         auto killer = co_await connect();
         int failed_fatal = 0;

@@ -66,22 +66,35 @@ struct test_types {
     return "CREATE TABLE " + table +
            " (id int, name text, price numeric, at timestamptz, doc jsonb, raw bytea, ok bool, missing int, "
            "tags text[]);"
-           "INSERT INTO " + table +
+           "INSERT INTO " +
+           table +
            " VALUES (7, 'it''s \"x\", (y)', 19.90, '2024-02-29 13:45:01.5+00', '{\"k\": [1, null]}', '\\x00ff', "
            "false, NULL, '{a,NULL,\"b c\"}');"
-           "CREATE TYPE " + comp + " AS (a int, gone text, c numeric);"
-           "ALTER TYPE " + comp + " DROP ATTRIBUTE gone;"
-           "ALTER TYPE " + comp + " ADD ATTRIBUTE d jsonb;"
-           "CREATE TYPE " + mood + " AS ENUM ('ok', 'not ok');"
-           "CREATE DOMAIN " + posint + " AS int CHECK (VALUE > 0);"
-           "CREATE DOMAIN " + dcomp + " AS " + comp + ";"
-           "CREATE TYPE " + outer + " AS (inner_c " + comp + ", list " + comp + "[], m " + mood + ", p " + posint +
-           ", dc " + dcomp + ", rows " + table + "[])";
+           "CREATE TYPE " +
+           comp +
+           " AS (a int, gone text, c numeric);"
+           "ALTER TYPE " +
+           comp +
+           " DROP ATTRIBUTE gone;"
+           "ALTER TYPE " +
+           comp +
+           " ADD ATTRIBUTE d jsonb;"
+           "CREATE TYPE " +
+           mood +
+           " AS ENUM ('ok', 'not ok');"
+           "CREATE DOMAIN " +
+           posint +
+           " AS int CHECK (VALUE > 0);"
+           "CREATE DOMAIN " +
+           dcomp + " AS " + comp +
+           ";"
+           "CREATE TYPE " +
+           outer + " AS (inner_c " + comp + ", list " + comp + "[], m " + mood + ", p " + posint + ", dc " + dcomp +
+           ", rows " + table + "[])";
   }
   std::string drop() const {
-    return "DROP TYPE IF EXISTS " + outer + "; DROP DOMAIN IF EXISTS " + dcomp + "; DROP DOMAIN IF EXISTS " +
-           posint + "; DROP TYPE IF EXISTS " + mood + "; DROP TYPE IF EXISTS " + comp + "; DROP TABLE IF EXISTS " +
-           table;
+    return "DROP TYPE IF EXISTS " + outer + "; DROP DOMAIN IF EXISTS " + dcomp + "; DROP DOMAIN IF EXISTS " + posint +
+           "; DROP TYPE IF EXISTS " + mood + "; DROP TYPE IF EXISTS " + comp + "; DROP TABLE IF EXISTS " + table;
   }
   // Named composite values: a table row, a composite with a dropped
   // attribute, and one holding composites, arrays of them, an enum, domains.
@@ -92,8 +105,8 @@ struct test_types {
         "(SELECT t FROM " + table + " t)",
         c1,
         c2,
-        "ROW(" + c1 + ", ARRAY[" + c1 + ", NULL, " + c2 + "], 'not ok', 5, " + c1 + ", ARRAY(SELECT t FROM " +
-            table + " t))::" + outer,
+        "ROW(" + c1 + ", ARRAY[" + c1 + ", NULL, " + c2 + "], 'not ok', 5, " + c1 + ", ARRAY(SELECT t FROM " + table +
+            " t))::" + outer,
         "ARRAY[" + c1 + ", NULL]",
         c1 + "::" + dcomp,
     };

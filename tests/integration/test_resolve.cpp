@@ -157,8 +157,7 @@ TEST_CASE("a host with an empty hostaddr entry is resolved by pgq", "[resolve]")
   run([text = ci.to_string()] { return connect_through_service(text); });
 }
 
-TEST_CASE("a service whose host never resolves fails quickly without blocking the event loop",
-          "[resolve][service]") {
+TEST_CASE("a service whose host never resolves fails quickly without blocking the event loop", "[resolve][service]") {
   scoped_service_file file(service_for_test_server("pgq_unresolvable", "nonexistent.invalid"));
   auto report = std::make_shared<failure_report>();
   run([report] { return fail_to_connect("service=pgq_unresolvable connect_timeout=10", report); }, 15s);

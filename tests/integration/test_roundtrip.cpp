@@ -17,11 +17,9 @@ namespace {
 // Sends `v` as $1, has the server cast it to `type` and compare it with the
 // literal `literal`, and reads it back.
 template <class T>
-asio::awaitable<T> echo(pgq::connection& conn, const T& v, const std::string& type,
-                        const std::string& literal) {
-  auto r = co_await conn.query("SELECT $1::" + type + " AS v, $1::" + type + " IS NOT DISTINCT FROM (" +
-                                   literal + ")::" + type + " AS same",
-                               v);
+asio::awaitable<T> echo(pgq::connection& conn, const T& v, const std::string& type, const std::string& literal) {
+  auto r = co_await conn.query(
+      "SELECT $1::" + type + " AS v, $1::" + type + " IS NOT DISTINCT FROM (" + literal + ")::" + type + " AS same", v);
   INFO("type " << type << ", literal " << literal);
   CHECK(r[0].template get<bool>("same"));
   co_return r[0].template get<T>("v");
@@ -56,8 +54,7 @@ TEST_CASE("scalars round-trip through the server", "[roundtrip]") {
     co_await check_echo(conn, std::numeric_limits<double>::infinity(), "float8", "'Infinity'");
     co_await check_echo(conn, -std::numeric_limits<double>::infinity(), "float8", "'-Infinity'");
     co_await check_echo(conn, std::string(), "text", "''");
-    co_await check_echo(conn, std::string("żółw 🐢 \"quoted\" 'single'"), "text",
-                        "'żółw 🐢 \"quoted\" ''single'''");
+    co_await check_echo(conn, std::string("żółw 🐢 \"quoted\" 'single'"), "text", "'żółw 🐢 \"quoted\" ''single'''");
     co_await check_echo(conn, std::string("  padded  "), "varchar", "'  padded  '");
   });
 }
@@ -72,8 +69,12 @@ TEST_CASE("bytes, numeric, uuid and json round-trip", "[roundtrip]") {
     co_await check_echo(conn, bv, "bytea", "'\\x610062ff007a'::bytea");
     co_await check_echo(conn, pgq::bytea(std::string_view()), "bytea", "''::bytea");
 
-    std::vector<const char*> numerics = {"0", "-0.000", "12345678901234567890.123456789012345678901",
-                                         "0.000000000000000000001", "-99999999999999999999999999999999999999", "NaN",
+    std::vector<const char*> numerics = {"0",
+                                         "-0.000",
+                                         "12345678901234567890.123456789012345678901",
+                                         "0.000000000000000000001",
+                                         "-99999999999999999999999999999999999999",
+                                         "NaN",
                                          "1e-5"};
     if (server_version_at_least(conn, 140000, "numeric 'Infinity' and '-Infinity'")) {
       numerics.insert(numerics.end(), {"Infinity", "-Infinity"});

@@ -80,14 +80,18 @@ struct tls_files {
     const std::string quiet = " >/dev/null 2>&1";
     run_command("cd " + d +
                 " && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=pgq-test-ca"
-                " -keyout ca.key -out ca.crt" + quiet +
+                " -keyout ca.key -out ca.crt" +
+                quiet +
                 " && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=pgq-other-ca"
-                " -keyout other-ca.key -out other-ca.crt" + quiet +
+                " -keyout other-ca.key -out other-ca.crt" +
+                quiet +
                 " && openssl req -newkey rsa:2048 -nodes -subj /CN=localhost"
-                " -keyout server.key -out server.csr" + quiet +
+                " -keyout server.key -out server.csr" +
+                quiet +
                 " && printf 'subjectAltName=DNS:localhost\\n' > san.ext"
                 " && openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2"
-                " -extfile san.ext -out server.crt" + quiet);
+                " -extfile san.ext -out server.crt" +
+                quiet);
   }
   ~tls_files() {
     std::error_code ignored;
@@ -136,7 +140,8 @@ TEST_CASE("classic injection strings passed as parameters are stored verbatim", 
       const std::string s = with_table(evil[i], table);
       auto r = co_await conn.query("SELECT name FROM " + table + " WHERE name = $1 ORDER BY id", s);
       REQUIRE(r.size() == 4);
-      for (int k = 0; k < static_cast<int>(r.size()); ++k) CHECK(r[static_cast<std::size_t>(k)].get<std::string>(0) == s);
+      for (int k = 0; k < static_cast<int>(r.size()); ++k)
+        CHECK(r[static_cast<std::size_t>(k)].get<std::string>(0) == s);
     }
     auto back = co_await conn.query("SELECT doc FROM " + table + " WHERE doc IS NOT NULL");
     REQUIRE(back.size() == 1);
@@ -186,9 +191,9 @@ TEST_CASE("SCRAM-SHA-256: the right password connects, a wrong one is a clear er
 TEST_CASE("passwords never appear in conninfo text, error messages or the CLI's output", "[security]") {
   const std::string secret = "pa55-Secret-Value";
   // redacted(), from both syntaxes.
-  for (const std::string& text : {"host=127.0.0.1 user=u password=" + secret + " dbname=d",
-                                 "postgresql://u:" + secret + "@127.0.0.1:5432/d",
-                                 "postgresql://u@127.0.0.1/d?password=" + secret}) {
+  for (const std::string& text :
+       {"host=127.0.0.1 user=u password=" + secret + " dbname=d", "postgresql://u:" + secret + "@127.0.0.1:5432/d",
+        "postgresql://u@127.0.0.1/d?password=" + secret}) {
     const auto ci = pgq::conninfo::parse(text);
     CHECK(ci.get("password") == secret);
     CHECK_THAT(ci.redacted(), !Catch::Contains(secret));
@@ -197,9 +202,9 @@ TEST_CASE("passwords never appear in conninfo text, error messages or the CLI's 
   // Malformed strings: libpq quotes the text it could not parse; pgq must
   // not pass a password on with it.
   // NOLINTNEXTLINE(performance-inefficient-string-concatenation): test data, built once
-  for (const std::string& text : {"postgresql://u:" + secret + "@[::1/d", "postgresql://u:" + secret + "@h/d?sslmode=x&password=" + secret + "&x",
-                                 "postgresql://u:" + secret + "@h/d?nonsense=1", "password=" + secret + " bogus",
-                                 "password='" + secret}) {
+  for (const std::string& text :
+       {"postgresql://u:" + secret + "@[::1/d", "postgresql://u:" + secret + "@h/d?sslmode=x&password=" + secret + "&x",
+        "postgresql://u:" + secret + "@h/d?nonsense=1", "password=" + secret + " bogus", "password='" + secret}) {
     try {
       (void)pgq::conninfo::parse(text);
       FAIL("parsed: " << text);

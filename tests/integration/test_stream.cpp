@@ -13,25 +13,27 @@ using namespace pgq_test;
 namespace asio = boost::asio;
 
 TEST_CASE("stream: 1,000,000 rows arrive complete and in order", "[stream]") {
-  run([]() -> asio::awaitable<void> {
-    auto conn = co_await connect();
-    auto rows = co_await conn.stream("SELECT i, 'row ' || i AS label, i * 0.5::float8 AS half FROM generate_series(1, $1) i",
-                                     1'000'000);
-    CHECK(rows.columns() == 3);
-    CHECK(rows.column_name(1) == "label");
-    std::int64_t expected = 1;
-    std::int64_t wrong = 0;
-    while (auto r = co_await rows.next()) {
-      const auto [i, label, half] = r->as_tuple<int, std::string_view, double>();
-      if (i != expected || label != "row " + std::to_string(expected) || half != expected * 0.5) ++wrong;
-      ++expected;
-    }
-    CHECK(wrong == 0);
-    CHECK(expected == 1'000'001);
-    CHECK(rows.rows_affected() == 1'000'000);
-    CHECK(rows.command_tag() == "SELECT 1000000");
-    CHECK(rows.done());
-  }, 120s);
+  run(
+      []() -> asio::awaitable<void> {
+        auto conn = co_await connect();
+        auto rows = co_await conn.stream(
+            "SELECT i, 'row ' || i AS label, i * 0.5::float8 AS half FROM generate_series(1, $1) i", 1'000'000);
+        CHECK(rows.columns() == 3);
+        CHECK(rows.column_name(1) == "label");
+        std::int64_t expected = 1;
+        std::int64_t wrong = 0;
+        while (auto r = co_await rows.next()) {
+          const auto [i, label, half] = r->as_tuple<int, std::string_view, double>();
+          if (i != expected || label != "row " + std::to_string(expected) || half != expected * 0.5) ++wrong;
+          ++expected;
+        }
+        CHECK(wrong == 0);
+        CHECK(expected == 1'000'001);
+        CHECK(rows.rows_affected() == 1'000'000);
+        CHECK(rows.command_tag() == "SELECT 1000000");
+        CHECK(rows.done());
+      },
+      120s);
 }
 
 TEST_CASE("stream: zero rows, and an error before the first row", "[stream]") {
@@ -79,30 +81,33 @@ TEST_CASE("stream: rows before an error mid-way are delivered, then the error", 
 }
 
 TEST_CASE("stream: breaking out early cancels the rest, and the connection goes on", "[stream]") {
-  run([]() -> asio::awaitable<void> {
-    auto conn = co_await connect();
-    const auto start = std::chrono::steady_clock::now();
-    {
-      // Far more rows than anyone reads, slow to produce: only a cancel on
-      // the server ends it quickly. (Wide rows: the server sends in 8 kB
-      // writes, so narrow slow rows would take seconds to show up at all.)
-      auto rows = co_await conn.stream("SELECT i, repeat('x', 2000), pg_sleep(0.001) FROM generate_series(1, 1000000) i");
-      int n = 0;
-      while (auto r = co_await rows.next()) {
-        if (++n == 10) break;
-      }
-      CHECK(n == 10);
-    }
-    auto r = co_await conn.query("SELECT 'after'::text");
-    CHECK(r[0].get<std::string>(0) == "after");
-    CHECK(std::chrono::steady_clock::now() - start < 20s);
-    // And a second stream on the same connection reads from the start.
-    auto again = co_await conn.stream("SELECT generate_series(1, 3)");
-    int sum = 0;
-    while (auto row = co_await again.next()) sum += row->get<int>(0);
-    CHECK(sum == 6);
-    CHECK(conn.pending_requests() == 0);
-  }, 60s);
+  run(
+      []() -> asio::awaitable<void> {
+        auto conn = co_await connect();
+        const auto start = std::chrono::steady_clock::now();
+        {
+          // Far more rows than anyone reads, slow to produce: only a cancel on
+          // the server ends it quickly. (Wide rows: the server sends in 8 kB
+          // writes, so narrow slow rows would take seconds to show up at all.)
+          auto rows =
+              co_await conn.stream("SELECT i, repeat('x', 2000), pg_sleep(0.001) FROM generate_series(1, 1000000) i");
+          int n = 0;
+          while (auto r = co_await rows.next()) {
+            if (++n == 10) break;
+          }
+          CHECK(n == 10);
+        }
+        auto r = co_await conn.query("SELECT 'after'::text");
+        CHECK(r[0].get<std::string>(0) == "after");
+        CHECK(std::chrono::steady_clock::now() - start < 20s);
+        // And a second stream on the same connection reads from the start.
+        auto again = co_await conn.stream("SELECT generate_series(1, 3)");
+        int sum = 0;
+        while (auto row = co_await again.next()) sum += row->get<int>(0);
+        CHECK(sum == 6);
+        CHECK(conn.pending_requests() == 0);
+      },
+      60s);
 }
 
 namespace {
@@ -110,8 +115,7 @@ namespace {
 // sees it ("gone" once it has left).
 asio::awaitable<std::string> backend_state(pgq::connection& observer, int pid) {
   auto r = co_await observer.query(
-      "SELECT coalesce(state, '') || '/' || coalesce(wait_event, '') FROM pg_stat_activity WHERE pid = $1::int4",
-      pid);
+      "SELECT coalesce(state, '') || '/' || coalesce(wait_event, '') FROM pg_stat_activity WHERE pid = $1::int4", pid);
   co_return r.size() == 0 ? std::string("gone") : r[0].get<std::string>(0);
 }
 

@@ -37,10 +37,10 @@ asio::awaitable<int> count_rows(pgq::connection& c, const std::string& table) {
 
 // Never co_await inside a Catch macro: GCC 12 evaluates the operand more
 // than once.
-#define CHECK_ROWS(conn, table, expected)                  \
-  do {                                                     \
-    const int rows_ = co_await count_rows(conn, table);    \
-    CHECK(rows_ == (expected));                            \
+#define CHECK_ROWS(conn, table, expected)               \
+  do {                                                  \
+    const int rows_ = co_await count_rows(conn, table); \
+    CHECK(rows_ == (expected));                         \
   } while (false)
 
 asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {

@@ -23,11 +23,11 @@ class fake_pq final : public pq_port {
   /// "close", "copy_end".
   struct sent_item {
     std::string what;
-    std::string sql;   // query/prepare: the text; describe/execute: the name
+    std::string sql;  // query/prepare: the text; describe/execute: the name
   };
   std::vector<sent_item> sent;
   std::deque<pg_result*> results;  // what get_result() returns; nullptr = NULL
-  int tx = pq_trans::active;        // what transaction_status() says
+  int tx = pq_trans::active;       // what transaction_status() says
   bool bad = false;
   int flush_answer = 0;
   // COPY OUT rows still to hand out, then -1; 0 in between means "wait".

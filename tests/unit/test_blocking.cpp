@@ -128,16 +128,20 @@ TEST_CASE("run_blocking: cancelled while queued, the function never runs", "[blo
   run(ctx, [&]() -> asio::awaitable<void> {
     // The only thread is taken until `release`.
     asio::co_spawn(co_await asio::this_coro::executor,
-                   pgq::run_blocking(threads, [&] {
-                     blocker_started = true;
-                     released.wait();
-                   }),
+                   pgq::run_blocking(threads,
+                                     [&] {
+                                       blocker_started = true;
+                                       released.wait();
+                                     }),
                    asio::detached);
     while (!blocker_started) co_await sleep_for(1ms);
-    spawn_cancellable(co_await asio::this_coro::executor, threads, [&] {
-      second_ran = true;
-      return 1;
-    }, signal, outcome, done);
+    spawn_cancellable(
+        co_await asio::this_coro::executor, threads,
+        [&] {
+          second_ran = true;
+          return 1;
+        },
+        signal, outcome, done);
     co_await sleep_for(20ms);
     signal.emit(asio::cancellation_type::terminal);
     for (int i = 0; i < 1000 && !done; ++i) co_await sleep_for(1ms);
@@ -157,11 +161,14 @@ TEST_CASE("run_blocking: cancelled while running, the caller still gets the resu
   std::string outcome;
   bool done = false;
   run(ctx, [&]() -> asio::awaitable<void> {
-    spawn_cancellable(co_await asio::this_coro::executor, threads, [&] {
-      started = true;
-      std::this_thread::sleep_for(150ms);
-      return 7;
-    }, signal, outcome, done);
+    spawn_cancellable(
+        co_await asio::this_coro::executor, threads,
+        [&] {
+          started = true;
+          std::this_thread::sleep_for(150ms);
+          return 7;
+        },
+        signal, outcome, done);
     while (!started) co_await sleep_for(1ms);
     signal.emit(asio::cancellation_type::terminal);
     CHECK_FALSE(done);  // not completed by the cancel

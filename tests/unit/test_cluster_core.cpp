@@ -24,8 +24,7 @@ host_probe primary_at(pgq::detail::wal_lsn lsn, std::chrono::microseconds rtt = 
   return p;
 }
 
-host_probe standby_at(pgq::detail::wal_lsn lsn, std::chrono::milliseconds lag,
-                      std::chrono::microseconds rtt = 100us) {
+host_probe standby_at(pgq::detail::wal_lsn lsn, std::chrono::milliseconds lag, std::chrono::microseconds rtt = 100us) {
   host_probe p;
   p.in_recovery = true;
   p.lsn = lsn;
@@ -196,8 +195,9 @@ TEST_CASE("cluster_core: routes obey the rules over random histories", "[cluster
         case 1: c.on_probe(h, primary_at(rng() % 5000, std::chrono::microseconds(rng() % 1000)), now); break;
         case 2:
         case 3:
-          c.on_probe(h, standby_at(rng() % 5000, std::chrono::milliseconds(rng() % 2000),
-                                   std::chrono::microseconds(rng() % 1000)),
+          c.on_probe(h,
+                     standby_at(rng() % 5000, std::chrono::milliseconds(rng() % 2000),
+                                std::chrono::microseconds(rng() % 1000)),
                      now);
           break;
         case 4: c.on_probe_failed(h, now); break;
@@ -235,7 +235,7 @@ TEST_CASE("cluster_core: routes obey the rules over random histories", "[cluster
         REQUIRE_FALSE(r.fell_back_to_primary);
         REQUIRE(s.last.in_recovery);
         REQUIRE(s.last.replay_lag.has_value());
-        REQUIRE(*s.last.replay_lag <= o.max_lag);     // R4
+        REQUIRE(*s.last.replay_lag <= o.max_lag);  // R4
         if (o.max_lag_bytes) {
           const auto behind = c.lag_bytes(*r.host, now);
           REQUIRE(behind.has_value());

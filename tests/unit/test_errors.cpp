@@ -49,8 +49,9 @@ TEST_CASE("sql_error carries the diagnostics and a readable message", "[errors]"
   CHECK(e.sqlstate() == "42601");
   CHECK(e.diag().position == 1);
   const std::string what = e.what();
-  CHECK(what == "ERROR 42601: syntax error at or near \"SELEC\" (position 1); HINT: check the spelling "
-                "[in: SELEC 1]");
+  CHECK(what ==
+        "ERROR 42601: syntax error at or near \"SELEC\" (position 1); HINT: check the spelling "
+        "[in: SELEC 1]");
   // NOLINTNEXTLINE(performance-unnecessary-copy-initialization): the copy is what is tested
   const pgq::sql_error copy = e;  // exceptions copy cheaply and keep everything
   CHECK(copy.diag().hint == "check the spelling");

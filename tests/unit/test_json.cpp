@@ -15,14 +15,11 @@ namespace {
 std::string unhex(std::string_view h) {
   std::string out;
   auto nib = [](char c) { return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10; };
-  for (std::size_t i = 0; i + 1 < h.size(); i += 2)
-    out += static_cast<char>(nib(h[i]) * 16 + nib(h[i + 1]));
+  for (std::size_t i = 0; i + 1 < h.size(); i += 2) out += static_cast<char>(nib(h[i]) * 16 + nib(h[i + 1]));
   return out;
 }
 
-json text(std::string_view bytes, pgq::oid type) {
-  return to_json_value({bytes, type, format::text});
-}
+json text(std::string_view bytes, pgq::oid type) { return to_json_value({bytes, type, format::text}); }
 
 json binary(std::string_view hex_bytes, pgq::oid type) {
   std::string b = unhex(hex_bytes);
@@ -93,8 +90,7 @@ TEST_CASE("numeric keeps its value: number when exact, else string", "[json]") {
   CHECK(text("100000000000000000000", oids::numeric).is_number_float());  // 1e20 is exact
   // Digits a double would change: the exact text as a string.
   CHECK(text("12345678901234567890.123456789", oids::numeric) == "12345678901234567890.123456789");
-  CHECK(text("1234567890123456789012345678901234567890", oids::numeric) ==
-        "1234567890123456789012345678901234567890");
+  CHECK(text("1234567890123456789012345678901234567890", oids::numeric) == "1234567890123456789012345678901234567890");
   CHECK(text("0.12345678901234567890123", oids::numeric) == "0.12345678901234567890123");
   CHECK(text("NaN", oids::numeric) == "NaN");
   CHECK(text("Infinity", oids::numeric) == "Infinity");
@@ -116,12 +112,10 @@ TEST_CASE("bool, json and jsonb", "[json]") {
 }
 
 TEST_CASE("timestamps in ISO 8601 with T and a full offset", "[json]") {
-  CHECK(text("2024-02-29 13:45:01.123456+05:30", oids::timestamptz) ==
-        "2024-02-29T13:45:01.123456+05:30");
+  CHECK(text("2024-02-29 13:45:01.123456+05:30", oids::timestamptz) == "2024-02-29T13:45:01.123456+05:30");
   CHECK(text("2024-02-29 13:45:01+00", oids::timestamptz) == "2024-02-29T13:45:01+00:00");
   CHECK(text("2024-02-29 05:45:01-08", oids::timestamptz) == "2024-02-29T05:45:01-08:00");
-  CHECK(text("0044-03-15 00:00:00+05:53:28 BC", oids::timestamptz) ==
-        "0044-03-15T00:00:00+05:53:28 BC");
+  CHECK(text("0044-03-15 00:00:00+05:53:28 BC", oids::timestamptz) == "0044-03-15T00:00:00+05:53:28 BC");
   CHECK(text("0044-03-15 12:00:00+00 BC", oids::timestamptz) == "0044-03-15T12:00:00+00:00 BC");
   CHECK(text("infinity", oids::timestamptz) == "infinity");
   CHECK(text("-infinity", oids::timestamp) == "-infinity");
@@ -141,41 +135,36 @@ TEST_CASE("dates, bytea, uuid and other types as their text", "[json]") {
   CHECK(binary("80000000", oids::date) == "-infinity");
   CHECK(text("\\x0102", oids::bytea) == "\\x0102");
   CHECK(binary("0102", oids::bytea) == "\\x0102");
-  CHECK(text("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", oids::uuid) ==
-        "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
-  CHECK(binary("a0eebc999c0b4ef8bb6d6bb9bd380a11", oids::uuid) ==
-        "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
+  CHECK(text("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", oids::uuid) == "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
+  CHECK(binary("a0eebc999c0b4ef8bb6d6bb9bd380a11", oids::uuid) == "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
   CHECK(text("1 day", oids::interval) == "1 day");
   CHECK(text("13:45:01+00", 1266) == "13:45:01+00");  // timetz stays as printed
   CHECK(text("hello", oids::text) == "hello");
   CHECK(binary("68c3a9", oids::varchar) == "h\xc3\xa9");
   CHECK(text("happy", 98765) == "happy");  // a user-defined type (an enum)
   CHECK(binary("0000000a0f029360", oids::time) == "12:00:01.5");
-  CHECK(thrown([] { binary("3ff00000000000003ff0000000000000", 600); }) ==
-        code(pgq::errc::type_mismatch));
+  CHECK(thrown([] { binary("3ff00000000000003ff0000000000000", 600); }) == code(pgq::errc::type_mismatch));
 }
 
 TEST_CASE("arrays become JSON arrays", "[json]") {
   CHECK(text("{1,NULL,3}", oids::int4_array) == json::array({1, nullptr, 3}));
   CHECK(text("{}", oids::int4_array) == json::array());
   CHECK(text("[0:2]={1,2,3}", oids::int4_array) == json::array({1, 2, 3}));
-  CHECK(text("{{1,2},{3,4}}", oids::int4_array) ==
-        json::array({json::array({1, 2}), json::array({3, 4})}));
+  CHECK(text("{{1,2},{3,4}}", oids::int4_array) == json::array({json::array({1, 2}), json::array({3, 4})}));
   CHECK(text("{{{1},{2}},{{3},{4}}}", oids::int8_array).dump() == "[[[1],[2]],[[3],[4]]]");
   CHECK(text(R"({a,"b c",NULL,"NULL","q\"x"})", oids::text_array) ==
         json::array({"a", "b c", nullptr, "NULL", "q\"x"}));
   CHECK(text("{1.50,NaN,12345678901234567890.1}", oids::numeric_array) ==
         json::array({1.5, "NaN", "12345678901234567890.1"}));
   CHECK(text("{t,f}", oids::bool_array) == json::array({true, false}));
-  CHECK(text(R"({"{\"a\": 1}",NULL})", oids::jsonb_array) ==
-        json::array({json{{"a", 1}}, nullptr}));
+  CHECK(text(R"({"{\"a\": 1}",NULL})", oids::jsonb_array) == json::array({json{{"a", 1}}, nullptr}));
   CHECK(text(R"({"2024-02-29 13:45:01+05:30",infinity})", oids::timestamptz_array) ==
         json::array({"2024-02-29T13:45:01+05:30", "infinity"}));
   CHECK(text(R"({"\\x01"})", oids::bytea_array) == json::array({"\\x01"}));
   CHECK(text("{NaN,-Infinity,0.5}", oids::float8_array) == json::array({"NaN", "-Infinity", 0.5}));
   // Binary: array_send(array[1,null]::int[]) and a 2x2 int4 array.
-  CHECK(binary("00000001000000010000001700000002000000010000000400000001ffffffff",
-               oids::int4_array) == json::array({1, nullptr}));
+  CHECK(binary("00000001000000010000001700000002000000010000000400000001ffffffff", oids::int4_array) ==
+        json::array({1, nullptr}));
   CHECK(binary("00000002000000000000001700000002000000010000000200000001"
                "0000000400000001000000040000000200000004000000030000000400000004",
                oids::int4_array) == json::array({json::array({1, 2}), json::array({3, 4})}));
@@ -206,8 +195,9 @@ TEST_CASE("json nested deeper than the codec's limit is refused, not parsed", "[
   const std::string too_deep = nested(limit + 1, '[', ']');
   CHECK(thrown([&] { text(too_deep, oids::jsonb); }) == static_cast<int>(pgq::errc::invalid_value));
   const std::string binary_deep = "\x01" + too_deep;
-  CHECK(thrown([&] { to_json_value({binary_deep, oids::jsonb, format::binary}); }) ==
-        static_cast<int>(pgq::errc::invalid_value));
+  CHECK(thrown([&] {
+          to_json_value({binary_deep, oids::jsonb, format::binary});
+        }) == static_cast<int>(pgq::errc::invalid_value));
   try {
     pgq::codec<json>::decode({too_deep, oids::jsonb, format::text});
     FAIL("a document deeper than the limit was parsed");

@@ -38,18 +38,18 @@ TEST_CASE("loop_monitor: a blocked loop is reported with the stack that blocked 
   ctx.run_for(5s);
 
   REQUIRE_FALSE(stalls.empty());
-  const auto longest = std::max_element(stalls.begin(), stalls.end(),
-                                        [](const auto& a, const auto& b) { return a.late < b.late; });
+  const auto longest =
+      std::max_element(stalls.begin(), stalls.end(), [](const auto& a, const auto& b) { return a.late < b.late; });
   CHECK(longest->late >= 400ms);
-  INFO("stack of the longest stall:\n" << [&] {
-    std::string all;
-    for (const auto& f : longest->stack) all += "  " + f + "\n";
-    return all;
-  }());
+  INFO("stack of the longest stall:\n"
+       << [&] {
+            std::string all;
+            for (const auto& f : longest->stack) all += "  " + f + "\n";
+            return all;
+          }());
   REQUIRE_FALSE(longest->stack.empty());
-  CHECK(std::any_of(longest->stack.begin(), longest->stack.end(), [](const std::string& f) {
-    return f.find("pgq_test_blocking_handler") != std::string::npos;
-  }));
+  CHECK(std::any_of(longest->stack.begin(), longest->stack.end(),
+                    [](const std::string& f) { return f.find("pgq_test_blocking_handler") != std::string::npos; }));
   const auto st = monitor.statistics();
   CHECK(st.stalls == stalls.size());
   CHECK(st.ticks > st.stalls);

@@ -120,8 +120,9 @@ TEST_CASE("metrics: label values are escaped and every line is valid exposition 
   s.seconds = 0.5;
   m.record_operation(s);
   const std::string text = m.prometheus_text();
-  CHECK(sample(text, R"(db_client_connection_pending_requests{db_client_connection_pool_name="we\"ird\\pool\nname"})") ==
-        "1");
+  CHECK(
+      sample(text, R"(db_client_connection_pending_requests{db_client_connection_pool_name="we\"ird\\pool\nname"})") ==
+      "1");
   const std::regex comment(R"(# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .+)");
   const std::regex line(
       R"re([a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\["\\n])*"(,[a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\["\\n])*")*\})? (-?[0-9.e+-]+|\+Inf|NaN))re");
@@ -172,10 +173,14 @@ TEST_CASE("metrics: samples from many threads are all counted", "[metrics]") {
   }
   for (auto& t : ts) t.join();
   const std::string text = m.prometheus_text();
-  CHECK(sample(text, R"(db_client_operation_duration_seconds_count{db_system_name="postgresql",db_operation_name="SELECT"})") ==
-        std::to_string(2 * per_thread));
-  CHECK(sample(text, R"(db_client_operation_duration_seconds_count{db_system_name="postgresql",db_operation_name="INSERT"})") ==
-        std::to_string(2 * per_thread));
+  CHECK(
+      sample(text,
+             R"(db_client_operation_duration_seconds_count{db_system_name="postgresql",db_operation_name="SELECT"})") ==
+      std::to_string(2 * per_thread));
+  CHECK(
+      sample(text,
+             R"(db_client_operation_duration_seconds_count{db_system_name="postgresql",db_operation_name="INSERT"})") ==
+      std::to_string(2 * per_thread));
   CHECK(sample(text, "pgq_statement_cache_hits_total") == std::to_string(threads * per_thread / 2));
 }
 

@@ -58,9 +58,9 @@ TEST_CASE("migration file names: versions, names and directions", "[migrate]") {
 }
 
 TEST_CASE("malformed migration file names are errors that name the file", "[migrate]") {
-  for (const char* bad : {"0001_accounts.sql", "accounts.up.sql", "0001.up.sql", "0001_.up.sql",
-                          "0001accounts.up.sql", "0000_zero.up.sql", "0001_two words.up.sql",
-                          "1234567890123456789_too_long.up.sql", "0001_x.UP.sql"}) {
+  for (const char* bad :
+       {"0001_accounts.sql", "accounts.up.sql", "0001.up.sql", "0001_.up.sql", "0001accounts.up.sql",
+        "0000_zero.up.sql", "0001_two words.up.sql", "1234567890123456789_too_long.up.sql", "0001_x.UP.sql"}) {
     INFO(bad);
     const auto e = error_of([&] { pgq::parse_migration_file_name(bad); });
     CHECK(e.code() == errc::bad_migration);
@@ -224,7 +224,8 @@ TEST_CASE("migration errors are sql_errors with codes of their own", "[migrate][
   pgq::migrator m("host=/nonexistent", {}, o);
   boost::asio::io_context ctx;
   std::exception_ptr failure;
-  boost::asio::co_spawn(ctx, m.status(), [&](std::exception_ptr e, const pgq::status_report&) { failure = std::move(e); });
+  boost::asio::co_spawn(ctx, m.status(),
+                        [&](std::exception_ptr e, const pgq::status_report&) { failure = std::move(e); });
   ctx.run();
   REQUIRE(failure);
   const auto e = error_of([&] { std::rethrow_exception(failure); });

@@ -162,7 +162,8 @@ TEST_CASE("pipeline_core completes requests in order, once", "[pipeline_core]") 
   CHECK(h.core.pending() == 0);
 }
 
-TEST_CASE("pipeline_core retries a stale cached plan only outside a transaction and when nothing follows", "[pipeline_core]") {
+TEST_CASE("pipeline_core retries a stale cached plan only outside a transaction and when nothing follows",
+          "[pipeline_core]") {
   SECTION("idle and alone: rerun, invisible to the caller") {
     harness h(16);
     h.query("INSERT INTO b VALUES (1) RETURNING *");
@@ -173,7 +174,7 @@ TEST_CASE("pipeline_core retries a stale cached plan only outside a transaction 
     h.read();
     CHECK(h.outcome(id) == nullptr);  // not completed: rerun
     CHECK(h.pq.count("prepare") == 2);
-    h.pq.answer();                     // DEALLOCATE of the stale statement
+    h.pq.answer();  // DEALLOCATE of the stale statement
     h.pq.answer_prepared("INSERT 0 1");
     h.read();
     CHECK(h.code(id) == pgq::error_code());
@@ -374,20 +375,21 @@ TEST_CASE("pipeline_core: a cancelled request stops referring to the caller's te
   auto text = std::make_unique<std::string>("SELECT pg_sleep(1) -- a long enough text to live on the heap");
   const auto id = h.query(*text);
   h.cancel(id);
-  text.reset();  // the caller is gone
+  text.reset();         // the caller is gone
   h.core.lost("gone");  // fails what is in flight, reading its text
   h.collect();
   CHECK(h.times_completed(id) == 1);
 }
 
-TEST_CASE("pipeline_core: a cancelled request behind others is cancelled on the server when it runs", "[pipeline_core]") {
+TEST_CASE("pipeline_core: a cancelled request behind others is cancelled on the server when it runs",
+          "[pipeline_core]") {
   harness h;
   h.query("SELECT pg_sleep(0.5)");
   const auto b = h.query("SELECT pg_sleep(600)");
   h.cancel(b);
   CHECK(h.code(b) == errc::cancelled);
   CHECK(h.core.take_server_cancels() == 0);  // it does not run yet
-  h.pq.answer();  // the first one ends: now b runs
+  h.pq.answer();                             // the first one ends: now b runs
   h.read();
   CHECK(h.core.take_server_cancels() == 1);
   h.pq.answer_error("57014");
@@ -467,7 +469,8 @@ TEST_CASE("pipeline_core: a lost connection fails everything once, and later req
   CHECK(h.times_completed(a) == 1);
 }
 
-TEST_CASE("pipeline_core: an atomic batch cancelled with its COMMIT on the wire waits for the COMMIT's answer", "[pipeline_core]") {
+TEST_CASE("pipeline_core: an atomic batch cancelled with its COMMIT on the wire waits for the COMMIT's answer",
+          "[pipeline_core]") {
   SECTION("the cancel takes hold: cancelled, rolled back") {
     harness h;
     const auto id = h.batch({"SELECT pg_sleep(5)", "SELECT 1"}, true);
@@ -507,7 +510,8 @@ TEST_CASE("pipeline_core: an atomic batch cancelled with its COMMIT on the wire 
   }
 }
 
-TEST_CASE("pipeline_core: a cancel meant for a statement that lands on the COMMIT behind it is never rerun", "[pipeline_core]") {
+TEST_CASE("pipeline_core: a cancel meant for a statement that lands on the COMMIT behind it is never rerun",
+          "[pipeline_core]") {
   harness h;
   h.query("BEGIN");
   h.pq.answer("BEGIN", 0);
@@ -516,17 +520,18 @@ TEST_CASE("pipeline_core: a cancel meant for a statement that lands on the COMMI
   const auto c = h.query("COMMIT");
   h.cancel(s);
   CHECK(h.core.take_server_cancels() == 1);
-  h.pq.answer();                // s finished before the cancel arrived
-  h.pq.answer_error("57014");   // ... which hit a deferred trigger of COMMIT
+  h.pq.answer();               // s finished before the cancel arrived
+  h.pq.answer_error("57014");  // ... which hit a deferred trigger of COMMIT
   h.read();
   CHECK(h.code(c) == state("57014"));
   CHECK(h.message(c).find("meant for an earlier statement") != std::string::npos);
   const auto st = h.pq.statements();
   CHECK(std::count(st.begin(), st.end(), "COMMIT") == 1);  // not sent again
-  CHECK(h.core.tracked_tx() == tx_idle);                    // a failed COMMIT ends the transaction
+  CHECK(h.core.tracked_tx() == tx_idle);                   // a failed COMMIT ends the transaction
 }
 
-TEST_CASE("pipeline_core holds requests back while a cancel the driver started itself is on its way", "[pipeline_core]") {
+TEST_CASE("pipeline_core holds requests back while a cancel the driver started itself is on its way",
+          "[pipeline_core]") {
   harness h;
   h.core.server_cancel_started();  // e.g. a COPY abandoned while its statement ran
   const auto id = h.query("SELECT 5");
@@ -578,7 +583,8 @@ namespace {
 constexpr pq_features libpq17{true, true, true};
 }
 
-TEST_CASE("pipeline_core: with PQsendPipelineSync a burst of requests goes out in one write, one Sync each", "[pipeline_core]") {
+TEST_CASE("pipeline_core: with PQsendPipelineSync a burst of requests goes out in one write, one Sync each",
+          "[pipeline_core]") {
   harness h(0, libpq17);
   const auto a = h.query("SELECT 1");
   const auto b = h.query("SELECT 2");
@@ -649,7 +655,8 @@ TEST_CASE("pipeline_core: requests held back behind a cancel are written once it
   CHECK(h.pq.writes == 1);
 }
 
-TEST_CASE("pipeline_core: an evicted statement is closed with PQsendClosePrepared when libpq has it", "[pipeline_core]") {
+TEST_CASE("pipeline_core: an evicted statement is closed with PQsendClosePrepared when libpq has it",
+          "[pipeline_core]") {
   SECTION("libpq 17: a protocol Close, after the request that evicted it") {
     harness h(1, libpq17);
     h.query("SELECT a");
@@ -731,7 +738,8 @@ TEST_CASE("pipeline_core: a stream asks for chunks of rows when libpq has chunke
   }
 }
 
-TEST_CASE("pipeline_core: a request cancelled while still in libpq's buffer is written before the cancel", "[pipeline_core]") {
+TEST_CASE("pipeline_core: a request cancelled while still in libpq's buffer is written before the cancel",
+          "[pipeline_core]") {
   harness h(0, libpq17);
   const auto id = h.query("SELECT pg_sleep(10)");
   CHECK(h.pq.writes == 0);

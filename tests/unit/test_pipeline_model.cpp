@@ -46,8 +46,8 @@ struct op {
   bool cancelled_by_caller = false;
   bool ok = false;
   pgq::error_code code;
-  bool wrapped = false;           // the core's BEGIN ran right before its first statement
-  bool commit_ran_ok = false;     // for commit: the model ran this COMMIT and it committed
+  bool wrapped = false;        // the core's BEGIN ran right before its first statement
+  bool commit_ran_ok = false;  // for commit: the model ran this COMMIT and it committed
   bool commit_ran = false;
   bool user_block_at_start = false;
 };
@@ -58,13 +58,13 @@ struct model {
   pipeline_core& core;
   std::size_t next_sent = 0;  // first entry of pq.sent not yet run by the server
   tx_set tx = tx_idle;
-  bool user_block = false;    // the open block was begun by a caller's BEGIN
+  bool user_block = false;  // the open block was begun by a caller's BEGIN
   std::set<int> committed;
   std::vector<int> pending;
   std::vector<std::pair<std::string, std::size_t>> savepoints;
   bool cancel_signal = false;
-  int cancels_requested = 0;   // asked for by the core, not yet landed
-  int cancels_landed = 0;      // landed, core not yet told
+  int cancels_requested = 0;     // asked for by the core, not yet landed
+  int cancels_landed = 0;        // landed, core not yet told
   std::vector<std::string> ran;  // tags of statements run, in order
   std::map<std::string, std::size_t> last_run_at;
   std::map<int, op*>* ops = nullptr;
@@ -265,8 +265,10 @@ struct model {
   // libpq says the state only when nothing is pending.
   void publish_tx() {
     const bool quiet = !has_unit() && pq.results.empty();
-    pq.tx = !quiet ? pq_trans::active : tx == tx_idle ? pq_trans::idle : tx == tx_block ? pq_trans::intrans
-                                                                                       : pq_trans::inerror;
+    pq.tx = !quiet           ? pq_trans::active
+            : tx == tx_idle  ? pq_trans::idle
+            : tx == tx_block ? pq_trans::intrans
+                             : pq_trans::inerror;
   }
 
   bool wrapped_next_ = false;
@@ -331,7 +333,7 @@ struct runner {
 
   void enqueue_random() {
     const int pick = std::uniform_int_distribution<int>(0, 99)(m.rng);
-    op_kind k = pick < 22 ? op_kind::select
+    op_kind k = pick < 22   ? op_kind::select
                 : pick < 44 ? op_kind::insert
                 : pick < 54 ? op_kind::begin
                 : pick < 64 ? op_kind::commit
@@ -428,7 +430,9 @@ struct runner {
   bool trace = std::getenv("PGQ_MODEL_SEED") != nullptr;
   void step() {
     const int pick = std::uniform_int_distribution<int>(0, 99)(m.rng);
-    if (trace) fprintf(stderr, "step %d sent=%zu results=%zu pending=%zu open=%d\n", pick, pq.sent.size(), pq.results.size(), core.pending(), (int)core.is_open());
+    if (trace)
+      fprintf(stderr, "step %d sent=%zu results=%zu pending=%zu open=%d\n", pick, pq.sent.size(), pq.results.size(),
+              core.pending(), (int)core.is_open());
     if (pick < 30) {
       enqueue_random();
       // With queued Syncs the driver writes at the end of its turn; another
@@ -521,7 +525,8 @@ struct runner {
         if (o->wrapped && o->ok && in != o->rows.size()) {
           std::string trace;
           for (auto& t : m.ran) trace += t + " | ";
-          if (this->trace) fprintf(stderr, "RAN: %s\nwrapped op%d rows %zu in %zu\n", trace.c_str(), o->tag, o->rows.size(), in);
+          if (this->trace)
+            fprintf(stderr, "RAN: %s\nwrapped op%d rows %zu in %zu\n", trace.c_str(), o->tag, o->rows.size(), in);
           m.violation("an atomic batch (op" + std::to_string(o->tag) + ") reported success uncommitted: " + trace);
         }
         if (o->wrapped && !o->ok && !uncertain && in != 0) m.violation("an atomic batch reported failure committed");

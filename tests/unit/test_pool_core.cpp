@@ -46,8 +46,8 @@ struct action {
 
   // The reject message is free text: tests look at it on its own.
   friend bool operator==(const action& a, const action& b) {
-    return a.what == b.what && a.slot == b.slot && a.waiter == b.waiter && a.reason == b.reason &&
-           a.error == b.error && a.when == b.when;
+    return a.what == b.what && a.slot == b.slot && a.waiter == b.waiter && a.reason == b.reason && a.error == b.error &&
+           a.when == b.when;
   }
 };
 using actions = std::vector<action>;
@@ -100,8 +100,7 @@ std::string describe(const action& a) {
     case act::close: out << "close(" << a.slot << ", " << name_of(a.reason) << ")"; break;
     case act::grant: out << "grant(w" << a.waiter << ", " << a.slot << ")"; break;
     case act::reject:
-      out << "reject(w" << a.waiter << ", " << pgq::make_error_code(a.error).message() << ", \"" << a.message
-          << "\")";
+      out << "reject(w" << a.waiter << ", " << pgq::make_error_code(a.error).message() << ", \"" << a.message << "\")";
       break;
     case act::wake_at: out << "wake_at(" << ms_since_t0(a.when) << ")"; break;
   }
@@ -1104,7 +1103,8 @@ class simulation {
   }
 
   std::size_t count(state st) const {
-    return static_cast<std::size_t>(std::count_if(slots_.begin(), slots_.end(), [st](const slot& s) { return s.st == st; }));
+    return static_cast<std::size_t>(
+        std::count_if(slots_.begin(), slots_.end(), [st](const slot& s) { return s.st == st; }));
   }
   std::size_t open() const {
     return count(state::idle) + count(state::leased) + count(state::resetting) + count(state::checking) +
@@ -1148,8 +1148,7 @@ class simulation {
     if (roll < 27) {
       const int which = percent();
       std::uint64_t w = next_waiter_ + 1000000;  // never used
-      if (which < 60 && !queue_.empty())
-        w = pick(std::vector<waiter>(queue_.begin(), queue_.end())).id;
+      if (which < 60 && !queue_.empty()) w = pick(std::vector<waiter>(queue_.begin(), queue_.end())).id;
       else if (which < 80 && next_waiter_ > 1)
         w = std::uniform_int_distribution<std::uint64_t>(1, next_waiter_ - 1)(rng_);
       return event{.what = ev::cancel, .waiter = w};
@@ -1342,7 +1341,7 @@ class simulation {
       case act::grant:
         REQUIRE_FALSE(closed_);
         REQUIRE_FALSE(queue_.empty());
-        REQUIRE(queue_.front().id == a.waiter);  // FIFO
+        REQUIRE(queue_.front().id == a.waiter);                     // FIFO
         REQUIRE((s.st == state::idle || s.st == state::returned));  // never granted twice
         if (s.st == state::idle) {
           REQUIRE(plus_slack(s.expires) > now_);
@@ -1400,8 +1399,7 @@ class simulation {
       }
     }
     if (e.what == ev::connected && e.ok && closed_) REQUIRE(slots_[e.slot].closed_now);
-    if ((e.what == ev::reset_done || e.what == ev::checked) && (!e.ok || closed_))
-      REQUIRE(slots_[e.slot].closed_now);
+    if ((e.what == ev::reset_done || e.what == ev::checked) && (!e.ok || closed_)) REQUIRE(slots_[e.slot].closed_now);
     if (e.what == ev::acquire && closed_) REQUIRE(rejected_now_.count(e.waiter) == 1);
     if (e.what == ev::cancel) REQUIRE(cancelled == expect_cancel_);
 
@@ -1499,9 +1497,7 @@ class simulation {
 
 pool_limits random_limits(std::mt19937& rng) {
   auto between = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
-  auto maybe_ms = [&](int lo, int hi) {
-    return std::chrono::milliseconds(between(0, 3) == 0 ? 0 : between(lo, hi));
-  };
+  auto maybe_ms = [&](int lo, int hi) { return std::chrono::milliseconds(between(0, 3) == 0 ? 0 : between(lo, hi)); };
   pool_limits l;
   l.max_size = static_cast<std::size_t>(between(1, 5));
   l.min_size = static_cast<std::size_t>(between(0, std::min(2, static_cast<int>(l.max_size))));
@@ -1523,11 +1519,11 @@ TEST_CASE("pool_core keeps its invariants under random events", "[pool]") {
   for (unsigned seed = 1; seed <= 40; ++seed) {
     std::mt19937 config_rng(seed);
     const auto limits = random_limits(config_rng);
-    INFO("seed " << seed << ": max_size " << limits.max_size << " min_size " << limits.min_size
-                 << " acquire_timeout " << limits.acquire_timeout.count() << " idle_timeout "
-                 << limits.idle_timeout.count() << " max_lifetime " << limits.max_lifetime.count() << " jitter "
-                 << limits.max_lifetime_jitter << " health_check_period " << limits.health_check_period.count()
-                 << " backoff " << limits.backoff_initial.count() << ".." << limits.backoff_max.count());
+    INFO("seed " << seed << ": max_size " << limits.max_size << " min_size " << limits.min_size << " acquire_timeout "
+                 << limits.acquire_timeout.count() << " idle_timeout " << limits.idle_timeout.count()
+                 << " max_lifetime " << limits.max_lifetime.count() << " jitter " << limits.max_lifetime_jitter
+                 << " health_check_period " << limits.health_check_period.count() << " backoff "
+                 << limits.backoff_initial.count() << ".." << limits.backoff_max.count());
     simulation sim(limits, seed);
     sim.run(2500, seed % 2 == 0);
     grants += sim.grants();

@@ -27,7 +27,9 @@ std::string be32(std::uint32_t v) {
 }
 
 // One field of a binary record: its type, its length (-1: NULL) and bytes.
-std::string field(pgq::oid type, const std::string& bytes) { return be32(type) + be32(static_cast<std::uint32_t>(bytes.size())) + bytes; }
+std::string field(pgq::oid type, const std::string& bytes) {
+  return be32(type) + be32(static_cast<std::uint32_t>(bytes.size())) + bytes;
+}
 std::string null_field(pgq::oid type) { return be32(type) + be32(0xFFFFFFFFu); }
 std::string record(const std::vector<std::string>& fields) {
   std::string s = be32(static_cast<std::uint32_t>(fields.size()));
@@ -55,8 +57,7 @@ int thrown(F&& f) {
 const int invalid = static_cast<int>(pgq::errc::invalid_value);
 
 // ROW(1, 'a', NULL)
-const std::string row_1_a_null =
-    record({field(oids::int4, be32(1)), field(oids::text, "a"), null_field(oids::text)});
+const std::string row_1_a_null = record({field(oids::int4, be32(1)), field(oids::text, "a"), null_field(oids::text)});
 
 }  // namespace
 
@@ -66,7 +67,8 @@ TEST_CASE("records: a binary anonymous record renders with keys f1..fN", "[recor
   // ROW(ROW(1, 2), ARRAY[ROW(3, 'x')]): a record and an array of records.
   const std::string inner = record({field(oids::int4, be32(1)), field(oids::int4, be32(2))});
   const std::string elem = record({field(oids::int4, be32(3)), field(oids::text, "x")});
-  const std::string arr = be32(1) + be32(0) + be32(record_oid) + be32(1) + be32(1) + be32(static_cast<std::uint32_t>(elem.size())) + elem;
+  const std::string arr =
+      be32(1) + be32(0) + be32(record_oid) + be32(1) + be32(1) + be32(static_cast<std::uint32_t>(elem.size())) + elem;
   const std::string outer = record({field(record_oid, inner), field(2287, arr)});
   CHECK(binary(outer) == json::parse(R"~({"f1": {"f1": 1, "f2": 2}, "f2": [{"f1": 3, "f2": "x"}]})~"));
   // Fields of other types as to_json() renders them: bool, jsonb, bytea.
@@ -81,10 +83,10 @@ TEST_CASE("records: malformed binary records are refused with invalid_value", "[
     INFO("first " << n << " bytes");
     CHECK(thrown([&] { binary(row_1_a_null.substr(0, n)); }) == invalid);
   }
-  CHECK(thrown([&] { binary(row_1_a_null + "x"); }) == invalid);                    // bytes after the last field
-  CHECK(thrown([&] { binary(be32(4) + row_1_a_null.substr(4)); }) == invalid);      // more fields than bytes
-  CHECK(thrown([&] { binary(be32(2) + row_1_a_null.substr(4)); }) == invalid);      // fewer fields than bytes
-  CHECK(thrown([&] { binary(be32(0xFFFFFFFFu)); }) == invalid);                     // a negative count
+  CHECK(thrown([&] { binary(row_1_a_null + "x"); }) == invalid);                         // bytes after the last field
+  CHECK(thrown([&] { binary(be32(4) + row_1_a_null.substr(4)); }) == invalid);           // more fields than bytes
+  CHECK(thrown([&] { binary(be32(2) + row_1_a_null.substr(4)); }) == invalid);           // fewer fields than bytes
+  CHECK(thrown([&] { binary(be32(0xFFFFFFFFu)); }) == invalid);                          // a negative count
   CHECK(thrown([&] { binary(be32(0x7FFFFFFFu) + std::string(64, '\0')); }) == invalid);  // a huge count
   CHECK(thrown([&] { binary(be32(1) + be32(oids::int4) + be32(0xFFFFFFFEu)); }) == invalid);  // length -2
   CHECK(thrown([&] { binary(be32(1) + be32(oids::int4) + be32(0x80000000u)); }) == invalid);  // INT32_MIN
@@ -108,8 +110,7 @@ TEST_CASE("records: record_out text is split into fields with its quoting rules"
   CHECK(fields("(1,a,)") == std::vector<opt>{"1", "a", std::nullopt});
   CHECK(fields("()") == std::vector<opt>{});
   CHECK(fields("(,)") == std::vector<opt>{std::nullopt, std::nullopt});
-  CHECK(fields(R"~(("a,b","x""y","",\,,"(1,\"2\")"))~") ==
-        std::vector<opt>{"a,b", "x\"y", "", ",", "(1,\"2\")"});
+  CHECK(fields(R"~(("a,b","x""y","",\,,"(1,\"2\")"))~") == std::vector<opt>{"a,b", "x\"y", "", ",", "(1,\"2\")"});
   CHECK(fields(R"~(("\\x0102"))~") == std::vector<opt>{"\\x0102"});
   for (std::string_view bad : {"", "1,a)", "(1,a", "(1,a)x", "(\"abc)", "(a\\", "(\"a\\"}) {
     INFO(bad);
@@ -140,6 +141,7 @@ TEST_CASE("records: the catalog names composites and types their text fields", "
   CHECK(text("(1,2)", comp) == json::parse(R"~({"f1": "1", "f2": "2"})~"));
   // Binary: names from the catalog, types from the bytes.
   const std::string b = record({field(oids::int4, be32(1)), null_field(oids::numeric), null_field(oids::jsonb)});
-  CHECK(pgq::detail::to_json_value({b, comp, format::binary}, &cat) == json::parse(R"~({"a": 1, "c": null, "d": null})~"));
+  CHECK(pgq::detail::to_json_value({b, comp, format::binary}, &cat) ==
+        json::parse(R"~({"a": 1, "c": null, "d": null})~"));
   CHECK(binary(b) == json::parse(R"~({"f1": 1, "f2": null, "f3": null})~"));
 }

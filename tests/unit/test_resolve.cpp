@@ -112,11 +112,10 @@ TEST_CASE("plan: host, hostaddr and port counts that libpq would reject", "[reso
         "could not match 1 host names to 2 hostaddr values");
   CHECK(env.plan("host=a,b,c port=1,2").bad_conninfo == "could not match 2 port numbers to 3 hosts");
   CHECK(env.plan("port=1,2").bad_conninfo == "could not match 2 port numbers to 1 hosts");
-  CHECK_THROWS_MATCHES(pgq::detail::apply_plan(conninfo::parse("host=a,b port=1,2,3"),
-                                               env.plan("host=a,b port=1,2,3"), {}, ""),
-                       pgq::sql_error, Catch::Predicate<pgq::sql_error>([](const pgq::sql_error& e) {
-                         return e.code() == pgq::errc::bad_conninfo;
-                       }));
+  CHECK_THROWS_MATCHES(
+      pgq::detail::apply_plan(conninfo::parse("host=a,b port=1,2,3"), env.plan("host=a,b port=1,2,3"), {}, ""),
+      pgq::sql_error,
+      Catch::Predicate<pgq::sql_error>([](const pgq::sql_error& e) { return e.code() == pgq::errc::bad_conninfo; }));
 }
 
 TEST_CASE("plan: multiple hosts and ports", "[resolve]") {
@@ -147,8 +146,7 @@ TEST_CASE("apply_plan: one host entry per address, the name kept as host", "[res
   fake_env env;
   const char* text = "host=a,/tmp,b,c port=1,2,3,4 dbname=d";
   auto p = env.plan(text);
-  auto ci = pgq::detail::apply_plan(conninfo::parse(text), p,
-                                    {{"10.0.0.1", "::1"}, {}, {}, {"10.0.0.3"}}, "b failed");
+  auto ci = pgq::detail::apply_plan(conninfo::parse(text), p, {{"10.0.0.1", "::1"}, {}, {}, {"10.0.0.3"}}, "b failed");
   CHECK(ci.get("host") == "a,a,/tmp,c");
   CHECK(ci.get("hostaddr") == "10.0.0.1,::1,,10.0.0.3");
   CHECK(ci.get("port") == "1,1,2,4");
@@ -341,9 +339,17 @@ TEST_CASE("plan: agrees with libpq on service files and the environment", "[reso
   env.set("PGCONNECT_TIMEOUT", "1");
 
   const char* cases[] = {
-      "service=a",          "service=b",         "service=c",      "service=a host=/nonexistent/x",
-      "service=b port=''",  "dbname=x",          "service=missing", "service=bad",
-      "service=c hostaddr=127.0.0.3", "service=a host=''",  "service='' dbname=x",
+      "service=a",
+      "service=b",
+      "service=c",
+      "service=a host=/nonexistent/x",
+      "service=b port=''",
+      "dbname=x",
+      "service=missing",
+      "service=bad",
+      "service=c hostaddr=127.0.0.3",
+      "service=a host=''",
+      "service='' dbname=x",
       "service=home",
   };
   for (const char* text : cases) {

@@ -38,8 +38,7 @@ TEST_CASE("split_sql: positions of each statement", "[sql_split]") {
 
 TEST_CASE("split_sql: semicolons in strings, identifiers and comments", "[sql_split]") {
   CHECK(texts("SELECT 'a;b', 'it''s;'; SELECT 2") == v{"SELECT 'a;b', 'it''s;'", "SELECT 2"});
-  CHECK(texts(R"(SELECT "we;ird"" col" FROM t; SELECT 2)") ==
-        v{R"(SELECT "we;ird"" col" FROM t)", "SELECT 2"});
+  CHECK(texts(R"(SELECT "we;ird"" col" FROM t; SELECT 2)") == v{R"(SELECT "we;ird"" col" FROM t)", "SELECT 2"});
   CHECK(texts("SELECT 1 -- not; here\n, 2; SELECT 3") == v{"SELECT 1 -- not; here\n, 2", "SELECT 3"});
   CHECK(texts("/* a; /* nested; */ still; */ SELECT 1; SELECT 2") == v{"SELECT 1", "SELECT 2"});
   CHECK(texts("SELECT 1 -- trailing; comment\n") == v{"SELECT 1"});
@@ -56,14 +55,12 @@ TEST_CASE("split_sql: E'' strings take backslash escapes, plain ones do not", "[
 }
 
 TEST_CASE("split_sql: dollar quotes", "[sql_split]") {
-  const std::string fn =
-      "CREATE FUNCTION f() RETURNS int AS $$ BEGIN RETURN 1; END; $$ LANGUAGE plpgsql";
+  const std::string fn = "CREATE FUNCTION f() RETURNS int AS $$ BEGIN RETURN 1; END; $$ LANGUAGE plpgsql";
   CHECK(texts(fn + ";\nSELECT f();") == v{fn, "SELECT f()"});
   const std::string tagged = "DO $body$ BEGIN PERFORM '$$;'; END $body$";
   CHECK(texts(tagged + "; SELECT 1") == v{tagged, "SELECT 1"});
   // $1 parameters and identifiers with $ are not quotes.
-  CHECK(texts("SELECT $1; SELECT a$b$ FROM t; SELECT 3") ==
-        v{"SELECT $1", "SELECT a$b$ FROM t", "SELECT 3"});
+  CHECK(texts("SELECT $1; SELECT a$b$ FROM t; SELECT 3") == v{"SELECT $1", "SELECT a$b$ FROM t", "SELECT 3"});
 }
 
 TEST_CASE("split_sql: BEGIN ATOMIC bodies and parentheses", "[sql_split]") {
@@ -103,8 +100,9 @@ TEST_CASE("split_sql: unterminated quotes and comments are errors with a positio
 }
 
 TEST_CASE("split_sql: an unterminated dollar quote is errc::sql_split_failed where it opened", "[sql_split][errors]") {
-  const std::string script = "SELECT 1;\nCREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $body$\n"
-                             "BEGIN RETURN 1; END;\n$bod$;\n";
+  const std::string script =
+      "SELECT 1;\nCREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $body$\n"
+      "BEGIN RETURN 1; END;\n$bod$;\n";
   try {
     pgq::split_sql(script);
     FAIL("no error for an unterminated dollar quote");

@@ -63,9 +63,9 @@ struct blocking_state {
 ///
 ///   auto text = co_await pgq::run_blocking([&] { return read_file(path); });
 template <class F, class Executor>
-  requires std::is_invocable_v<F&> &&
-           (boost::asio::execution::is_executor<Executor>::value || boost::asio::is_executor<Executor>::value)
-[[nodiscard]] boost::asio::awaitable<std::invoke_result_t<F&>> run_blocking(Executor threads, F fn) {
+requires std::is_invocable_v<F&> &&
+    (boost::asio::execution::is_executor<Executor>::value || boost::asio::is_executor<Executor>::value)
+        [[nodiscard]] boost::asio::awaitable<std::invoke_result_t<F&>> run_blocking(Executor threads, F fn) {
   namespace asio = boost::asio;
   using result_type = std::invoke_result_t<F&>;
   auto state = std::make_shared<detail::blocking_state<result_type>>();
@@ -77,8 +77,7 @@ template <class F, class Executor>
         struct completion {
           handler_type handler;
           asio::executor_work_guard<asio::associated_executor_t<handler_type>> work;
-          explicit completion(handler_type&& h)
-              : handler(std::move(h)), work(asio::get_associated_executor(handler)) {}
+          explicit completion(handler_type&& h) : handler(std::move(h)), work(asio::get_associated_executor(handler)) {}
         };
         auto done = std::make_shared<completion>(std::move(handler));
         auto finish = [done](std::exception_ptr e) {
@@ -100,8 +99,8 @@ template <class F, class Executor>
             }
             auto expected = detail::blocking_phase::queued;
             if (state->phase.compare_exchange_strong(expected, detail::blocking_phase::cancelled)) {
-              finish(std::make_exception_ptr(
-                  boost::system::system_error(asio::error::operation_aborted, "pgq::run_blocking: cancelled before it ran")));
+              finish(std::make_exception_ptr(boost::system::system_error(
+                  asio::error::operation_aborted, "pgq::run_blocking: cancelled before it ran")));
             }
           });
         }
@@ -130,14 +129,14 @@ template <class F, class Executor>
 
 /// run_blocking() on a thread_pool.
 template <class F>
-  requires std::is_invocable_v<F&>
+requires std::is_invocable_v<F&>
 [[nodiscard]] boost::asio::awaitable<std::invoke_result_t<F&>> run_blocking(boost::asio::thread_pool& threads, F fn) {
   return run_blocking(threads.get_executor(), std::move(fn));
 }
 
 /// run_blocking() on default_blocking_pool().
 template <class F>
-  requires std::is_invocable_v<F&>
+requires std::is_invocable_v<F&>
 [[nodiscard]] boost::asio::awaitable<std::invoke_result_t<F&>> run_blocking(F fn) {
   return run_blocking(default_blocking_pool().get_executor(), std::move(fn));
 }

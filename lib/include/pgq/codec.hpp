@@ -118,8 +118,7 @@ namespace detail {
 
 void encode_integer(std::int64_t v, int width, format f, std::string& out);
 /// Decodes int2/int4/int8 (and oid when `allow_oid`), checks [lo, hi].
-std::int64_t decode_integer(value_view v, std::int64_t lo, std::int64_t hi, bool allow_oid,
-                            std::string_view cpp_name);
+std::int64_t decode_integer(value_view v, std::int64_t lo, std::int64_t hi, bool allow_oid, std::string_view cpp_name);
 
 /// `long long` where it is not the type std::int64_t names.
 template <class T>
@@ -162,8 +161,8 @@ bool array_accepts(oid type, bool (*element_accepts)(oid) noexcept) noexcept;
 /// Parses a one-dimensional array (text or binary) and feeds its elements to
 /// `sink` in order. Checks the type, the element type (binary) and throws
 /// errc::unexpected_null for a NULL element unless `nulls_allowed`.
-void decode_array(value_view v, bool (*element_accepts)(oid) noexcept, bool nulls_allowed,
-                  std::string_view cpp_name, element_sink sink);
+void decode_array(value_view v, bool (*element_accepts)(oid) noexcept, bool nulls_allowed, std::string_view cpp_name,
+                  element_sink sink);
 
 /// Writes an array element by element: begin_element(), append the element
 /// (in the array's format), end_element(); or null_element(); then finish().
@@ -268,12 +267,9 @@ struct codec<bool> {
 template <>
 struct codec<std::int16_t> : detail::integer_codec<oids::int2, oids::int2_array, false> {
   static constexpr std::string_view cpp_name = "int16";
-  static void encode(const std::int16_t& v, format f, std::string& out) {
-    detail::encode_integer(v, 2, f, out);
-  }
+  static void encode(const std::int16_t& v, format f, std::string& out) { detail::encode_integer(v, 2, f, out); }
   static std::int16_t decode(value_view v) {
-    return static_cast<std::int16_t>(
-        detail::decode_integer(v, INT16_MIN, INT16_MAX, false, cpp_name));
+    return static_cast<std::int16_t>(detail::decode_integer(v, INT16_MIN, INT16_MAX, false, cpp_name));
   }
 };
 
@@ -281,12 +277,9 @@ struct codec<std::int16_t> : detail::integer_codec<oids::int2, oids::int2_array,
 template <>
 struct codec<std::int32_t> : detail::integer_codec<oids::int4, oids::int4_array, false> {
   static constexpr std::string_view cpp_name = "int32";
-  static void encode(const std::int32_t& v, format f, std::string& out) {
-    detail::encode_integer(v, 4, f, out);
-  }
+  static void encode(const std::int32_t& v, format f, std::string& out) { detail::encode_integer(v, 4, f, out); }
   static std::int32_t decode(value_view v) {
-    return static_cast<std::int32_t>(
-        detail::decode_integer(v, INT32_MIN, INT32_MAX, false, cpp_name));
+    return static_cast<std::int32_t>(detail::decode_integer(v, INT32_MIN, INT32_MAX, false, cpp_name));
   }
 };
 
@@ -294,12 +287,8 @@ struct codec<std::int32_t> : detail::integer_codec<oids::int4, oids::int4_array,
 template <>
 struct codec<std::int64_t> : detail::integer_codec<oids::int8, oids::int8_array, true> {
   static constexpr std::string_view cpp_name = "int64";
-  static void encode(const std::int64_t& v, format f, std::string& out) {
-    detail::encode_integer(v, 8, f, out);
-  }
-  static std::int64_t decode(value_view v) {
-    return detail::decode_integer(v, INT64_MIN, INT64_MAX, true, cpp_name);
-  }
+  static void encode(const std::int64_t& v, format f, std::string& out) { detail::encode_integer(v, 8, f, out); }
+  static std::int64_t decode(value_view v) { return detail::decode_integer(v, INT64_MIN, INT64_MAX, true, cpp_name); }
 };
 
 /// `long long` as int8, where it is a type distinct from std::int64_t
@@ -399,9 +388,7 @@ struct codec<char*> {
   static constexpr oid array_oid = oids::text_array;
   static constexpr format param_format = format::text;
   static bool accepts(oid) noexcept { return false; }
-  static void encode(char* const& v, format f, std::string& out) {
-    codec<const char*>::encode(v, f, out);
-  }
+  static void encode(char* const& v, format f, std::string& out) { codec<const char*>::encode(v, f, out); }
 };
 
 /// bytea as a byte vector. Text format is hex ("\x0a0b"); decoding also takes

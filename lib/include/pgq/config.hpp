@@ -30,9 +30,7 @@ class conninfo {
   /// Removes `key` if present.
   void erase(std::string_view key);
 
-  const std::vector<std::pair<std::string, std::string>>& entries() const noexcept {
-    return entries_;
-  }
+  const std::vector<std::pair<std::string, std::string>>& entries() const noexcept { return entries_; }
 
   /// A `key=value` string libpq accepts (values quoted and escaped).
   std::string to_string() const;

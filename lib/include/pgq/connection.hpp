@@ -83,8 +83,8 @@ class batch {
  public:
   /// Appends a statement with bound parameters.
   template <class... Args>
-    requires(encodable<Args> && ...)
-  batch& add(std::string sql, const Args&... args) {  // NOLINT(performance-unnecessary-value-param): moved below
+  requires(encodable<Args>&&...) batch& add(
+      std::string sql, const Args&... args) {  // NOLINT(performance-unnecessary-value-param): moved below
     return add(std::move(sql), make_params(args...));
   }
   /// Appends a statement with parameters already encoded, for callers

@@ -119,16 +119,14 @@ class copy_writer {
   /// COPY's format (text or binary; CSV takes raw write()). `std::optional`
   /// and `std::nullopt` are NULL. Sends when the buffer is full.
   template <class... Ts>
-    requires(encodable<Ts> && ...)
-  [[nodiscard]] boost::asio::awaitable<void> write_row(const Ts&... values) {
+  requires(encodable<Ts>&&...) [[nodiscard]] boost::asio::awaitable<void> write_row(const Ts&... values) {
     add_row(values...);
     return flush_if_full();
   }
   /// As write_row(), without ever waiting: the row stays in the buffer until
   /// the next write, flush() or finish().
   template <class... Ts>
-    requires(encodable<Ts> && ...)
-  void add_row(const Ts&... values) {
+  requires(encodable<Ts>&&...) void add_row(const Ts&... values) {
     if (binary_) {
       if (!header_written_) write_binary_header();
       detail::copy_put_int16(buffer_, static_cast<std::int16_t>(sizeof...(Ts)));

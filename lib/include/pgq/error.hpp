@@ -68,9 +68,7 @@ const boost::system::error_category& client_category() noexcept;
 /// `sqlstate_value()`; `message()` gives the five characters.
 const boost::system::error_category& sqlstate_category() noexcept;
 
-inline error_code make_error_code(errc e) noexcept {
-  return {static_cast<int>(e), client_category()};
-}
+inline error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), client_category()}; }
 
 /// Packs a five-character SQLSTATE into an int (6 bits a character, as
 /// PostgreSQL's MAKE_SQLSTATE does). Returns 0 for a malformed code.
@@ -93,12 +91,12 @@ bool is_retryable(const error_code& ec) noexcept;
 /// Everything the server (or libpq) said about an error. Empty fields were not
 /// sent.
 struct diagnostics {
-  std::string severity;           ///< ERROR, FATAL, PANIC (not localized)
-  std::string sqlstate;           ///< five characters, empty for client errors
-  std::string message;            ///< the primary message
+  std::string severity;  ///< ERROR, FATAL, PANIC (not localized)
+  std::string sqlstate;  ///< five characters, empty for client errors
+  std::string message;   ///< the primary message
   std::string detail;
   std::string hint;
-  std::optional<int> position;    ///< 1-based character offset into the statement
+  std::optional<int> position;  ///< 1-based character offset into the statement
   std::optional<int> internal_position;
   std::string internal_query;
   std::string context;
@@ -110,7 +108,7 @@ struct diagnostics {
   std::string source_file;
   std::string source_line;
   std::string source_function;
-  std::string statement;          ///< the statement that failed, as sent
+  std::string statement;  ///< the statement that failed, as sent
 
   // Where in a SQL script the error is. pgq fills these (the server never
   // does) for errc::sql_split_failed, errc::bad_migration, and a migration

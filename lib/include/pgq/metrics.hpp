@@ -14,11 +14,11 @@ namespace pgq {
 /// One finished database operation (a statement, a batch, a COPY).
 /// The string views need only live for the call.
 struct operation_sample {
-  double seconds = 0;               ///< how long it took, wall clock
-  std::string_view db_namespace{};  ///< db.namespace: the database name
-  std::string_view operation{};     ///< db.operation.name: SELECT, INSERT, ... (see operation_name())
-  std::string_view status_code{};   ///< db.response.status_code: the SQLSTATE; empty on success
-  std::string_view error_type{};    ///< error.type: e.g. the SQLSTATE or "timeout"; empty on success
+  double seconds = 0;                 ///< how long it took, wall clock
+  std::string_view db_namespace{};    ///< db.namespace: the database name
+  std::string_view operation{};       ///< db.operation.name: SELECT, INSERT, ... (see operation_name())
+  std::string_view status_code{};     ///< db.response.status_code: the SQLSTATE; empty on success
+  std::string_view error_type{};      ///< error.type: e.g. the SQLSTATE or "timeout"; empty on success
   std::string_view server_address{};  ///< server.address: the host
 };
 

@@ -156,9 +156,9 @@ struct migration_status {
   std::int64_t version = 0;
   std::string name;
   migration_state state = migration_state::pending;
-  bool out_of_order = false;          ///< pending, but below the newest applied version
-  std::string file_checksum;          ///< empty for missing_file
-  std::string recorded_checksum;      ///< empty for pending
+  bool out_of_order = false;              ///< pending, but below the newest applied version
+  std::string file_checksum;              ///< empty for missing_file
+  std::string recorded_checksum;          ///< empty for pending
   std::optional<std::string> applied_at;  ///< as the server prints a timestamptz
   std::optional<std::int64_t> execution_ms;
   std::optional<std::string> applied_by;

@@ -77,7 +77,7 @@ class params {  // NOLINT(bugprone-exception-escape)
 
   /// Appends `v`, encoded by its codec.
   template <class T>
-    requires encodable<T>
+  requires encodable<T>
   void add(const T& v) {
     if constexpr (std::is_same_v<T, std::nullopt_t>) {
       add_null(0);
@@ -137,8 +137,7 @@ class params {  // NOLINT(bugprone-exception-escape)
 
 /// The parameters `args...` encoded, as `query(sql, args...)` encodes them.
 template <class... Args>
-  requires(encodable<Args> && ...)
-params make_params(const Args&... args) {
+requires(encodable<Args>&&...) params make_params(const Args&... args) {
   params p;
   (p.add(args), ...);
   return p;

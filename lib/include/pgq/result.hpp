@@ -1,8 +1,8 @@
 // pgq/result.hpp - zero-copy views over a query's result: result, row, field.
 #pragma once
 
-#include <pgq/error.hpp>
 #include <pgq/codec.hpp>
+#include <pgq/error.hpp>
 
 #include <boost/container/small_vector.hpp>
 #include <nlohmann/json_fwd.hpp>
@@ -63,8 +63,7 @@ struct is_optional<std::optional<T>> : std::true_type {};
 
 [[noreturn]] void throw_unexpected_null(const pg_result* res, int col, std::string_view cpp);
 [[noreturn]] void throw_type_mismatch(const pg_result* res, int col, std::string_view cpp);
-[[noreturn]] void rethrow_in_column(const pg_result* res, int col, std::string_view cpp,
-                                   const sql_error& e);
+[[noreturn]] void rethrow_in_column(const pg_result* res, int col, std::string_view cpp, const sql_error& e);
 
 template <class T>
 struct tuple_decodable : std::false_type {};
@@ -109,8 +108,8 @@ class field {
   /// names the column, the Postgres type and the C++ type. A `T` without a
   /// decoding codec does not compile (`pgq::decodable`).
   template <class T>
-    requires decodable<detail::read_value_t<T>>
-  T as() const {
+  requires decodable<detail::read_value_t<T>> T as()
+  const {
     if constexpr (detail::is_optional<T>::value) {
       if (null_) return T{};
       return T{as<typename T::value_type>()};
@@ -159,29 +158,23 @@ class row {
 
   /// `(*this)[col].as<T>()`.
   template <class T>
-    requires decodable<detail::read_value_t<T>>
-  T get(int col) const {
-    return (*this)[col].template as<T>();
-  }
+  requires decodable<detail::read_value_t<T>> T get(int col)
+  const { return (*this)[col].template as<T>(); }
   /// `(*this)[name].as<T>()`.
   template <class T>
-    requires decodable<detail::read_value_t<T>>
-  T get(std::string_view name) const {
-    return (*this)[name].template as<T>();
-  }
+  requires decodable<detail::read_value_t<T>> T get(std::string_view name)
+  const { return (*this)[name].template as<T>(); }
   /// The first `sizeof...(Ts)` columns as a tuple, for structured bindings:
   /// `auto [id, name] = row.as_tuple<int, std::string>();` Throws as
   /// `field::as<T>()`, and errc::out_of_range when the row has fewer columns.
   template <class... Ts>
-    requires(decodable<detail::read_value_t<Ts>> && ...)
-  std::tuple<Ts...> as_tuple() const {
-    return as_impl<Ts...>(std::index_sequence_for<Ts...>{});
-  }
+  requires(decodable<detail::read_value_t<Ts>>&&...) std::tuple<Ts...> as_tuple()
+  const { return as_impl<Ts...>(std::index_sequence_for<Ts...>{}); }
   /// The old name of as_tuple(): `row.as<Ts...>()` read like `field::as<T>()`,
   /// which decodes one value.
   template <class... Ts>
-    requires(decodable<detail::read_value_t<Ts>> && ...)
-  [[deprecated("use row::as_tuple<Ts...>()")]] std::tuple<Ts...> as() const {
+  requires(decodable<detail::read_value_t<Ts>>&&...)
+      [[deprecated("use row::as_tuple<Ts...>()")]] std::tuple<Ts...> as() const {
     return as_impl<Ts...>(std::index_sequence_for<Ts...>{});
   }
 
@@ -215,21 +208,37 @@ class result {
 
     iterator() = default;
     pgq::row operator*() const noexcept { return pgq::row(data_, i_); }
-    pgq::row operator[](difference_type n) const noexcept {
-      return pgq::row(data_, i_ + static_cast<int>(n));
+    pgq::row operator[](difference_type n) const noexcept { return pgq::row(data_, i_ + static_cast<int>(n)); }
+    iterator& operator++() noexcept {
+      ++i_;
+      return *this;
     }
-    iterator& operator++() noexcept { ++i_; return *this; }
-    iterator operator++(int) noexcept { auto t = *this; ++i_; return t; }
-    iterator& operator--() noexcept { --i_; return *this; }
-    iterator operator--(int) noexcept { auto t = *this; --i_; return t; }
-    iterator& operator+=(difference_type n) noexcept { i_ += static_cast<int>(n); return *this; }
-    iterator& operator-=(difference_type n) noexcept { i_ -= static_cast<int>(n); return *this; }
+    iterator operator++(int) noexcept {
+      auto t = *this;
+      ++i_;
+      return t;
+    }
+    iterator& operator--() noexcept {
+      --i_;
+      return *this;
+    }
+    iterator operator--(int) noexcept {
+      auto t = *this;
+      --i_;
+      return t;
+    }
+    iterator& operator+=(difference_type n) noexcept {
+      i_ += static_cast<int>(n);
+      return *this;
+    }
+    iterator& operator-=(difference_type n) noexcept {
+      i_ -= static_cast<int>(n);
+      return *this;
+    }
     friend iterator operator+(iterator it, difference_type n) noexcept { return it += n; }
     friend iterator operator+(difference_type n, iterator it) noexcept { return it += n; }
     friend iterator operator-(iterator it, difference_type n) noexcept { return it -= n; }
-    friend difference_type operator-(const iterator& a, const iterator& b) noexcept {
-      return a.i_ - b.i_;
-    }
+    friend difference_type operator-(const iterator& a, const iterator& b) noexcept { return a.i_ - b.i_; }
     friend bool operator==(const iterator& a, const iterator& b) noexcept { return a.i_ == b.i_; }
     friend auto operator<=>(const iterator& a, const iterator& b) noexcept { return a.i_ <=> b.i_; }
 

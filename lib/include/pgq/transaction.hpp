@@ -157,9 +157,9 @@ boost::asio::awaitable<transact_result_t<Fn>> transact_loop(Begin begin, tx_opti
 /// `pgq::connection` (which must outlive the call): anything whose
 /// `begin(tx_options)` begins a transaction.
 template <class Source, class Fn>
-  requires requires(Source& s, tx_options o) {
-    { s.begin(o) } -> std::same_as<boost::asio::awaitable<transaction>>;
-  }
+requires requires(Source& s, tx_options o) {
+  { s.begin(o) } -> std::same_as<boost::asio::awaitable<transaction>>;
+}
 [[nodiscard]] boost::asio::awaitable<transact_result_t<Fn>> transact(Source& source, tx_options opts, Fn fn) {
   return detail::transact_loop([&source](tx_options o) { return source.begin(o); }, opts, std::move(fn));
 }

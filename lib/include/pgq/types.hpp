@@ -35,19 +35,16 @@ struct value_view {
 
 /// Well-known type OIDs (pg_type.dat).
 namespace oids {
-inline constexpr oid bool_ = 16, bytea = 17, char_ = 18, name = 19, int8 = 20, int2 = 21, int4 = 23,
-                     text = 25, oid_ = 26, json = 114, xml = 142, float4 = 700, float8 = 701,
-                     unknown = 705, bpchar = 1042, varchar = 1043, date = 1082, time = 1083,
-                     timestamp = 1114, timestamptz = 1184, interval = 1186, numeric = 1700,
-                     uuid = 2950, jsonb = 3802;
+inline constexpr oid bool_ = 16, bytea = 17, char_ = 18, name = 19, int8 = 20, int2 = 21, int4 = 23, text = 25,
+                     oid_ = 26, json = 114, xml = 142, float4 = 700, float8 = 701, unknown = 705, bpchar = 1042,
+                     varchar = 1043, date = 1082, time = 1083, timestamp = 1114, timestamptz = 1184, interval = 1186,
+                     numeric = 1700, uuid = 2950, jsonb = 3802;
 /// Array types of the above (typarray in pg_type.dat).
-inline constexpr oid bool_array = 1000, bytea_array = 1001, char_array = 1002, name_array = 1003,
-                     int2_array = 1005, int4_array = 1007, text_array = 1009, bpchar_array = 1014,
-                     varchar_array = 1015, int8_array = 1016, float4_array = 1021,
-                     float8_array = 1022, oid_array = 1028, json_array = 199, xml_array = 143,
-                     timestamp_array = 1115, date_array = 1182, time_array = 1183,
-                     timestamptz_array = 1185, interval_array = 1187, numeric_array = 1231,
-                     uuid_array = 2951, jsonb_array = 3807;
+inline constexpr oid bool_array = 1000, bytea_array = 1001, char_array = 1002, name_array = 1003, int2_array = 1005,
+                     int4_array = 1007, text_array = 1009, bpchar_array = 1014, varchar_array = 1015, int8_array = 1016,
+                     float4_array = 1021, float8_array = 1022, oid_array = 1028, json_array = 199, xml_array = 143,
+                     timestamp_array = 1115, date_array = 1182, time_array = 1183, timestamptz_array = 1185,
+                     interval_array = 1187, numeric_array = 1231, uuid_array = 2951, jsonb_array = 3807;
 }  // namespace oids
 
 /// The name of a type OID for messages ("int4", "text", "int4[]"), or
@@ -78,9 +75,7 @@ struct bytea {
   explicit bytea(std::string_view bytes);
 
   /// The bytes as characters; valid while this object is alive and unchanged.
-  std::string_view view() const noexcept {
-    return {reinterpret_cast<const char*>(data.data()), data.size()};
-  }
+  std::string_view view() const noexcept { return {reinterpret_cast<const char*>(data.data()), data.size()}; }
   /// The number of bytes.
   std::size_t size() const noexcept { return data.size(); }
 
@@ -108,10 +103,8 @@ class numeric {
   /// The exact value of an integer (bool excluded: it is not a number).
   template <detail::non_bool_integral I>
   numeric(I v) {  // NOLINT(google-explicit-constructor): integers convert exactly
-    if constexpr (std::is_signed_v<I>)
-      assign_signed(static_cast<long long>(v));
-    else
-      assign_unsigned(static_cast<unsigned long long>(v));
+    if constexpr (std::is_signed_v<I>) assign_signed(static_cast<long long>(v));
+    else assign_unsigned(static_cast<unsigned long long>(v));
   }
 
   /// The canonical text.

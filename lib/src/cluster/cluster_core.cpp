@@ -153,8 +153,9 @@ route cluster_core::choose(route_target target, clock::time_point now, std::opti
     r.host = p;
     r.fell_back_to_primary = true;
   }
-  if (!r.host) r.why = min_lsn ? "no standby has replayed the position asked for, and no primary is reachable"
-                               : "no standby within the lag bounds, and no primary is reachable";
+  if (!r.host)
+    r.why = min_lsn ? "no standby has replayed the position asked for, and no primary is reachable"
+                    : "no standby within the lag bounds, and no primary is reachable";
   return r;
 }
 

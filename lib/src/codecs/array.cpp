@@ -33,14 +33,12 @@ class text_array_parser {
         lb = ub;
         if (!signed_number(ub)) fail("a dimension such as [1:3]");
       }
-      if (peek() != ']' || ub < lb - 1 || ub - lb + 1 > INT32_MAX || lb < INT32_MIN ||
-          lb > INT32_MAX)
+      if (peek() != ']' || ub < lb - 1 || ub - lb + 1 > INT32_MAX || lb < INT32_MIN || lb > INT32_MAX)
         fail("a dimension such as [1:3]");
       ++i_;
       declared_len.push_back(static_cast<int>(ub - lb + 1));
       declared_lb.push_back(static_cast<int>(lb));
-      if (declared_len.size() > static_cast<std::size_t>(max_array_dims))
-        fail("at most 6 dimensions");
+      if (declared_len.size() > static_cast<std::size_t>(max_array_dims)) fail("at most 6 dimensions");
     }
     if (!declared_len.empty()) {
       skip_space();
@@ -54,17 +52,14 @@ class text_array_parser {
     if (i_ != s_.size()) fail("nothing after the closing '}'");
     if (ndims_ < 0) ndims_ = 0;  // '{}'
     lengths_.resize(static_cast<std::size_t>(ndims_));
-    if (!declared_len.empty() && (declared_len != lengths_))
-      fail("dimensions matching the elements");
+    if (!declared_len.empty() && (declared_len != lengths_)) fail("dimensions matching the elements");
     shape.lengths = lengths_;
     shape.lower_bounds = declared_lb.empty() ? std::vector<int>(lengths_.size(), 1) : declared_lb;
     return shape;
   }
 
  private:
-  [[noreturn]] void fail(std::string_view what) {
-    throw_invalid(v_, "an array literal: " + std::string(what));
-  }
+  [[noreturn]] void fail(std::string_view what) { throw_invalid(v_, "an array literal: " + std::string(what)); }
   char peek() const { return i_ < s_.size() ? s_[i_] : '\0'; }
   void skip_space() {
     while (i_ < s_.size() && is_space(s_[i_])) ++i_;
@@ -114,13 +109,10 @@ class text_array_parser {
       }
       fail("',' or '}'");
     }
-    if (lengths_.size() <= static_cast<std::size_t>(depth))
-      lengths_.resize(static_cast<std::size_t>(depth) + 1, -1);
+    if (lengths_.size() <= static_cast<std::size_t>(depth)) lengths_.resize(static_cast<std::size_t>(depth) + 1, -1);
     auto& len = lengths_[static_cast<std::size_t>(depth)];
-    if (len < 0)
-      len = count;
-    else if (len != count)
-      fail("sub-arrays of the same length");
+    if (len < 0) len = count;
+    else if (len != count) fail("sub-arrays of the same length");
   }
 
   void element() {
@@ -194,8 +186,8 @@ class text_array_parser {
 
 /// array_send's layout: ndim, has-null flag, element type, (length, lower
 /// bound) per dimension, then length-prefixed elements (-1 = NULL).
-array_shape parse_binary_array(value_view v, int max_dims, detail::element_sink sink,
-                               bool (*element_accepts)(oid), std::string_view cpp_name) {
+array_shape parse_binary_array(value_view v, int max_dims, detail::element_sink sink, bool (*element_accepts)(oid),
+                               std::string_view cpp_name) {
   reader r(v);
   array_shape shape;
   std::int32_t ndim = r.i32("an array header");
@@ -204,13 +196,11 @@ array_shape parse_binary_array(value_view v, int max_dims, detail::element_sink 
   if (ndim < 0 || ndim > max_array_dims) throw_invalid(v, "0 to 6 array dimensions");
   if (flags != 0 && flags != 1) throw_invalid(v, "array flags 0 or 1");
   if (ndim > max_dims)
-    throw sql_error(errc::invalid_value, "a " + std::to_string(ndim) +
-                                             "-dimensional array cannot be read as " +
-                                             std::string(cpp_name));
+    throw sql_error(errc::invalid_value,
+                    "a " + std::to_string(ndim) + "-dimensional array cannot be read as " + std::string(cpp_name));
   if (element_accepts && !element_accepts(shape.element_type))
-    throw sql_error(errc::type_mismatch, "cannot read an array of " +
-                                             type_name(shape.element_type) + " as " +
-                                             std::string(cpp_name));
+    throw sql_error(errc::type_mismatch,
+                    "cannot read an array of " + type_name(shape.element_type) + " as " + std::string(cpp_name));
   std::uint64_t total = ndim > 0 ? 1 : 0;
   for (std::int32_t d = 0; d < ndim; ++d) {
     std::int32_t len = r.i32("array dimensions");
@@ -230,8 +220,7 @@ array_shape parse_binary_array(value_view v, int max_dims, detail::element_sink 
       continue;
     }
     if (len < 0) throw_invalid(v, "element lengths >= -1");
-    value_view e{r.take(static_cast<std::size_t>(len), "element bytes"), shape.element_type,
-                 format::binary};
+    value_view e{r.take(static_cast<std::size_t>(len), "element bytes"), shape.element_type, format::binary};
     sink.call(sink.ctx, &e, false);
   }
   r.end("no bytes after the last element");
@@ -262,8 +251,7 @@ using namespace codecs;
 
 void throw_transient_view(std::string_view cpp_name) {
   throw sql_error(errc::invalid_value, "an escaped array element cannot be viewed in place by " +
-                                           std::string(cpp_name) +
-                                           "; read it as std::vector<std::string>");
+                                           std::string(cpp_name) + "; read it as std::vector<std::string>");
 }
 
 void check_array_nesting(value_view v, int depth) {
@@ -286,15 +274,14 @@ array_shape for_each_array_element(value_view v, int max_dims, element_sink sink
   return text_array_parser(v, elem ? elem : oids::unknown, max_dims, sink).parse();
 }
 
-void decode_array(value_view v, bool (*element_accepts)(oid) noexcept, bool nulls_allowed,
-                  std::string_view cpp_name, element_sink sink) {
+void decode_array(value_view v, bool (*element_accepts)(oid) noexcept, bool nulls_allowed, std::string_view cpp_name,
+                  element_sink sink) {
   if (!array_accepts(v.type, element_accepts)) throw_type_mismatch(v.type, cpp_name);
   std::size_t index = 0;
   auto check = [&](const value_view* e, bool transient) {
     if (!e && !nulls_allowed)
-      throw sql_error(errc::unexpected_null, "NULL array element " + std::to_string(index + 1) +
-                                                 " cannot be read as " + std::string(cpp_name) +
-                                                 "; use std::optional elements");
+      throw sql_error(errc::unexpected_null, "NULL array element " + std::to_string(index + 1) + " cannot be read as " +
+                                                 std::string(cpp_name) + "; use std::optional elements");
     ++index;
     sink.call(sink.ctx, e, transient);
   };

@@ -103,21 +103,17 @@ const char* format_name(format f) { return f == format::binary ? "binary" : "tex
 
 /// "invalid <type> value (<fmt>, expected <what>): <bytes>"
 [[noreturn]] void throw_invalid(value_view v, std::string_view what) {
-  throw sql_error(errc::invalid_value, "invalid " + type_name(v.type) + " value (" +
-                                           format_name(v.fmt) + ", expected " + std::string(what) +
-                                           "): " + snippet(v.bytes, v.fmt));
+  throw sql_error(errc::invalid_value, "invalid " + type_name(v.type) + " value (" + format_name(v.fmt) +
+                                           ", expected " + std::string(what) + "): " + snippet(v.bytes, v.fmt));
 }
 
-[[noreturn]] void throw_out_of_range(value_view v, std::string_view shown,
-                                     std::string_view cpp_name) {
-  throw sql_error(errc::invalid_value, "value " + std::string(shown) + " of type " +
-                                           type_name(v.type) + " is out of range for " +
-                                           std::string(cpp_name));
+[[noreturn]] void throw_out_of_range(value_view v, std::string_view shown, std::string_view cpp_name) {
+  throw sql_error(errc::invalid_value, "value " + std::string(shown) + " of type " + type_name(v.type) +
+                                           " is out of range for " + std::string(cpp_name));
 }
 
 [[noreturn]] void throw_encode(std::string_view cpp_name, std::string_view what) {
-  throw sql_error(errc::invalid_value,
-                  "cannot encode " + std::string(cpp_name) + ": " + std::string(what));
+  throw sql_error(errc::invalid_value, "cannot encode " + std::string(cpp_name) + ": " + std::string(what));
 }
 
 const char* scalar_name(oid t) {
@@ -135,10 +131,8 @@ bool is_text_like(oid t) {
     case oids::unknown:
     case oids::json:
     case oids::xml:
-    case oids::char_:
-      return true;
-    default:
-      return false;
+    case oids::char_: return true;
+    default: return false;
   }
 }
 
@@ -163,8 +157,8 @@ oid array_element_oid(oid array_type) noexcept {
 namespace detail {
 
 void throw_type_mismatch(oid type, std::string_view cpp_name) {
-  throw sql_error(errc::type_mismatch, "cannot read a value of type " + type_name(type) + " as " +
-                                           std::string(cpp_name));
+  throw sql_error(errc::type_mismatch,
+                  "cannot read a value of type " + type_name(type) + " as " + std::string(cpp_name));
 }
 
 }  // namespace detail

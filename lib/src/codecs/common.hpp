@@ -63,8 +63,7 @@ inline void patch_be(std::string& out, std::size_t pos, U v) {
 template <class U>
 U get_be(const char* p) {
   U v = 0;
-  for (std::size_t i = 0; i < sizeof(U); ++i)
-    v = static_cast<U>((v << 8) | static_cast<unsigned char>(p[i]));
+  for (std::size_t i = 0; i < sizeof(U); ++i) v = static_cast<U>((v << 8) | static_cast<unsigned char>(p[i]));
   return v;
 }
 
@@ -81,9 +80,7 @@ class reader {
     left_ -= sizeof(U);
     return r;
   }
-  std::int32_t i32(std::string_view what) {
-    return static_cast<std::int32_t>(get<std::uint32_t>(what));
-  }
+  std::int32_t i32(std::string_view what) { return static_cast<std::int32_t>(get<std::uint32_t>(what)); }
   std::string_view take(std::size_t n, std::string_view what) {
     need(n, what);
     std::string_view r(p_, n);
@@ -112,9 +109,7 @@ inline void check_size(value_view v, std::size_t n) {
 
 // ------------------------------------------------------------- text bits
 
-inline bool is_space(char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
-}
+inline bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
 
 inline std::string_view trim(std::string_view s) {
   while (!s.empty() && is_space(s.front())) s.remove_prefix(1);

@@ -11,8 +11,7 @@ namespace {
 
 [[noreturn]] void throw_bad_json(value_view v, std::string_view why) {
   std::string shown(v.bytes.substr(0, 48));
-  throw sql_error(errc::invalid_value, "invalid " + type_name(v.type) + " value (" +
-                                           std::string(why) + "): " + shown +
+  throw sql_error(errc::invalid_value, "invalid " + type_name(v.type) + " value (" + std::string(why) + "): " + shown +
                                            (v.bytes.size() > 48 ? "..." : ""));
 }
 

@@ -10,8 +10,8 @@
 namespace pgq::codecs {
 namespace {
 
-constexpr std::uint16_t numeric_pos = 0x0000, numeric_neg = 0x4000, numeric_nan = 0xC000,
-                        numeric_pinf = 0xD000, numeric_ninf = 0xF000;
+constexpr std::uint16_t numeric_pos = 0x0000, numeric_neg = 0x4000, numeric_nan = 0xC000, numeric_pinf = 0xD000,
+                        numeric_ninf = 0xF000;
 constexpr int numeric_max_dscale = 0x3FFF;
 constexpr int numeric_max_exponent = 1000;  // as numeric_in
 
@@ -25,8 +25,7 @@ std::optional<std::string> canonical_numeric(std::string_view s) {
     neg = body[0] == '-';
     body.remove_prefix(1);
   }
-  if (iequals(body, "infinity") || iequals(body, "inf"))
-    return std::string(neg ? "-Infinity" : "Infinity");
+  if (iequals(body, "infinity") || iequals(body, "inf")) return std::string(neg ? "-Infinity" : "Infinity");
   std::size_t i = 0;
   std::string digits;  // all mantissa digits, the point removed
   std::size_t int_digits = 0, frac_digits = 0;
@@ -78,8 +77,7 @@ std::optional<std::string> canonical_numeric(std::string_view s) {
 
 /// numeric_send's layout of a canonical numeric text.
 void numeric_to_binary(const std::string& text, std::string& out) {
-  auto header = [&](std::uint16_t ndigits, std::int16_t weight, std::uint16_t sign,
-                    std::uint16_t dscale) {
+  auto header = [&](std::uint16_t ndigits, std::int16_t weight, std::uint16_t sign, std::uint16_t dscale) {
     put_be<std::uint16_t>(out, ndigits);
     put_be<std::uint16_t>(out, static_cast<std::uint16_t>(weight));
     put_be<std::uint16_t>(out, sign);
@@ -101,8 +99,7 @@ void numeric_to_binary(const std::string& text, std::string& out) {
   fpad.append((4 - fp.size() % 4) % 4, '0');
   std::vector<std::uint16_t> groups;
   auto group = [](std::string_view g) {
-    return static_cast<std::uint16_t>((g[0] - '0') * 1000 + (g[1] - '0') * 100 + (g[2] - '0') * 10 +
-                                      (g[3] - '0'));
+    return static_cast<std::uint16_t>((g[0] - '0') * 1000 + (g[1] - '0') * 100 + (g[2] - '0') * 10 + (g[3] - '0'));
   };
   for (std::size_t i = 0; i < ipad.size(); i += 4) groups.push_back(group({ipad.data() + i, 4}));
   for (std::size_t i = 0; i < fpad.size(); i += 4) groups.push_back(group({fpad.data() + i, 4}));
@@ -114,8 +111,8 @@ void numeric_to_binary(const std::string& text, std::string& out) {
   if (first == last) return header(0, 0, numeric_pos, static_cast<std::uint16_t>(fp.size()));
   if (last - first > 0x7FFF || weight > 0x7FFF || weight < -0x8000)
     throw_encode("pgq::numeric", "value too large for the numeric wire format");
-  header(static_cast<std::uint16_t>(last - first), static_cast<std::int16_t>(weight),
-         neg ? numeric_neg : numeric_pos, static_cast<std::uint16_t>(fp.size()));
+  header(static_cast<std::uint16_t>(last - first), static_cast<std::int16_t>(weight), neg ? numeric_neg : numeric_pos,
+         static_cast<std::uint16_t>(fp.size()));
   for (std::size_t i = first; i < last; ++i) put_be<std::uint16_t>(out, groups[i]);
 }
 
@@ -199,8 +196,7 @@ using namespace codecs;
 
 numeric::numeric(std::string_view text) {
   auto c = canonical_numeric(text);
-  if (!c)
-    throw sql_error(errc::invalid_value, "invalid numeric literal: " + snippet(text, format::text));
+  if (!c) throw sql_error(errc::invalid_value, "invalid numeric literal: " + snippet(text, format::text));
   text_ = std::move(*c);
 }
 
@@ -223,8 +219,8 @@ double numeric::to_double() const noexcept {
   if (r.ec == std::errc::result_out_of_range) {
     // Too big or too small for a double: saturate like strtod does.
     bool neg = text_.front() == '-';
-    bool tiny = text_.find_first_not_of("-0.") != std::string::npos &&
-                (text_.starts_with("0.") || text_.starts_with("-0."));
+    bool tiny =
+        text_.find_first_not_of("-0.") != std::string::npos && (text_.starts_with("0.") || text_.starts_with("-0."));
     if (tiny) return neg ? -0.0 : 0.0;
     return neg ? -std::numeric_limits<double>::infinity() : std::numeric_limits<double>::infinity();
   }
@@ -232,16 +228,13 @@ double numeric::to_double() const noexcept {
 }
 
 void codec<numeric>::encode(const numeric& v, format f, std::string& out) {
-  if (f == format::text)
-    out += v.str();
-  else
-    numeric_to_binary(v.str(), out);
+  if (f == format::text) out += v.str();
+  else numeric_to_binary(v.str(), out);
 }
 
 numeric codec<numeric>::decode(value_view v) {
   check_accepts(accepts(v.type), v, cpp_name);
-  if (v.type != oids::numeric)
-    return numeric(detail::decode_integer(v, INT64_MIN, INT64_MAX, false, cpp_name));
+  if (v.type != oids::numeric) return numeric(detail::decode_integer(v, INT64_MIN, INT64_MAX, false, cpp_name));
   if (v.fmt == format::binary) return numeric(numeric_from_binary(v));
   auto c = canonical_numeric(v.bytes);
   if (!c) throw_invalid(v, "a numeric such as -12.50, NaN or Infinity");

@@ -72,10 +72,8 @@ std::vector<std::optional<std::string>> parse_text_record(value_view v) {
           f += s[i++];
         }
       }
-      if (any)
-        fields.emplace_back(std::move(f));
-      else
-        fields.emplace_back(std::nullopt);
+      if (any) fields.emplace_back(std::move(f));
+      else fields.emplace_back(std::nullopt);
       if (i >= s.size()) fail("')'");
       if (s[i++] == ')') break;
     }

@@ -15,10 +15,8 @@ std::string render_binary(value_view v, int depth);
 
 /// Appends an array element the way array_out prints it.
 void append_array_element(std::string& out, std::string_view e) {
-  if (needs_quotes(e))
-    append_quoted(out, e);
-  else
-    out += e;
+  if (needs_quotes(e)) append_quoted(out, e);
+  else out += e;
 }
 
 // `depth`: how many arrays enclose this one. The element type comes from the
@@ -27,16 +25,14 @@ std::string render_binary_array(value_view v, int depth) {
   detail::check_array_nesting(v, depth + 1);
   std::vector<std::optional<std::string>> elems;
   auto add = [&](const value_view* e, bool) {
-    if (e)
-      elems.emplace_back(render_binary(*e, depth + 1));
-    else
-      elems.emplace_back();
+    if (e) elems.emplace_back(render_binary(*e, depth + 1));
+    else elems.emplace_back();
   };
   detail::array_shape shape =
       parse_binary_array(v, max_array_dims, detail::element_sink::of(add), nullptr, "std::string");
   std::string out;
-  bool default_bounds = std::all_of(shape.lower_bounds.begin(), shape.lower_bounds.end(),
-                                    [](int lb) { return lb == 1; });
+  bool default_bounds =
+      std::all_of(shape.lower_bounds.begin(), shape.lower_bounds.end(), [](int lb) { return lb == 1; });
   if (!default_bounds) {
     for (std::size_t d = 0; d < shape.lengths.size(); ++d) {
       out += '[';
@@ -56,10 +52,8 @@ std::string render_binary_array(value_view v, int depth) {
     while (opened > 0 && idx[opened - 1] == 0) --opened;
     if (k > 0) out += ',';
     out.append(nd - opened, '{');
-    if (elems[k])
-      append_array_element(out, *elems[k]);
-    else
-      out += "NULL";
+    if (elems[k]) append_array_element(out, *elems[k]);
+    else out += "NULL";
     std::size_t d = nd;
     while (d > 0) {
       if (++idx[d - 1] < shape.lengths[d - 1]) break;
@@ -75,14 +69,10 @@ std::string render_binary_array(value_view v, int depth) {
 std::string render_binary(value_view v, int depth) {
   std::string out;
   switch (v.type) {
-    case oids::bool_:
-      check_size(v, 1);
-      return v.bytes[0] ? "t" : "f";
+    case oids::bool_: check_size(v, 1); return v.bytes[0] ? "t" : "f";
     case oids::int2:
     case oids::int4:
-    case oids::int8:
-      append_int(out, detail::decode_integer(v, INT64_MIN, INT64_MAX, false, "std::string"));
-      return out;
+    case oids::int8: append_int(out, detail::decode_integer(v, INT64_MIN, INT64_MAX, false, "std::string")); return out;
     case oids::oid_:
       check_size(v, 4);
       append_int(out, get_be<std::uint32_t>(v.bytes.data()));
@@ -95,10 +85,8 @@ std::string render_binary(value_view v, int depth) {
       check_size(v, 8);
       append_float(out, std::bit_cast<double>(get_be<std::uint64_t>(v.bytes.data())));
       return out;
-    case oids::numeric:
-      return numeric_from_binary(v);
-    case oids::uuid:
-      return codec<uuid>::decode(v).to_string();
+    case oids::numeric: return numeric_from_binary(v);
+    case oids::uuid: return codec<uuid>::decode(v).to_string();
     case oids::date: {
       std::int64_t d = date_days(v);
       encode_date_days(d, format::text, out, "std::string");
@@ -121,18 +109,14 @@ std::string render_binary(value_view v, int depth) {
       append_offset(out, -static_cast<std::int64_t>(west));
       return out;
     }
-    case oids::interval:
-      append_interval(v, out);
-      return out;
+    case oids::interval: append_interval(v, out); return out;
     case oids::timestamp:
     case oids::timestamptz:
       check_size(v, 8);
-      append_timestamp(out, static_cast<std::int64_t>(get_be<std::uint64_t>(v.bytes.data())),
-                       pg_epoch_days, v.type == oids::timestamptz);
+      append_timestamp(out, static_cast<std::int64_t>(get_be<std::uint64_t>(v.bytes.data())), pg_epoch_days,
+                       v.type == oids::timestamptz);
       return out;
-    case oids::bytea:
-      append_hex(out, v.bytes);
-      return out;
+    case oids::bytea: append_hex(out, v.bytes); return out;
     case oids::jsonb:
       if (v.bytes.empty() || v.bytes[0] != 1) throw_invalid(v, "jsonb version 1");
       return std::string(v.bytes.substr(1));
@@ -145,8 +129,7 @@ std::string render_binary(value_view v, int depth) {
       return {'\\', static_cast<char>('0' + (c >> 6)), static_cast<char>('0' + ((c >> 3) & 7)),
               static_cast<char>('0' + (c & 7))};
     }
-    default:
-      break;
+    default: break;
   }
   if (is_text_like(v.type)) return std::string(v.bytes);
   if (array_element_oid(v.type) != 0) return render_binary_array(v, depth);
@@ -177,10 +160,8 @@ bool binary_renderable(oid t) noexcept {
     case oids::timestamp:
     case oids::timestamptz:
     case oids::bytea:
-    case oids::jsonb:
-      return true;
-    default:
-      break;
+    case oids::jsonb: return true;
+    default: break;
   }
   if (is_text_like(t)) return true;
   const oid element = array_element_oid(t);

@@ -131,10 +131,9 @@ std::vector<std::byte> decode_bytea_text(value_view v) {
     } else if (i + 1 < s.size() && s[i + 1] == '\\') {
       r.push_back(std::byte{'\\'});
       i += 2;
-    } else if (i + 3 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '3' && s[i + 2] >= '0' &&
-               s[i + 2] <= '7' && s[i + 3] >= '0' && s[i + 3] <= '7') {
-      r.push_back(
-          static_cast<std::byte>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0')));
+    } else if (i + 3 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '3' && s[i + 2] >= '0' && s[i + 2] <= '7' &&
+               s[i + 3] >= '0' && s[i + 3] <= '7') {
+      r.push_back(static_cast<std::byte>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0')));
       i += 4;
     } else {
       throw_invalid(v, "\\x hex or the escape format (\\\\, \\ooo)");
@@ -197,19 +196,14 @@ namespace detail {
 void encode_integer(std::int64_t v, int width, format f, std::string& out) {
   if (f == format::text) return append_int(out, v);
   switch (width) {
-    case 2:
-      return put_be(out, static_cast<std::uint16_t>(v));
-    case 4:
-      return put_be(out, static_cast<std::uint32_t>(v));
-    default:
-      return put_be(out, static_cast<std::uint64_t>(v));
+    case 2: return put_be(out, static_cast<std::uint16_t>(v));
+    case 4: return put_be(out, static_cast<std::uint32_t>(v));
+    default: return put_be(out, static_cast<std::uint64_t>(v));
   }
 }
 
-std::int64_t decode_integer(value_view v, std::int64_t lo, std::int64_t hi, bool allow_oid,
-                            std::string_view cpp_name) {
-  bool ok = v.type == oids::int2 || v.type == oids::int4 || v.type == oids::int8 ||
-            (allow_oid && v.type == oids::oid_);
+std::int64_t decode_integer(value_view v, std::int64_t lo, std::int64_t hi, bool allow_oid, std::string_view cpp_name) {
+  bool ok = v.type == oids::int2 || v.type == oids::int4 || v.type == oids::int8 || (allow_oid && v.type == oids::oid_);
   check_accepts(ok, v, cpp_name);
   std::int64_t r = 0;
   if (v.fmt == format::text) {
@@ -246,10 +240,8 @@ std::int64_t decode_integer(value_view v, std::int64_t lo, std::int64_t hi, bool
 }  // namespace detail
 
 void codec<bool>::encode(const bool& v, format f, std::string& out) {
-  if (f == format::text)
-    out += v ? 't' : 'f';
-  else
-    out += static_cast<char>(v ? 1 : 0);
+  if (f == format::text) out += v ? 't' : 'f';
+  else out += static_cast<char>(v ? 1 : 0);
 }
 
 bool codec<bool>::decode(value_view v) {
@@ -278,26 +270,21 @@ double decode_as_double(value_view v) {
     return d;
   }
   switch (v.type) {
-    case oids::float4:
-      check_size(v, 4);
-      return std::bit_cast<float>(get_be<std::uint32_t>(v.bytes.data()));
-    case oids::float8:
-      check_size(v, 8);
-      return std::bit_cast<double>(get_be<std::uint64_t>(v.bytes.data()));
+    case oids::float4: check_size(v, 4); return std::bit_cast<float>(get_be<std::uint32_t>(v.bytes.data()));
+    case oids::float8: check_size(v, 8); return std::bit_cast<double>(get_be<std::uint64_t>(v.bytes.data()));
     case oids::numeric: {
       if (numeric_to_double_fast(v, d)) return d;
       std::string t = numeric_from_binary(v);
       if (!parse_float(t, d)) throw_out_of_range(v, t, "double");
       return d;
     }
-    default:
-      return static_cast<double>(detail::decode_integer(v, INT64_MIN, INT64_MAX, false, "double"));
+    default: return static_cast<double>(detail::decode_integer(v, INT64_MIN, INT64_MAX, false, "double"));
   }
 }
 
 bool accepts_float(oid t) {
-  return t == oids::float4 || t == oids::float8 || t == oids::int2 || t == oids::int4 ||
-         t == oids::int8 || t == oids::numeric;
+  return t == oids::float4 || t == oids::float8 || t == oids::int2 || t == oids::int4 || t == oids::int8 ||
+         t == oids::numeric;
 }
 
 }  // namespace
@@ -363,13 +350,10 @@ void codec<const char*>::encode(const char* const& v, format, std::string& out) 
   out.append(v);
 }
 
-void codec<std::vector<std::byte>>::encode(const std::vector<std::byte>& v, format f,
-                                           std::string& out) {
+void codec<std::vector<std::byte>>::encode(const std::vector<std::byte>& v, format f, std::string& out) {
   std::string_view bytes(reinterpret_cast<const char*>(v.data()), v.size());
-  if (f == format::text)
-    append_hex(out, bytes);
-  else
-    out.append(bytes);
+  if (f == format::text) append_hex(out, bytes);
+  else out.append(bytes);
 }
 
 std::vector<std::byte> codec<std::vector<std::byte>>::decode(value_view v) {
@@ -380,10 +364,8 @@ std::vector<std::byte> codec<std::vector<std::byte>>::decode(value_view v) {
 }
 
 void codec<uuid>::encode(const uuid& v, format f, std::string& out) {
-  if (f == format::text)
-    out += v.to_string();
-  else
-    out.append(reinterpret_cast<const char*>(v.bytes.data()), v.bytes.size());
+  if (f == format::text) out += v.to_string();
+  else out.append(reinterpret_cast<const char*>(v.bytes.data()), v.bytes.size());
 }
 
 uuid codec<uuid>::decode(value_view v) {

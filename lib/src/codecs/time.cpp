@@ -76,8 +76,7 @@ void append_time_of_day(std::string& out, std::int64_t usecs) {
 /// 0) or since 2000 (`epoch_days` pg_epoch_days), INT64_MAX/MIN being the
 /// infinities, with "+00" when `utc_offset`. Both epochs, because the
 /// server's range does not fit 64-bit microseconds since 1970.
-void append_timestamp(std::string& out, std::int64_t usecs, std::int64_t epoch_days,
-                      bool utc_offset) {
+void append_timestamp(std::string& out, std::int64_t usecs, std::int64_t epoch_days, bool utc_offset) {
   if (usecs == INT64_MAX) return void(out += "infinity");
   if (usecs == INT64_MIN) return void(out += "-infinity");
   std::int64_t days = floor_div(usecs, usecs_per_day);
@@ -134,13 +133,11 @@ special parse_special(std::string_view s) {
 /// Parses "YYYY-MM-DD" at the scanner; the year is as written (the era
 /// suffix comes later, see finish_date).
 bool scan_date(scanner& sc, std::int64_t& year, std::int64_t& month, std::int64_t& day) {
-  return sc.number(year, 9) && sc.eat('-') && sc.number(month, 2) && sc.eat('-') &&
-         sc.number(day, 2);
+  return sc.number(year, 9) && sc.eat('-') && sc.number(month, 2) && sc.eat('-') && sc.number(day, 2);
 }
 
 /// Reads an optional " BC"/" AD" era; turns `year` astronomical; validates.
-bool finish_date(scanner& sc, std::int64_t& year, std::int64_t month, std::int64_t day,
-                 std::int64_t& days) {
+bool finish_date(scanner& sc, std::int64_t& year, std::int64_t month, std::int64_t day, std::int64_t& days) {
   std::size_t save = sc.i;
   while (!sc.done() && is_space(sc.peek())) ++sc.i;
   std::string_view rest = sc.s.substr(sc.i);
@@ -153,8 +150,7 @@ bool finish_date(scanner& sc, std::int64_t& year, std::int64_t month, std::int64
     sc.i = save;
   }
   if (month < 1 || month > 12 || day < 1) return false;
-  if (day > static_cast<std::int64_t>(days_in_month(year, static_cast<unsigned>(month))))
-    return false;
+  if (day > static_cast<std::int64_t>(days_in_month(year, static_cast<unsigned>(month)))) return false;
   days = days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
   return true;
 }
@@ -189,8 +185,7 @@ std::optional<parsed_timestamp> parse_timestamp(std::string_view text) {
         usec = frac;
       }
     }
-    if (hh > 24 || mi > 59 || ss > 60 || (hh == 24 && (mi != 0 || ss != 0 || usec != 0)))
-      return std::nullopt;
+    if (hh > 24 || mi > 59 || ss > 60 || (hh == 24 && (mi != 0 || ss != 0 || usec != 0))) return std::nullopt;
     char c = sc.peek();
     if (c == 'Z' || c == 'z') {
       ++sc.i;
@@ -241,8 +236,7 @@ std::int64_t timestamp_usecs(value_view v, bool with_offset, std::string_view cp
   return r;
 }
 
-void encode_timestamp(std::int64_t usecs, bool utc_offset, format f, std::string& out,
-                      std::string_view cpp_name) {
+void encode_timestamp(std::int64_t usecs, bool utc_offset, format f, std::string& out, std::string_view cpp_name) {
   if (f == format::text) return append_timestamp(out, usecs, 0, utc_offset);
   std::int64_t pg = usecs;
   if (usecs != INT64_MAX && usecs != INT64_MIN &&
@@ -264,17 +258,13 @@ std::int64_t date_days(value_view v) {
   }
   std::string_view text = trim(v.bytes);
   switch (parse_special(text)) {
-    case special::pos_infinity:
-      return INT64_MAX;
-    case special::neg_infinity:
-      return INT64_MIN;
-    case special::none:
-      break;
+    case special::pos_infinity: return INT64_MAX;
+    case special::neg_infinity: return INT64_MIN;
+    case special::none: break;
   }
   scanner sc{text};
   std::int64_t year, month, day, days;
-  if (!scan_date(sc, year, month, day) || year == 0 || !finish_date(sc, year, month, day, days) ||
-      !sc.done())
+  if (!scan_date(sc, year, month, day) || year == 0 || !finish_date(sc, year, month, day, days) || !sc.done())
     throw_invalid(v, "an ISO date such as 2024-02-29");
   return days;
 }
@@ -284,11 +274,9 @@ void encode_date_days(std::int64_t days, format f, std::string& out, std::string
   std::int64_t pg = days == INT64_MAX ? INT32_MAX : days == INT64_MIN ? INT32_MIN : 0;
   // Beyond int32 days the server has no such date (and the calendar maths
   // would overflow): refuse rather than send garbage.
-  if (finite &&
-      (__builtin_sub_overflow(days, pg_epoch_days, &pg) || pg <= INT32_MIN || pg >= INT32_MAX))
+  if (finite && (__builtin_sub_overflow(days, pg_epoch_days, &pg) || pg <= INT32_MIN || pg >= INT32_MAX))
     throw_encode(cpp_name, "date out of range");
-  if (f == format::binary)
-    return put_be<std::uint32_t>(out, static_cast<std::uint32_t>(static_cast<std::int32_t>(pg)));
+  if (f == format::binary) return put_be<std::uint32_t>(out, static_cast<std::uint32_t>(static_cast<std::int32_t>(pg)));
   if (days == INT64_MAX) return void(out += "infinity");
   if (days == INT64_MIN) return void(out += "-infinity");
   append_date(out, days);
@@ -335,8 +323,7 @@ void append_interval(value_view v, std::string& out) {
     if (!is_zero) out += ' ';
     // The magnitude as unsigned: INT64_MIN microseconds has no positive twin.
     bool minus = time < 0;
-    std::uint64_t mag =
-        minus ? 0 - static_cast<std::uint64_t>(time) : static_cast<std::uint64_t>(time);
+    std::uint64_t mag = minus ? 0 - static_cast<std::uint64_t>(time) : static_cast<std::uint64_t>(time);
     out += minus ? "-" : (is_before ? "+" : "");
     std::uint64_t hours = mag / 3'600'000'000u;
     if (hours < 10) out += '0';
@@ -398,26 +385,22 @@ timestamp codec<timestamp>::decode(value_view v) {
   return time_point_of<timestamp>(timestamp_usecs(v, false, cpp_name));
 }
 
-void codec<std::chrono::system_clock::time_point>::encode(
-    const std::chrono::system_clock::time_point& v, format f, std::string& out) {
+void codec<std::chrono::system_clock::time_point>::encode(const std::chrono::system_clock::time_point& v, format f,
+                                                          std::string& out) {
   using tp = std::chrono::system_clock::time_point;
-  std::int64_t us =
-      v == tp::max() ? INT64_MAX
-      : v == tp::min()
-          ? INT64_MIN
-          : std::chrono::floor<std::chrono::microseconds>(v).time_since_epoch().count();
+  std::int64_t us = v == tp::max()   ? INT64_MAX
+                    : v == tp::min() ? INT64_MIN
+                                     : std::chrono::floor<std::chrono::microseconds>(v).time_since_epoch().count();
   encode_timestamp(us, true, f, out, cpp_name);
 }
 
-std::chrono::system_clock::time_point codec<std::chrono::system_clock::time_point>::decode(
-    value_view v) {
+std::chrono::system_clock::time_point codec<std::chrono::system_clock::time_point>::decode(value_view v) {
   using tp = std::chrono::system_clock::time_point;
   check_accepts(accepts(v.type), v, cpp_name);
   std::int64_t us = timestamp_usecs(v, true, cpp_name);
   if (us == INT64_MAX) return tp::max();
   if (us == INT64_MIN) return tp::min();
-  constexpr auto per_us =
-      std::chrono::duration_cast<tp::duration>(std::chrono::microseconds(1)).count();
+  constexpr auto per_us = std::chrono::duration_cast<tp::duration>(std::chrono::microseconds(1)).count();
   tp::rep ticks;
   if (__builtin_mul_overflow(static_cast<tp::rep>(us), per_us, &ticks))
     throw_out_of_range(v, snippet(v.bytes, v.fmt), cpp_name);
@@ -446,8 +429,7 @@ date codec<date>::decode(value_view v) {
   return year(static_cast<int>(y)) / month(m) / day(dd);
 }
 
-void codec<std::chrono::sys_days>::encode(const std::chrono::sys_days& v, format f,
-                                          std::string& out) {
+void codec<std::chrono::sys_days>::encode(const std::chrono::sys_days& v, format f, std::string& out) {
   using sd = std::chrono::sys_days;
   std::int64_t d = v == sd::max()   ? INT64_MAX
                    : v == sd::min() ? INT64_MIN

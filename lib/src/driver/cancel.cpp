@@ -7,8 +7,8 @@
 #include "driver/driver.hpp"
 #include "driver/libpq_compat.hpp"
 
-#include <boost/asio/post.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <libpq-fe.h>
@@ -88,8 +88,8 @@ struct cancel_ticket {
   // way, also after the connection closed: a Ctrl-C that closes everything
   // must still reach the server. Under mutex; released by finish().
   asio::any_io_executor work;
-  std::shared_ptr<driver> owner;               // executor only; null once the driver let go
-  std::shared_ptr<asio::steady_timer> timer;   // executor only: gives up after cancel_timeout
+  std::shared_ptr<driver> owner;              // executor only; null once the driver let go
+  std::shared_ptr<asio::steady_timer> timer;  // executor only: gives up after cancel_timeout
   // libpq 17: the cancel connection and a duplicate of its socket (executor
   // only; null once finished).
   pg_cancel_conn* conn = nullptr;

@@ -76,8 +76,8 @@ asio::awaitable<void> driver::connect(std::string conninfo_text, connect_options
       port_.conn = nullptr;
     }
     if (timed_out) {
-      throw sql_error(errc::timeout, "connection attempt timed out after " + std::to_string(timeout.count()) +
-                                         " ms (" + ci.redacted() + ")");
+      throw sql_error(errc::timeout, "connection attempt timed out after " + std::to_string(timeout.count()) + " ms (" +
+                                         ci.redacted() + ")");
     }
     throw;
   }
@@ -121,7 +121,8 @@ asio::awaitable<void> driver::connect_steps(std::string text, connect_options op
   check();
   port_.conn = PQconnectStartParams(keys.data(), values.data(), 0);
   if (port_.conn == nullptr) throw std::bad_alloc();
-  if (PQstatus(port_.conn) == CONNECTION_BAD) throw sql_error(errc::connect_failed, connection_error_message(port_.conn));
+  if (PQstatus(port_.conn) == CONNECTION_BAD)
+    throw sql_error(errc::connect_failed, connection_error_message(port_.conn));
   port_.farewell.clear();
   PQsetNoticeReceiver(port_.conn, &driver::note_notice, this);
 
@@ -155,7 +156,9 @@ asio::awaitable<void> driver::connect_steps(std::string text, connect_options op
   backend_pid_.store(PQbackendPID(port_.conn));
   server_version_.store(PQserverVersion(port_.conn));
   const int tx = PQtransactionStatus(port_.conn);
-  core_.opened(tx == PQTRANS_INTRANS ? tx_block : tx == PQTRANS_INERROR ? tx_failed : tx_idle,
+  core_.opened(tx == PQTRANS_INTRANS   ? tx_block
+               : tx == PQTRANS_INERROR ? tx_failed
+                                       : tx_idle,
                opts.statement_cache_size, opts.binary_results);
   tx_.store(core_.tracked_tx(), std::memory_order_release);
   pending_.store(0, std::memory_order_release);
@@ -167,7 +170,8 @@ void driver::note_notice(void* self, const pg_result* res) {
   const char* severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
   if (severity == nullptr) return;
   const std::string_view sv(severity);
-  if (sv == "FATAL" || sv == "PANIC") static_cast<driver*>(self)->port_.farewell = trim_message(PQresultErrorMessage(res));
+  if (sv == "FATAL" || sv == "PANIC")
+    static_cast<driver*>(self)->port_.farewell = trim_message(PQresultErrorMessage(res));
 }
 
 }  // namespace pgq::detail

@@ -112,8 +112,7 @@ copy_core::next copy_core::step() {
   if (lost_) return next::done;
   while (true) {
     switch (phase_) {
-      case phase::none:
-        return next::done;
+      case phase::none: return next::done;
 
       case phase::send: {
         static const param_set no_params;
@@ -142,8 +141,8 @@ copy_core::next copy_core::step() {
         if (const next n = read_result(r); n != next::done || lost_) return n;
         out_pending_ = false;
         if (r == nullptr) {
-          failure_ = std::make_exception_ptr(
-              sql_error(errc::protocol_error, "no result for the COPY statement", statement_));
+          failure_ =
+              std::make_exception_ptr(sql_error(errc::protocol_error, "no result for the COPY statement", statement_));
           phase_ = phase::none;
           return next::done;
         }

@@ -84,15 +84,15 @@ class copy_core {
  private:
   enum class phase : std::uint8_t {
     none,
-    send,           // the COPY statement
-    flush,          // then after_flush_
-    first_result,   // the answer to the COPY statement
-    put_data,       // data_ in pieces, then flush
-    copy_end,       // CopyDone/CopyFail, then flush, then after_end_
-    final_result,   // the COPY's outcome, then drain
-    get_data,       // rows into batch_
-    drain,          // results until idle
-    drain_copy_out, // rows of a COPY OUT dropped, then drain
+    send,            // the COPY statement
+    flush,           // then after_flush_
+    first_result,    // the answer to the COPY statement
+    put_data,        // data_ in pieces, then flush
+    copy_end,        // CopyDone/CopyFail, then flush, then after_end_
+    final_result,    // the COPY's outcome, then drain
+    get_data,        // rows into batch_
+    drain,           // results until idle
+    drain_copy_out,  // rows of a COPY OUT dropped, then drain
   };
   // CopyDone (error null) or CopyFail(error), then `after`.
   void send_copy_end(const char* error, phase after);

@@ -3,9 +3,9 @@
 // Connecting is in connect.cpp, server-side cancels in cancel.cpp.
 #include "driver/driver.hpp"
 
-#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -31,8 +31,8 @@ namespace {
 // this thread and `inline_ok`, else queued there. The handler's cancellation
 // slot is cleared there, on the caller's side, right before the call.
 template <class Handler, class... Args>
-void invoke(const asio::any_io_executor& fallback, const asio::any_io_executor& handler_ex, Handler h,
-            bool inline_ok, Args... args) {
+void invoke(const asio::any_io_executor& fallback, const asio::any_io_executor& handler_ex, Handler h, bool inline_ok,
+            Args... args) {
   if (!h) return;
   asio::any_completion_executor erased;
   if (!handler_ex) erased = asio::get_associated_executor(h, fallback);

@@ -12,10 +12,10 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
@@ -93,11 +93,11 @@ class driver : public std::enable_shared_from_this<driver> {
   void mark_closing() noexcept { open_.store(false, std::memory_order_release); }
 
   bool is_open() const noexcept { return open_.load(std::memory_order_acquire); }  // any thread
-  int backend_pid() const noexcept { return backend_pid_.load(); }                   // any thread
-  int server_version() const noexcept { return server_version_.load(); }             // any thread
+  int backend_pid() const noexcept { return backend_pid_.load(); }                 // any thread
+  int server_version() const noexcept { return server_version_.load(); }           // any thread
   /// 30000 for protocol 3.0, 30002 for 3.2; 0 when closed.
-  int protocol_version() const noexcept { return protocol_version_.load(); }         // any thread
-  tx_set tracked_tx() const noexcept { return tx_.load(std::memory_order_acquire); }   // any thread
+  int protocol_version() const noexcept { return protocol_version_.load(); }          // any thread
+  tx_set tracked_tx() const noexcept { return tx_.load(std::memory_order_acquire); }  // any thread
   /// The types connection.cpp has looked up in this connection's catalog,
   /// replaced whole when it learns more (any thread).
   std::atomic<std::shared_ptr<const type_catalog>> types;
@@ -149,7 +149,7 @@ class driver : public std::enable_shared_from_this<driver> {
   bool reading_ = false;
   bool writing_ = false;
   bool performing_ = false;
-  bool burst_posted_ = false;  // an end_of_burst() is queued on the executor
+  bool burst_posted_ = false;           // an end_of_burst() is queued on the executor
   std::vector<completion> delivering_;  // keeps its capacity between rounds
   static constexpr std::size_t completion_slice = 16;
   std::deque<pending_notification> notifications_;

@@ -22,24 +22,23 @@ struct libpq_api {
   int version = 0;  // PQlibVersion(): 150012, 170005, 180000...
 
   // libpq 17.
-  int (*send_pipeline_sync)(pg_conn*) = nullptr;                 // PQsendPipelineSync
-  int (*set_chunked_rows_mode)(pg_conn*, int) = nullptr;         // PQsetChunkedRowsMode
-  int (*send_close_prepared)(pg_conn*, const char*) = nullptr;   // PQsendClosePrepared
-  pg_cancel_conn* (*cancel_create)(pg_conn*) = nullptr;          // PQcancelCreate
-  int (*cancel_start)(pg_cancel_conn*) = nullptr;                // PQcancelStart
-  int (*cancel_poll)(pg_cancel_conn*) = nullptr;                 // PQcancelPoll (PostgresPollingStatusType)
-  int (*cancel_socket)(const pg_cancel_conn*) = nullptr;         // PQcancelSocket
-  int (*cancel_status)(const pg_cancel_conn*) = nullptr;         // PQcancelStatus (ConnStatusType)
+  int (*send_pipeline_sync)(pg_conn*) = nullptr;                   // PQsendPipelineSync
+  int (*set_chunked_rows_mode)(pg_conn*, int) = nullptr;           // PQsetChunkedRowsMode
+  int (*send_close_prepared)(pg_conn*, const char*) = nullptr;     // PQsendClosePrepared
+  pg_cancel_conn* (*cancel_create)(pg_conn*) = nullptr;            // PQcancelCreate
+  int (*cancel_start)(pg_cancel_conn*) = nullptr;                  // PQcancelStart
+  int (*cancel_poll)(pg_cancel_conn*) = nullptr;                   // PQcancelPoll (PostgresPollingStatusType)
+  int (*cancel_socket)(const pg_cancel_conn*) = nullptr;           // PQcancelSocket
+  int (*cancel_status)(const pg_cancel_conn*) = nullptr;           // PQcancelStatus (ConnStatusType)
   char* (*cancel_error_message)(const pg_cancel_conn*) = nullptr;  // PQcancelErrorMessage
-  void (*cancel_finish)(pg_cancel_conn*) = nullptr;              // PQcancelFinish
+  void (*cancel_finish)(pg_cancel_conn*) = nullptr;                // PQcancelFinish
   // libpq 18.
-  int (*full_protocol_version)(const pg_conn*) = nullptr;        // PQfullProtocolVersion
+  int (*full_protocol_version)(const pg_conn*) = nullptr;  // PQfullProtocolVersion
 
   /// Every PQcancel* call above was found: cancels need no thread.
   bool has_cancel_conn() const noexcept {
-    return cancel_create != nullptr && cancel_start != nullptr && cancel_poll != nullptr &&
-           cancel_socket != nullptr && cancel_status != nullptr && cancel_error_message != nullptr &&
-           cancel_finish != nullptr;
+    return cancel_create != nullptr && cancel_start != nullptr && cancel_poll != nullptr && cancel_socket != nullptr &&
+           cancel_status != nullptr && cancel_error_message != nullptr && cancel_finish != nullptr;
   }
 };
 

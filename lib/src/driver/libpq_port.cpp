@@ -12,7 +12,6 @@
 #include <algorithm>
 #include <cstring>
 
-
 namespace pgq::detail {
 
 namespace {
@@ -145,7 +144,9 @@ void libpq_port::describe(const pg_result* d, bool& binary, bool& needs_utc) {
   }
 }
 
-sql_error libpq_port::make_error(const pg_result* r, std::string_view statement) { return make_sql_error(r, statement); }
+sql_error libpq_port::make_error(const pg_result* r, std::string_view statement) {
+  return make_sql_error(r, statement);
+}
 
 void libpq_port::clear(pg_result* r) { PQclear(r); }
 

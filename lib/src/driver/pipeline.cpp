@@ -10,9 +10,7 @@ namespace {
 
 constexpr std::size_t npos = static_cast<std::size_t>(-1);
 
-bool is_space(char c) noexcept {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
+bool is_space(char c) noexcept { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
 
 // Skips blanks, comments (nested /* */ as the server reads them) and empty
 // statements (a leading ';').
@@ -296,12 +294,11 @@ void pipeline_core::enqueue_batch(std::shared_ptr<batch_group> group, std::vecto
     request& r = *items[i];
     r.kind = classify_statement(r.sql);
     if (r.params.size() > max_params || is_copy_via_client(r.sql)) {
-      fail_group(sql_error(r.params.size() > max_params ? errc::invalid_value : errc::protocol_error,
-                           "statement " + std::to_string(i + 1) + " of " + std::to_string(items.size()) +
-                               " in the batch: " +
-                               (r.params.size() > max_params ? "more than 65535 parameters"
-                                                             : "COPY needs copy_in() / copy_out()"),
-                           std::string(r.sql)));
+      fail_group(sql_error(
+          r.params.size() > max_params ? errc::invalid_value : errc::protocol_error,
+          "statement " + std::to_string(i + 1) + " of " + std::to_string(items.size()) + " in the batch: " +
+              (r.params.size() > max_params ? "more than 65535 parameters" : "COPY needs copy_in() / copy_out()"),
+          std::string(r.sql)));
       return;
     }
   }
@@ -385,9 +382,7 @@ void pipeline_core::sent_some() {
   }
 }
 
-bool pipeline_core::sync() {
-  return features_.queued_sync ? port_.send_pipeline_sync() : port_.pipeline_sync();
-}
+bool pipeline_core::sync() { return features_.queued_sync ? port_.send_pipeline_sync() : port_.pipeline_sync(); }
 
 void pipeline_core::end_of_burst() {
   if (mode_ != mode::pipeline || !need_flush_) return;
@@ -657,9 +652,8 @@ void pipeline_core::end_stray_copy(request& front, int status) {
   // COPY FROM STDIN / TO STDOUT that the text check missed: libpq would hand
   // out a COPY result on every call. End it; the request fails.
   if (!front.failure) {
-    front.failure = std::make_exception_ptr(
-        sql_error(errc::protocol_error, "COPY FROM STDIN / TO STDOUT needs copy_in() / copy_out()",
-                  std::string(front.sql)));
+    front.failure = std::make_exception_ptr(sql_error(
+        errc::protocol_error, "COPY FROM STDIN / TO STDOUT needs copy_in() / copy_out()", std::string(front.sql)));
   }
   if (status == pq_status::copy_out) {
     // The server sends the rows and then goes on with what follows: drop
@@ -713,8 +707,7 @@ bool pipeline_core::may_retry(const request& req) const {
   // Invisible only: it failed in an implicit transaction (so it changed
   // nothing), and nothing sent after it can depend on it.
   return !req.retried && tx_ == tx_idle && inflight_.empty() && req.kind == stmt_kind::other &&
-         req.what == request::type::query && req.awaited && (!req.group || !req.group->atomic) &&
-         is_open();
+         req.what == request::type::query && req.awaited && (!req.group || !req.group->atomic) && is_open();
 }
 
 void pipeline_core::retry(std::unique_ptr<request> req) {
@@ -747,8 +740,7 @@ void pipeline_core::finish_front() {
   bool stray_cancel = false;
   std::string deallocate;  // a stale statement to close
   if (req->error != nullptr && !req->failure) {
-    const bool stale_plan =
-        !req->statement.empty() && !req->prepare_failed && (state == "0A000" || state == "26000");
+    const bool stale_plan = !req->statement.empty() && !req->prepare_failed && (state == "0A000" || state == "26000");
     if (stale_plan) {
       // "cached plan must not change result type" after a schema change, or
       // the statement is gone (DISCARD ALL behind our back): forget it.
@@ -770,15 +762,15 @@ void pipeline_core::finish_front() {
       }
     }
   }
-  const bool commit_rolled_back = ok && (req->kind == stmt_kind::commit) && req->res != nullptr &&
-                                  port_.command_tag(req->res) == "ROLLBACK";
+  const bool commit_rolled_back =
+      ok && (req->kind == stmt_kind::commit) && req->res != nullptr && port_.command_tag(req->res) == "ROLLBACK";
   apply_tx(*req, ok);
   if (inflight_.empty() && mode_ == mode::pipeline) resync_tx();
 
   std::exception_ptr ep;
   if (!is_open()) {
-    ep = std::make_exception_ptr(sql_error(errc::connection_lost, "the connection was lost: " + lost_reason_,
-                                           std::string(req->sql)));
+    ep = std::make_exception_ptr(
+        sql_error(errc::connection_lost, "the connection was lost: " + lost_reason_, std::string(req->sql)));
   } else if (req->failure) {
     ep = req->failure;
   } else if (req->error != nullptr) {
@@ -788,8 +780,8 @@ void pipeline_core::finish_front() {
     } else if (stray_cancel) {
       sql_error e = port_.make_error(req->error, req->sql);
       diagnostics d = e.diag();
-      d.message = "cancelled on the server by a cancel meant for an earlier statement on this connection (" +
-                  d.message + ")";
+      d.message =
+          "cancelled on the server by a cancel meant for an earlier statement on this connection (" + d.message + ")";
       ep = std::make_exception_ptr(sql_error(e.code(), std::move(d)));
     } else {
       ep = std::make_exception_ptr(port_.make_error(req->error, req->sql));
@@ -873,8 +865,8 @@ void pipeline_core::complete_group_item(request& req, std::exception_ptr ep, res
   if (g.remaining > 0 && --g.remaining == 0) {
     if (g.cancelling && g.first_error) {
       // The cancel took hold: the transaction rolled back.
-      g.first_error = std::make_exception_ptr(
-          sql_error(errc::cancelled, "batch cancelled: its transaction was rolled back"));
+      g.first_error =
+          std::make_exception_ptr(sql_error(errc::cancelled, "batch cancelled: its transaction was rolled back"));
     }
     finish_group(g);
   }
@@ -909,16 +901,18 @@ void pipeline_core::cancel(std::uint64_t id) {
     const std::string sql(r.sql);
     if (r.kind == stmt_kind::commit || r.kind == stmt_kind::chain) {
       // Not sent: roll back instead, so that the outcome is known.
-      complete(r, std::make_exception_ptr(sql_error(
-                      errc::cancelled, "COMMIT cancelled before it was sent: the transaction was rolled back", sql)),
+      complete(r,
+               std::make_exception_ptr(sql_error(
+                   errc::cancelled, "COMMIT cancelled before it was sent: the transaction was rolled back", sql)),
                {});
       *it = make_detached("ROLLBACK", stmt_kind::rollback);
       return;
     }
     if (r.kind == stmt_kind::rollback || r.kind == stmt_kind::rollback_to) {
       // The rollback still happens; only the wait for it ends.
-      complete(r, std::make_exception_ptr(sql_error(errc::cancelled,
-                                                    "cancelled before it was sent: the rollback still runs", sql)),
+      complete(r,
+               std::make_exception_ptr(
+                   sql_error(errc::cancelled, "cancelled before it was sent: the rollback still runs", sql)),
                {});
       r.own_sql();
       r.what = request::type::detached;
@@ -946,14 +940,16 @@ void pipeline_core::cancel(std::uint64_t id) {
     const std::string sql(r.sql);
     r.own_sql();  // the caller and its text go away now
     if (r.kind == stmt_kind::commit || r.kind == stmt_kind::chain) {
-      complete(r, std::make_exception_ptr(sql_error(
-                      errc::commit_unknown,
-                      "COMMIT was cancelled after it was sent: it may or may not have taken effect", sql)),
+      complete(r,
+               std::make_exception_ptr(
+                   sql_error(errc::commit_unknown,
+                             "COMMIT was cancelled after it was sent: it may or may not have taken effect", sql)),
                {});
       return;  // not cancelled on the server: its outcome is decided there
     }
-    complete(r, std::make_exception_ptr(sql_error(errc::cancelled,
-                                                  "statement cancelled after it was sent (it may have run)", sql)),
+    complete(r,
+             std::make_exception_ptr(
+                 sql_error(errc::cancelled, "statement cancelled after it was sent (it may have run)", sql)),
              {});
     if (r.kind == stmt_kind::begin) {
       // BEGIN may have run: the transaction must not stay open with no owner.
@@ -974,8 +970,8 @@ void pipeline_core::cancel_group(std::shared_ptr<batch_group> g) {  // NOLINT(pe
   if (!g->awaited || g->cancelling) return;
   if (g->wrapped && g->commit_sent) {
     const request* front = inflight_.empty() ? nullptr : inflight_.front().get();
-    const bool commit_running = front != nullptr && front->group == g && front->index == npos &&
-                                front->kind == stmt_kind::commit;
+    const bool commit_running =
+        front != nullptr && front->group == g && front->index == npos && front->kind == stmt_kind::commit;
     if (!commit_running) {
       // Its COMMIT is on the wire but not running: cancel what runs on the
       // server and let the COMMIT tell (ROLLBACK: cancelled; COMMIT: done).
@@ -1018,10 +1014,10 @@ void pipeline_core::cancel_group(std::shared_ptr<batch_group> g) {  // NOLINT(pe
     g->first_error = std::make_exception_ptr(sql_error(
         errc::commit_unknown, "the batch was cancelled after its COMMIT was sent: it may or may not have committed"));
   } else {
-    g->first_error = std::make_exception_ptr(sql_error(
-        errc::cancelled, g->wrapped ? "batch cancelled: its transaction was rolled back"
-                                    : (any_sent ? "batch cancelled (statements already sent may have run)"
-                                                : "batch cancelled before it was sent")));
+    g->first_error = std::make_exception_ptr(
+        sql_error(errc::cancelled, g->wrapped ? "batch cancelled: its transaction was rolled back"
+                                              : (any_sent ? "batch cancelled (statements already sent may have run)"
+                                                          : "batch cancelled before it was sent")));
   }
   finish_group(*g);
   if (front_is_ours && !g->commit_sent && cancels_in_flight_ == 0) issue_server_cancel();
@@ -1161,10 +1157,10 @@ void pipeline_core::fail_everything(errc why, const std::string& message, bool l
         continue;
       }
       if (sent && lost && (req->kind == stmt_kind::commit || req->kind == stmt_kind::chain)) {
-        complete(*req, std::make_exception_ptr(sql_error(
-                           errc::commit_unknown,
-                           "the connection was lost during COMMIT, which may or may not have taken effect: " + message,
-                           sql)),
+        complete(*req,
+                 std::make_exception_ptr(sql_error(
+                     errc::commit_unknown,
+                     "the connection was lost during COMMIT, which may or may not have taken effect: " + message, sql)),
                  {});
         continue;
       }

@@ -159,13 +159,13 @@ struct request {
   std::uint64_t id = 0;
   type what = type::query;
   stmt_kind kind = stmt_kind::other;
-  std::string_view sql;   // the caller's text while it waits; owned_sql after
+  std::string_view sql;  // the caller's text while it waits; owned_sql after
   std::string owned_sql;
   param_set params;
   request_caller caller;
-  bool awaited = false;    // a caller waits for the outcome
+  bool awaited = false;                // a caller waits for the outcome
   std::shared_ptr<batch_group> group;  // set for the requests of a batch
-  std::size_t index = 0;   // in the group; npos for the group's BEGIN/COMMIT
+  std::size_t index = 0;               // in the group; npos for the group's BEGIN/COMMIT
   std::shared_ptr<stream_state> stream;
 
   // --- the core's bookkeeping ---
@@ -177,10 +177,10 @@ struct request {
   bool cancel_when_front = false;  // cancelled by its caller; cancel on the server when it runs
   bool server_cancelled = false;
   int server_cancels = 0;  // cancels sent for it (a second one when the first was ignored)
-  std::string prepared;   // the statement this request prepared, if it did
-  std::string statement;  // the cached statement it ran, if any
-  bool described = false; // it prepared with a Describe: stage 1 is its result
-  int stage = 0;          // statements of this request finished so far
+  std::string prepared;    // the statement this request prepared, if it did
+  std::string statement;   // the cached statement it ran, if any
+  bool described = false;  // it prepared with a Describe: stage 1 is its result
+  int stage = 0;           // statements of this request finished so far
   bool prepare_failed = false;
   bool single_row_set = false;
   bool close_statement = false;  // detached: a protocol Close of statement `sql`
@@ -200,7 +200,7 @@ struct request {
 struct batch_group {
   std::uint64_t id = 0;
   bool atomic = false;
-  bool decided = false;   // BEGIN/COMMIT added or not
+  bool decided = false;  // BEGIN/COMMIT added or not
   bool wrapped = false;
   std::size_t statements = 0;
   std::size_t remaining = 0;  // requests of the group not yet finished
@@ -208,7 +208,7 @@ struct batch_group {
   std::exception_ptr first_error;
   request_caller caller;
   bool awaited = true;
-  bool commit_sent = false;   // its COMMIT is on the wire
+  bool commit_sent = false;  // its COMMIT is on the wire
   // Cancelled while its statements ran, COMMIT already sent: cancelled on
   // the server, and completed when the COMMIT says what happened.
   bool cancelling = false;
@@ -300,7 +300,7 @@ struct completion {
   result res;
   std::vector<result> rows;  // a batch's results
   bool batch = false;
-  bool grant = false;        // an exclusive hand-over
+  bool grant = false;  // an exclusive hand-over
 };
 
 class pipeline_core {
@@ -445,7 +445,7 @@ class pipeline_core {
   bool in_drain_ = false;
   bool need_flush_ = false;      // something was sent without a flush
   bool stray_copy_out_ = false;  // dropping the rows of a COPY TO nobody asked for
-  std::size_t slice_ = 0;  // 0: no limit
+  std::size_t slice_ = 0;        // 0: no limit
   int cancels_in_flight_ = 0;
   int cancels_to_start_ = 0;
   std::atomic<std::uint64_t> next_id_{1};

@@ -121,8 +121,8 @@ parse_status parse_service_file(const std::string& path, const file_contents& fi
     if (line.front() == '[') {
       if (group_found) return parse_status::ok;  // the end of the service's group
       const std::string_view name = line.substr(1);
-      group_found = name.size() > service.size() && name.compare(0, service.size(), service) == 0 &&
-                    name[service.size()] == ']';
+      group_found =
+          name.size() > service.size() && name.compare(0, service.size(), service) == 0 && name[service.size()] == ']';
       continue;
     }
     if (!group_found) continue;
@@ -173,9 +173,9 @@ service_lookup lookup_service(const conninfo& ci, const environment_view& env) {
 
   auto finish = [&](parse_status st, const std::string& path) {
     out.file = path;
-    out.result = st == parse_status::ok ? service_lookup::outcome::found
-               : st == parse_status::ldap ? service_lookup::outcome::ldap
-                                          : service_lookup::outcome::failed;
+    out.result = st == parse_status::ok     ? service_lookup::outcome::found
+                 : st == parse_status::ldap ? service_lookup::outcome::ldap
+                                            : service_lookup::outcome::failed;
   };
 
   // PGSERVICEFILE is read whether or not it exists (a missing one is an
@@ -255,15 +255,15 @@ resolve_plan plan_resolution(const conninfo& ci, const environment_view& env) {
   const std::vector<std::string> hosts = host.empty() ? std::vector<std::string>{} : split_list(host);
   const std::size_t n = !addrs.empty() ? addrs.size() : !hosts.empty() ? hosts.size() : 1;
   if (!hosts.empty() && hosts.size() != n) {
-    plan.bad_conninfo = "could not match " + std::to_string(hosts.size()) + " host names to " + std::to_string(n) +
-                        " hostaddr values";
+    plan.bad_conninfo =
+        "could not match " + std::to_string(hosts.size()) + " host names to " + std::to_string(n) + " hostaddr values";
     return plan;
   }
   std::vector<std::string> ports = port.empty() ? std::vector<std::string>{} : split_list(port);
   if (ports.size() > 1) {
     if (ports.size() != n) {
-      plan.bad_conninfo = "could not match " + std::to_string(ports.size()) + " port numbers to " +
-                          std::to_string(n) + " hosts";
+      plan.bad_conninfo =
+          "could not match " + std::to_string(ports.size()) + " port numbers to " + std::to_string(n) + " hosts";
       return plan;
     }
     plan.per_host_ports = true;

@@ -127,6 +127,6 @@ conninfo apply_plan(conninfo ci, const resolve_plan& plan, const std::vector<std
 /// boost::system::system_error with asio::error::operation_aborted
 /// propagates, for the caller to map to its own cancelled or timeout error.
 boost::asio::awaitable<conninfo> resolve_hosts(conninfo ci, boost::asio::ip::tcp::resolver& resolver,
-                                                environment_view env = environment_view::system());
+                                               environment_view env = environment_view::system());
 
 }  // namespace pgq::detail

@@ -202,8 +202,7 @@ void check_no_drift(const context* c, const status_report& rep, const char* what
 std::vector<migration_step> plan_up_from(const context* c, const status_report& rep,
                                          std::optional<std::int64_t> target) {
   if (target && find(c, *target) == nullptr) {
-    refuse(errc::migration_refused, "up: no migration file has version " + std::to_string(*target), nullptr,
-           target);
+    refuse(errc::migration_refused, "up: no migration file has version " + std::to_string(*target), nullptr, target);
   }
   check_no_drift(c, rep, "up");
   std::vector<migration_step> steps;
@@ -398,8 +397,8 @@ std::string failure_head(const migration* m, const migration_script& script, con
 // pgq::errc) and diagnostics, with the migration added to diag() and `what`
 // as its message. A failure that is no system_error is not ours to wrap: it
 // is rethrown as it is.
-sql_error migration_failure(const script_outcome& o, const migration* m, const migration_script& script,
-                            bool up, std::string what) {
+sql_error migration_failure(const script_outcome& o, const migration* m, const migration_script& script, bool up,
+                            std::string what) {
   const std::size_t total = script.statements.size();
   error_code ec;
   diagnostics d;
@@ -461,12 +460,14 @@ asio::awaitable<migration_step> run_script(connection* conn, const context* c, c
       if (is_fatal_exception(o.failure) && o.failed == total) {
         msg += "The connection was lost at COMMIT: check the history table to see whether it was applied.";
       } else {
-        msg += "Nothing of it took effect: its transaction rolled back and the history is unchanged. "
-               "Fix the file and run again.";
+        msg +=
+            "Nothing of it took effect: its transaction rolled back and the history is unchanged. "
+            "Fix the file and run again.";
       }
       if (sqlstate_of_exception(o.failure) == "25001") {
-        msg += "\nThis statement cannot run inside a transaction: make \"-- pgq:no-transaction\" the "
-               "file's first line (its statements then run one by one, each on its own).";
+        msg +=
+            "\nThis statement cannot run inside a transaction: make \"-- pgq:no-transaction\" the "
+            "file's first line (its statements then run one by one, each on its own).";
       }
       throw migration_failure(o, m, script, up, std::move(msg));
     }
@@ -485,8 +486,9 @@ asio::awaitable<migration_step> run_script(connection* conn, const context* c, c
                ". Fix the cause, then make the file safe to run again from its first statement "
                "(IF NOT EXISTS / IF EXISTS) or undo what took effect by hand, and run again.";
         if (is_concurrent_index(script.statements[o.failed].text)) {
-          msg += "\nA failed CREATE INDEX CONCURRENTLY (or REINDEX CONCURRENTLY) leaves an INVALID index "
-                 "behind: drop it with DROP INDEX CONCURRENTLY before running again.";
+          msg +=
+              "\nA failed CREATE INDEX CONCURRENTLY (or REINDEX CONCURRENTLY) leaves an INVALID index "
+              "behind: drop it with DROP INDEX CONCURRENTLY before running again.";
         }
       } else {
         msg += std::string("All its statements took effect, but the history does not say so: ") +
@@ -511,8 +513,8 @@ asio::awaitable<std::string> lock_holder(connection* conn, const context* c) {
       "AND l.objsubid = 1 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
       hi, lo);
   if (r.empty()) co_return std::string("(it has just been released)");
-  co_return "server process " + std::to_string(r[0].get<int>(0)) + ", application \"" +
-      r[0].get<std::string>(1) + "\", client " + r[0].get<std::string>(2);
+  co_return "server process " + std::to_string(r[0].get<int>(0)) + ", application \"" + r[0].get<std::string>(1) +
+      "\", client " + r[0].get<std::string>(2);
 }
 
 // Takes the advisory lock on `conn`, polling. Polling (rather than
@@ -529,9 +531,8 @@ asio::awaitable<std::chrono::milliseconds> take_lock(connection* conn, const con
     const auto now = std::chrono::steady_clock::now();
     if (now >= deadline) {
       const std::string holder = co_await lock_holder(conn, c);
-      throw sql_error(errc::timeout,
-                      "another migration run held the lock on " + c->table + " for longer than " +
-                          std::to_string(c->opts.lock_timeout.count()) + " ms: " + holder);
+      throw sql_error(errc::timeout, "another migration run held the lock on " + c->table + " for longer than " +
+                                         std::to_string(c->opts.lock_timeout.count()) + " ms: " + holder);
     }
     timer.expires_after(std::min<std::chrono::steady_clock::duration>(c->opts.lock_poll_interval, deadline - now));
     co_await timer.async_wait(asio::use_awaitable);
@@ -618,7 +619,6 @@ migrator::migrator(std::string conninfo, std::vector<migration> migrations, migr
   if (opts_.connection) opts_.connect = *std::exchange(opts_.connection, std::nullopt);
 #pragma GCC diagnostic pop
 }
-
 
 asio::awaitable<status_report> migrator::status() {
   const context c = make_context(conninfo_, &migrations_, opts_);

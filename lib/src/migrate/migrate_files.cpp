@@ -38,8 +38,8 @@ constexpr std::uint32_t rotr(std::uint32_t x, int n) noexcept { return (x >> n) 
 void sha256_block(std::array<std::uint32_t, 8>& h, const unsigned char* p) noexcept {
   std::array<std::uint32_t, 64> w{};
   for (int i = 0; i < 16; ++i) {
-    w[i] = (std::uint32_t{p[4 * i]} << 24) | (std::uint32_t{p[4 * i + 1]} << 16) |
-           (std::uint32_t{p[4 * i + 2]} << 8) | std::uint32_t{p[4 * i + 3]};
+    w[i] = (std::uint32_t{p[4 * i]} << 24) | (std::uint32_t{p[4 * i + 1]} << 16) | (std::uint32_t{p[4 * i + 2]} << 8) |
+           std::uint32_t{p[4 * i + 3]};
   }
   for (int i = 16; i < 64; ++i) {
     const std::uint32_t s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3);
@@ -135,8 +135,7 @@ namespace {
 
 // errc::bad_migration about `file` (a file name, or a path when reading
 // failed), naming it in diag().script.
-[[noreturn]] void bad_migration(std::string message, std::string_view file,
-                                std::optional<std::int64_t> version = {},
+[[noreturn]] void bad_migration(std::string message, std::string_view file, std::optional<std::int64_t> version = {},
                                 std::optional<std::size_t> line = {}) {
   diagnostics d;
   d.message = std::move(message);
@@ -146,9 +145,7 @@ namespace {
   throw sql_error(make_error_code(errc::bad_migration), std::move(d));
 }
 
-bool is_name_char(char c) noexcept {
-  return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '-';
-}
+bool is_name_char(char c) noexcept { return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '-'; }
 
 [[noreturn]] void bad_name(std::string_view file, std::string_view why) {
   bad_migration("migration file \"" + std::string(file) + "\": " + std::string(why) +
@@ -217,8 +214,7 @@ migration_script make_script(migration_file f, std::int64_t version) {
     for (std::size_t i = 0; i < s.statements.size(); ++i) {
       const std::string w = upper_first_word(s.statements[i].text);
       if (w == "BEGIN" || w == "START" || w == "COMMIT" || w == "END" || w == "ROLLBACK" || w == "ABORT") {
-        bad_migration("migration file \"" + f.name + "\", line " + std::to_string(s.statements[i].line) + ": " +
-                          w +
+        bad_migration("migration file \"" + f.name + "\", line " + std::to_string(s.statements[i].line) + ": " + w +
                           " controls the transaction, but pgq already runs the file in one; "
                           "remove it, or make \"-- pgq:no-transaction\" the first line",
                       f.name, version, s.statements[i].line);
@@ -262,8 +258,7 @@ std::vector<migration> load_migrations(std::vector<migration_file> files) {
   out.reserve(by_version.size());
   for (auto& [version, p] : by_version) {
     if (!p.up) {
-      bad_migration("migration file \"" + p.down->name + "\": a down file without its up file", p.down->name,
-                    version);
+      bad_migration("migration file \"" + p.down->name + "\": a down file without its up file", p.down->name, version);
     }
     migration m;
     m.version = version;
@@ -306,8 +301,8 @@ std::string_view to_string(migration_state s) noexcept {
 }
 
 std::size_t status_report::count(migration_state s) const noexcept {
-  return static_cast<std::size_t>(std::count_if(migrations.begin(), migrations.end(),
-                                                 [s](const migration_status& m) { return m.state == s; }));
+  return static_cast<std::size_t>(
+      std::count_if(migrations.begin(), migrations.end(), [s](const migration_status& m) { return m.state == s; }));
 }
 
 bool status_report::in_sync() const noexcept {

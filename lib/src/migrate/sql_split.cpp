@@ -11,19 +11,13 @@ namespace pgq {
 
 namespace {
 
-bool is_ident_start(unsigned char c) {
-  return std::isalpha(c) != 0 || c == '_' || c >= 0x80;
-}
-bool is_ident_char(unsigned char c) {
-  return is_ident_start(c) || std::isdigit(c) != 0 || c == '$';
-}
+bool is_ident_start(unsigned char c) { return std::isalpha(c) != 0 || c == '_' || c >= 0x80; }
+bool is_ident_char(unsigned char c) { return is_ident_start(c) || std::isdigit(c) != 0 || c == '$'; }
 
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (std::size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i])))
-      return false;
+    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
   }
   return true;
 }
@@ -55,9 +49,7 @@ class splitter {
     }
   }
 
-  char peek(std::size_t ahead = 0) const {
-    return pos_ + ahead < s_.size() ? s_[pos_ + ahead] : '\0';
-  }
+  char peek(std::size_t ahead = 0) const { return pos_ + ahead < s_.size() ? s_[pos_ + ahead] : '\0'; }
 
   [[noreturn]] void fail(const position& at, const std::string& what) const {
     diagnostics d;
@@ -112,8 +104,7 @@ class splitter {
     } else if (std::isdigit(static_cast<unsigned char>(c)) != 0 || c == '$') {
       // Numbers and $n parameters: digits, letters and dots never hide a ';'.
       advance();
-      while (pos_ < s_.size() && (is_ident_char(static_cast<unsigned char>(peek())) || peek() == '.'))
-        advance();
+      while (pos_ < s_.size() && (is_ident_char(static_cast<unsigned char>(peek())) || peek() == '.')) advance();
     } else {
       advance();
     }
@@ -166,8 +157,7 @@ class splitter {
     std::size_t n = 1;
     if (pos_ + 1 < s_.size() && is_ident_start(static_cast<unsigned char>(s_[pos_ + 1]))) {
       n = 2;
-      while (pos_ + n < s_.size() && is_ident_char(static_cast<unsigned char>(s_[pos_ + n])) &&
-             s_[pos_ + n] != '$')
+      while (pos_ + n < s_.size() && is_ident_char(static_cast<unsigned char>(s_[pos_ + n])) && s_[pos_ + n] != '$')
         ++n;
     }
     if (pos_ + n >= s_.size() || s_[pos_ + n] != '$') return false;
@@ -206,17 +196,15 @@ class splitter {
   // ... END, with semicolons inside.
   bool is_routine_definition() const {
     if (words_seen_ < 2 || !iequals(first_words_[0], "create")) return false;
-    const auto routine = [](std::string_view w) {
-      return iequals(w, "function") || iequals(w, "procedure");
-    };
+    const auto routine = [](std::string_view w) { return iequals(w, "function") || iequals(w, "procedure"); };
     if (routine(first_words_[1])) return true;
     return words_seen_ >= 4 && iequals(first_words_[1], "or") && routine(first_words_[3]);
   }
 
   void finish_statement() {
     if (start_) {
-      out_.push_back(sql_statement{std::string(s_.substr(start_->offset, end_ - start_->offset)),
-                                   start_->line, start_->column, start_->offset});
+      out_.push_back(sql_statement{std::string(s_.substr(start_->offset, end_ - start_->offset)), start_->line,
+                                   start_->column, start_->offset});
     }
     start_.reset();
     paren_depth_ = 0;
@@ -239,8 +227,6 @@ class splitter {
 
 }  // namespace
 
-std::vector<sql_statement> split_sql(std::string_view script) {
-  return splitter(script).run();
-}
+std::vector<sql_statement> split_sql(std::string_view script) { return splitter(script).run(); }
 
 }  // namespace pgq

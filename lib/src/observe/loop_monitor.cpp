@@ -1,8 +1,8 @@
 #include <pgq/loop_monitor.hpp>
 
 #include <boost/asio/post.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 
 #include <algorithm>
 #include <array>
@@ -31,10 +31,10 @@ namespace {
 // sample_mutex). The handler touches only these and backtrace(), which is
 // safe there once it has run once (its first call loads libgcc).
 constexpr int max_frames = 64;
-std::array<void*, max_frames> sampled_frames{};   // NOLINT(cppcoreguidelines-avoid-non-const-global-variables)
-std::atomic<int> sampled_count{-1};               // NOLINT(cppcoreguidelines-avoid-non-const-global-variables)
-std::mutex sample_mutex;                          // NOLINT(cppcoreguidelines-avoid-non-const-global-variables)
-std::once_flag handler_installed;                 // NOLINT(cppcoreguidelines-avoid-non-const-global-variables)
+std::array<void*, max_frames> sampled_frames{};  // NOLINT(cppcoreguidelines-avoid-non-const-global-variables)
+std::atomic<int> sampled_count{-1};              // NOLINT(cppcoreguidelines-avoid-non-const-global-variables)
+std::mutex sample_mutex;                         // NOLINT(cppcoreguidelines-avoid-non-const-global-variables)
+std::once_flag handler_installed;                // NOLINT(cppcoreguidelines-avoid-non-const-global-variables)
 
 extern "C" void on_sample_signal(int /*signal*/) {
   const int saved_errno = errno;
@@ -167,8 +167,9 @@ struct loop_monitor::impl : std::enable_shared_from_this<loop_monitor::impl> {
     char** symbols = backtrace_symbols(sampled_frames.data(), n);
     if (symbols == nullptr) return {};
     // Frame 0 is the handler, 1 the kernel's signal trampoline.
-    for (int i = 2; i < n; ++i) out.push_back(readable(symbols[i]));  // NOLINT(cppcoreguidelines-pro-bounds-pointer-arithmetic)
-    std::free(symbols);  // NOLINT(cppcoreguidelines-no-malloc): backtrace_symbols' contract
+    for (int i = 2; i < n; ++i)
+      out.push_back(readable(symbols[i]));  // NOLINT(cppcoreguidelines-pro-bounds-pointer-arithmetic)
+    std::free(symbols);                     // NOLINT(cppcoreguidelines-no-malloc): backtrace_symbols' contract
     return out;
   }
 

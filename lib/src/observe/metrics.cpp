@@ -175,9 +175,8 @@ auto& slot(Map& m, std::string_view key) {
 }  // namespace
 
 void metrics::record_operation(const operation_sample& s) {
-  std::array<std::string, 5> key{std::string(s.db_namespace), std::string(s.operation),
-                                 std::string(s.status_code), std::string(s.error_type),
-                                 std::string(s.server_address)};
+  std::array<std::string, 5> key{std::string(s.db_namespace), std::string(s.operation), std::string(s.status_code),
+                                 std::string(s.error_type), std::string(s.server_address)};
   const std::lock_guard lock(state_->mutex);
   state_->operations[std::move(key)].observe(state_->duration_bounds, s.seconds);
 }
@@ -251,9 +250,8 @@ std::string metrics::prometheus_text() const {
     constexpr std::string_view name = "db_client_operation_duration_seconds";
     append_header(out, name, "histogram", "Duration of database client operations.");
     for (const auto& [k, h] : s.operations) {
-      const label_list labels{{"db_system_name", "postgresql"}, {"db_namespace", k[0]},
-                              {"db_operation_name", k[1]},      {"db_response_status_code", k[2]},
-                              {"error_type", k[3]},             {"server_address", k[4]}};
+      const label_list labels{{"db_system_name", "postgresql"},  {"db_namespace", k[0]}, {"db_operation_name", k[1]},
+                              {"db_response_status_code", k[2]}, {"error_type", k[3]},   {"server_address", k[4]}};
       append_histogram(out, name, labels, s.duration_bounds, h);
     }
   }
@@ -266,7 +264,8 @@ std::string metrics::prometheus_text() const {
   };
   if (!s.connection_count.empty()) {
     constexpr std::string_view name = "db_client_connection_count";
-    append_header(out, name, "gauge", "The number of connections that are currently in state described by the state attribute.");
+    append_header(out, name, "gauge",
+                  "The number of connections that are currently in state described by the state attribute.");
     for (const auto& [k, v] : s.connection_count) {
       append_sample(out, name, {{pool_label, k.first}, {"db_client_connection_state", k.second}}, v);
     }

@@ -231,8 +231,8 @@ class pool_impl final : public std::enable_shared_from_this<pool_impl>, private 
       w.emplace(take_waiter(id));
       publish();
     }
-    deliver(std::move(*w), std::make_exception_ptr(sql_error(errc::cancelled,
-                                                             "cancelled while waiting for a pool connection")),
+    deliver(std::move(*w),
+            std::make_exception_ptr(sql_error(errc::cancelled, "cancelled while waiting for a pool connection")),
             lease());
   }
 
@@ -269,13 +269,10 @@ class pool_impl final : public std::enable_shared_from_this<pool_impl>, private 
     }
   }
 
-
-
   // --- pool_actions: called with mutex_ held -------------------------------
 
   void connect(std::size_t slot) override {
-    auto conn = use_strands_ ? std::make_shared<connection>(asio::make_strand(ex_))
-                                : std::make_shared<connection>(ex_);
+    auto conn = use_strands_ ? std::make_shared<connection>(asio::make_strand(ex_)) : std::make_shared<connection>(ex_);
     conns_[slot] = conn;
     spawn_later(conn->get_executor(), open(shared_from_this(), slot, conn));
   }
@@ -482,8 +479,8 @@ struct initiate_acquire {
 
 // Waits in the pool's queue (acquire() without the fast path).
 asio::awaitable<lease> pool::wait_for_lease() {
-  return asio::async_initiate<const asio::use_awaitable_t<>&, void(std::exception_ptr, lease)>(
-      initiate_acquire{impl_}, asio::use_awaitable);
+  return asio::async_initiate<const asio::use_awaitable_t<>&, void(std::exception_ptr, lease)>(initiate_acquire{impl_},
+                                                                                               asio::use_awaitable);
 }
 
 // A lease on an open connection. One found closed (its server ended the

@@ -37,8 +37,7 @@ void pool_core::refresh_gauges() {
 }
 
 bool pool_core::drained() const noexcept {
-  return std::all_of(slots_.begin(), slots_.end(),
-                     [](const slot& s) { return s.state == slot_state::empty; });
+  return std::all_of(slots_.begin(), slots_.end(), [](const slot& s) { return s.state == slot_state::empty; });
 }
 
 // The most recently used idle connection (the others then age out), with
@@ -76,8 +75,7 @@ void pool_core::acquire(std::uint64_t id, pool_time now) {
     actions_.grant(id, *s);
     return;
   }
-  const pool_time deadline =
-      limits_.acquire_timeout.count() > 0 ? now + limits_.acquire_timeout : pool_time::max();
+  const pool_time deadline = limits_.acquire_timeout.count() > 0 ? now + limits_.acquire_timeout : pool_time::max();
   waiters_.push_back(waiter{id, now, deadline});
   grow(now);
   schedule(now);
@@ -150,16 +148,15 @@ void pool_core::close_slot(std::size_t s, close_reason why) {
 void pool_core::grow(pool_time now) {
   if (closed_ || now < retry_after_) return;
   auto open_or_connecting = [&] {
-    return static_cast<std::size_t>(std::count_if(slots_.begin(), slots_.end(),
-                                                  [](const slot& x) { return x.state != slot_state::empty; }));
+    return static_cast<std::size_t>(
+        std::count_if(slots_.begin(), slots_.end(), [](const slot& x) { return x.state != slot_state::empty; }));
   };
   while (true) {
     const std::size_t connecting = count(slot_state::connecting);
     const bool for_waiters = waiters_.size() > connecting;
     const bool for_minimum = open_or_connecting() < limits_.min_size;
     if (!for_waiters && !for_minimum) return;
-    auto empty = std::find_if(slots_.begin(), slots_.end(),
-                              [](const slot& x) { return x.state == slot_state::empty; });
+    auto empty = std::find_if(slots_.begin(), slots_.end(), [](const slot& x) { return x.state == slot_state::empty; });
     if (empty == slots_.end()) return;
     empty->state = slot_state::connecting;
     refresh_gauges();
@@ -173,8 +170,7 @@ void pool_core::on_connected(std::size_t s, bool ok, pool_time now, const std::s
     slots_[s] = slot{};
     ++stats_.connect_failures;
     last_connect_error_ = error;
-    backoff_ = backoff_.count() == 0 ? limits_.backoff_initial
-                                     : std::min(backoff_ * 2, limits_.backoff_max);
+    backoff_ = backoff_.count() == 0 ? limits_.backoff_initial : std::min(backoff_ * 2, limits_.backoff_max);
     retry_after_ = now + backoff_;
     schedule(now);
     refresh_gauges();
@@ -249,9 +245,9 @@ void pool_core::on_timer(pool_time now) {
     waiters_.pop_front();
     ++stats_.timeouts;
     refresh_gauges();
-    std::string msg = "no connection became available within " +
-                      std::to_string(limits_.acquire_timeout.count()) + " ms (pool of " +
-                      std::to_string(limits_.max_size) + ", " + std::to_string(stats_.in_use) + " in use)";
+    std::string msg = "no connection became available within " + std::to_string(limits_.acquire_timeout.count()) +
+                      " ms (pool of " + std::to_string(limits_.max_size) + ", " + std::to_string(stats_.in_use) +
+                      " in use)";
     if (!last_connect_error_.empty()) msg += "; last connection attempt failed: " + last_connect_error_;
     actions_.reject(id, errc::pool_timeout, msg);
   }
@@ -264,8 +260,7 @@ void pool_core::on_timer(pool_time now) {
     } else if (limits_.idle_timeout.count() > 0 && now - sl.idle_since >= limits_.idle_timeout &&
                open > limits_.min_size) {
       close_slot(i, close_reason::idle);
-    } else if (limits_.health_check_period.count() > 0 &&
-               now - sl.last_checked >= limits_.health_check_period) {
+    } else if (limits_.health_check_period.count() > 0 && now - sl.last_checked >= limits_.health_check_period) {
       sl.state = slot_state::checking;
       refresh_gauges();
       actions_.check(i);
@@ -283,7 +278,7 @@ void pool_core::schedule(pool_time now) {
   }
   pool_time next = pool_time::max();
   if (!waiters_.empty()) next = std::min(next, waiters_.front().deadline);  // the earliest: see on_timer
-  std::size_t open = 0, connecting = 0;  // one pass: this runs on every release
+  std::size_t open = 0, connecting = 0;                                     // one pass: this runs on every release
   for (const slot& sl : slots_) {
     if (sl.state == slot_state::connecting) {
       ++connecting;

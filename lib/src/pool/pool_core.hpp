@@ -33,10 +33,10 @@ enum class close_reason { idle, lifetime, broken, health_check, reset_failed, po
 struct pool_limits {
   std::size_t min_size = 0;
   std::size_t max_size = 10;
-  std::chrono::milliseconds acquire_timeout{30000};       ///< 0: wait forever
-  std::chrono::milliseconds idle_timeout{600000};         ///< 0: never close idle ones
-  std::chrono::milliseconds max_lifetime{3600000};        ///< 0: no limit
-  double max_lifetime_jitter = 0.1;                       ///< up to this fraction earlier
+  std::chrono::milliseconds acquire_timeout{30000};      ///< 0: wait forever
+  std::chrono::milliseconds idle_timeout{600000};        ///< 0: never close idle ones
+  std::chrono::milliseconds max_lifetime{3600000};       ///< 0: no limit
+  double max_lifetime_jitter = 0.1;                      ///< up to this fraction earlier
   std::chrono::milliseconds health_check_period{30000};  ///< 0: no checks
   std::chrono::milliseconds backoff_initial{100};
   std::chrono::milliseconds backoff_max{10000};

@@ -62,9 +62,7 @@ struct initiate_notification {
       });
     }
     asio::dispatch(drv->get_executor(),
-                   [d = drv, id, h = std::move(h)]() mutable {
-                     d->next_notification(id, std::move(h));
-                   });
+                   [d = drv, id, h = std::move(h)]() mutable { d->next_notification(id, std::move(h)); });
   }
 };
 }  // namespace
@@ -74,8 +72,8 @@ asio::awaitable<notification> connection::next_notification() {
   initiate_notification init{drv_};  // named: see row_stream::fetch()
   detail::pending_notification p =
       co_await asio::async_initiate<const asio::use_awaitable_t<>&,
-                                    void(std::exception_ptr, detail::pending_notification)>(
-          std::move(init), asio::use_awaitable);
+                                    void(std::exception_ptr, detail::pending_notification)>(std::move(init),
+                                                                                            asio::use_awaitable);
   notification n;
   n.channel = std::move(p.channel);
   n.payload = std::move(p.payload);
@@ -83,9 +81,7 @@ asio::awaitable<notification> connection::next_notification() {
   co_return n;
 }
 
-std::size_t connection::notifications_dropped() const noexcept {
-  return drv_ ? drv_->notifications_dropped() : 0;
-}
+std::size_t connection::notifications_dropped() const noexcept { return drv_ ? drv_->notifications_dropped() : 0; }
 
 // ----------------------------------------------------------------- listener
 

@@ -77,9 +77,8 @@ struct initiate_fetch {
         });
       });
     }
-    asio::dispatch(drv->get_executor(), [d = drv, st = st, h = std::move(h)]() mutable {
-      d->stream_fetch(st, std::move(h));
-    });
+    asio::dispatch(drv->get_executor(),
+                   [d = drv, st = st, h = std::move(h)]() mutable { d->stream_fetch(st, std::move(h)); });
   }
 };
 }  // namespace

@@ -41,8 +41,8 @@ class query_methods {
  public:
   /// Runs one statement with bound parameters and returns its result.
   template <class... Args>
-    requires(encodable<Args> && ...)
-  [[nodiscard]] boost::asio::awaitable<result> query(std::string_view sql, const Args&... args) {
+  requires(encodable<Args>&&...)
+      [[nodiscard]] boost::asio::awaitable<result> query(std::string_view sql, const Args&... args) {
     return self().query_params(sql, make_params(args...));
   }
   [[nodiscard]] boost::asio::awaitable<result> query(std::string_view sql, params p) {
@@ -51,8 +51,8 @@ class query_methods {
 
   /// Runs one statement and returns the number of rows it affected.
   template <class... Args>
-    requires(encodable<Args> && ...)
-  [[nodiscard]] boost::asio::awaitable<std::uint64_t> execute(std::string_view sql, const Args&... args) {
+  requires(encodable<Args>&&...)
+      [[nodiscard]] boost::asio::awaitable<std::uint64_t> execute(std::string_view sql, const Args&... args) {
     return self().execute_params(sql, make_params(args...));
   }
   [[nodiscard]] boost::asio::awaitable<std::uint64_t> execute(std::string_view sql, params p) {
@@ -63,8 +63,8 @@ class query_methods {
   /// `row_stream`, in <pgq/stream.hpp>), for results too big to hold. The
   /// stream keeps its own copy of `sql`.
   template <class... Args>
-    requires(encodable<Args> && ...)
-  [[nodiscard]] boost::asio::awaitable<row_stream> stream(std::string_view sql, const Args&... args) {
+  requires(encodable<Args>&&...)
+      [[nodiscard]] boost::asio::awaitable<row_stream> stream(std::string_view sql, const Args&... args) {
     return self().stream_params(sql, make_params(args...));
   }
   [[nodiscard]] boost::asio::awaitable<row_stream> stream(std::string_view sql, params p) {
@@ -83,12 +83,12 @@ class query_methods {
   /// statement returns another number of columns than `T` reads, or as
   /// `field::as<T>()` for a value that cannot be read.
   template <class T, class... Args>
-    requires row_decodable<T> && (encodable<Args> && ...)
-  [[nodiscard]] boost::asio::awaitable<std::vector<T>> query_as(std::string_view sql, const Args&... args) {
+  requires row_decodable<T> &&(encodable<Args>&&...)
+      [[nodiscard]] boost::asio::awaitable<std::vector<T>> query_as(std::string_view sql, const Args&... args) {
     return rows_as<T>(self().query_params(sql, make_params(args...)));
   }
   template <class T>
-    requires row_decodable<T>
+  requires row_decodable<T>
   [[nodiscard]] boost::asio::awaitable<std::vector<T>> query_as(std::string_view sql, params p) {
     return rows_as<T>(self().query_params(sql, std::move(p)));
   }
