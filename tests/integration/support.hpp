@@ -12,7 +12,9 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
+#include <utility>
 
 namespace pgq_test {
 
@@ -64,6 +66,18 @@ bool server_version_at_least(int min, const std::string& what);
 /// `DROP DATABASE IF EXISTS name`, ending its sessions first: WITH (FORCE)
 /// from PostgreSQL 13; before, pg_terminate_backend() on each.
 asio::awaitable<void> drop_database(pgq::connection& admin, const std::string& name);
+
+// The sql_error `op` threw, or nullopt when it succeeded. Other exceptions
+// pass through.
+template <class T>
+asio::awaitable<std::optional<pgq::sql_error>> error_of(asio::awaitable<T> op) {
+  try {
+    co_await std::move(op);
+  } catch (const pgq::sql_error& e) {
+    co_return e;
+  }
+  co_return std::nullopt;
+}
 
 }  // namespace pgq_test
 

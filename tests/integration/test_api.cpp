@@ -19,17 +19,6 @@ namespace asio = boost::asio;
 
 namespace {
 
-// The error a coroutine throws, or nullopt.
-template <class T>
-asio::awaitable<std::optional<pgq::sql_error>> error_of(asio::awaitable<T> op) {
-  try {
-    co_await std::move(op);
-  } catch (const pgq::sql_error& e) {
-    co_return e;
-  }
-  co_return std::nullopt;
-}
-
 pgq::pool_options pool_opts(std::size_t max_size) {
   pgq::pool_options o;
   o.conninfo = dsn();

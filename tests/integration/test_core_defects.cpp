@@ -33,18 +33,6 @@ namespace asio = boost::asio;
 
 namespace {
 
-// The sql_error `op` threw, or nullopt when it succeeded. Other exceptions
-// pass through.
-template <class T>
-asio::awaitable<std::optional<pgq::sql_error>> error_of(asio::awaitable<T> op) {
-  try {
-    co_await std::move(op);
-  } catch (const pgq::sql_error& e) {
-    co_return e;
-  }
-  co_return std::nullopt;
-}
-
 // The outcome of a request run in the background.
 struct pending {
   // Set on the connection's executor, read on the test's (another thread under

@@ -123,18 +123,8 @@ void append_histogram(std::string& out, std::string_view name, const label_list&
     append_number(out, cumulative);
     out += '\n';
   }
-  out += name;
-  out += "_sum";
-  append_labels(out, labels);
-  out += ' ';
-  append_number(out, h.sum);
-  out += '\n';
-  out += name;
-  out += "_count";
-  append_labels(out, labels);
-  out += ' ';
-  append_number(out, h.count);
-  out += '\n';
+  append_sample(out, std::string(name) + "_sum", labels, h.sum);
+  append_sample(out, std::string(name) + "_count", labels, static_cast<double>(h.count));
 }
 
 constexpr std::string_view pool_label = "db_client_connection_pool_name";
