@@ -4,7 +4,13 @@
 
 #include <catch2/catch.hpp>
 
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 using namespace pgq_test;
 namespace asio = boost::asio;
@@ -27,7 +33,13 @@ const std::string every_type =
 TEST_CASE("binary results read exactly as text results", "[binary]") {
   run([]() -> asio::awaitable<void> {
     auto conn = co_await connect();
-    auto text = co_await conn.query(every_type);
+    // Text from a connection that never asks for binary; binary from one
+    // that does (from the first run on: the statement is described first).
+    pgq::connection text_conn(co_await asio::this_coro::executor);
+    pgq::connect_options text_only;
+    text_only.binary_results = false;
+    co_await text_conn.connect(dsn(), text_only);
+    auto text = co_await text_conn.query(every_type);
     auto binary = co_await conn.query(every_type);
     REQUIRE(text.columns() == binary.columns());
     CHECK(text[0][0].fmt() == pgq::format::text);
@@ -106,8 +118,100 @@ TEST_CASE("binary results can be turned off", "[binary]") {
     pgq::connect_options opts;
     opts.binary_results = false;
     co_await conn.connect(dsn(), opts);
-    co_await conn.query("SELECT 1");
+    auto first = co_await conn.query("SELECT 1");
+    CHECK(first[0][0].fmt() == pgq::format::text);
     auto again = co_await conn.query("SELECT 1");
     CHECK(again[0][0].fmt() == pgq::format::text);
+  });
+}
+
+TEST_CASE("a statement's first run is described first and comes in binary", "[binary][cache]") {
+  run([]() -> asio::awaitable<void> {
+    auto conn = co_await connect();
+    const auto before = conn.stats();
+    auto first = co_await conn.query("SELECT $1::int4 + 1 AS n", 41);
+    CHECK(first[0][0].fmt() == pgq::format::binary);
+    CHECK(first[0].get<int>("n") == 42);
+    const auto after = conn.stats();
+    // One statement, one miss: the Describe is no request of its own.
+    CHECK(after.cache_misses == before.cache_misses + 1);
+    CHECK(after.cache_hits == before.cache_hits);
+    CHECK(conn.pending_requests() == 0);
+    // A first run whose Parse fails reports the Parse's error, once, and
+    // the connection goes on.
+    std::string state;
+    try {
+      co_await conn.query("SELEC 1");
+    } catch (const pgq::sql_error& e) {
+      state = e.sqlstate();
+    }
+    CHECK(state == "42601");
+    // Inside a transaction block too: the syntax error, not 25P02.
+    co_await conn.execute("BEGIN");
+    state.clear();
+    try {
+      co_await conn.query("SELECT nosuchcolumn FROM pg_class");
+    } catch (const pgq::sql_error& e) {
+      state = e.sqlstate();
+    }
+    CHECK(state == "42703");
+    co_await conn.execute("ROLLBACK");
+    auto ok = co_await conn.query("SELECT 2");
+    CHECK(ok[0].get<int>(0) == 2);
+  });
+}
+
+TEST_CASE("a first run cancelled while its Describe is out never runs", "[binary][cancel]") {
+  run([]() -> asio::awaitable<void> {
+    auto conn = co_await connect();
+    auto ex = co_await asio::this_coro::executor;
+    const std::string table = unique_name("describe_cancel");
+    const std::string create = "CREATE TABLE " + table + " (v int)";
+    co_await conn.execute(create);
+    std::exception_ptr failure;
+    try {
+      // A Describe behind a sleep: the INSERT waits for it, unsent, and is
+      // cancelled there.
+      bool slept = false;
+      asio::co_spawn(
+          ex,
+          [&conn, &slept]() -> asio::awaitable<void> {
+            co_await conn.query("SELECT pg_sleep(0.3)");
+            slept = true;
+          },
+          asio::detached);
+      asio::cancellation_signal cancel;
+      bool cancelled = false;
+      const std::string insert = "INSERT INTO " + table + " VALUES (1)";
+      asio::co_spawn(ex, conn.execute(insert),
+                     asio::bind_cancellation_slot(cancel.slot(), [&cancelled](std::exception_ptr e, std::uint64_t) {
+                       try {
+                         if (e) std::rethrow_exception(e);
+                       } catch (const pgq::sql_error& err) {
+                         cancelled = err.code() == pgq::errc::cancelled;
+                       }
+                     }));
+      asio::steady_timer timer(ex);
+      timer.expires_after(std::chrono::milliseconds(50));
+      co_await timer.async_wait(asio::use_awaitable);
+      cancel.emit(asio::cancellation_type::terminal);
+      while (!slept) {
+        timer.expires_after(std::chrono::milliseconds(10));
+        co_await timer.async_wait(asio::use_awaitable);
+      }
+      CHECK(cancelled);
+      const std::string count_sql = "SELECT count(*)::int4 FROM " + table;
+      auto r = co_await conn.query(count_sql);
+      CHECK(r[0].get<int>(0) == 0);
+      // The statement was prepared all the same: its next run uses it.
+      co_await conn.execute(insert);
+      auto again = co_await conn.query(count_sql);
+      CHECK(again[0].get<int>(0) == 1);
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    const std::string drop = "DROP TABLE " + table;
+    co_await conn.execute(drop);
+    if (failure) std::rethrow_exception(failure);
   });
 }

@@ -371,6 +371,10 @@ TEST_CASE("cancelling a queued request drops it, and the running one completes",
     auto conn = co_await connect();
     auto ex = co_await asio::this_coro::executor;
     co_await conn.execute("CREATE TEMP TABLE c (v int)");
+    // Prepared before: a first run would wait unsent for its Describe (and
+    // then not run at all when cancelled; test_binary.cpp tests that).
+    co_await conn.execute("INSERT INTO c VALUES (1)");
+    co_await conn.execute("DELETE FROM c");
     bool first_done = false;
     asio::co_spawn(
         ex,

@@ -184,6 +184,9 @@ TEST_CASE("stream: a slow reader keeps memory flat, and queries queued behind ru
     auto observer = co_await connect();
     auto p = co_await conn.query("SELECT pg_backend_pid()");
     const int pid = p[0].get<int>(0);
+    // Prepared before, so that the query queued below is one request (a
+    // first run would add its Describe).
+    co_await conn.query("SELECT clock_timestamp()");
     // 100 MB: more than the socket buffers and any bounded client buffer.
     constexpr int total = 50'000;
     auto rows = co_await conn.stream(

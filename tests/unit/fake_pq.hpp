@@ -50,6 +50,9 @@ class fake_pq final : public pq_port {
   int closes = 0;
   // What set_chunked_rows_mode / set_single_row_mode were asked for.
   std::vector<int> row_modes;  // 1: single row; N: chunks of N
+  // The result format of each execute; what describe() says of columns.
+  std::vector<int> formats;
+  bool describe_binary = false;
 
   ~fake_pq() override {
     for (pg_result* r : results) {
@@ -103,7 +106,10 @@ class fake_pq final : public pq_port {
     return push("prepare", sql);
   }
   bool send_describe_prepared(const char* name) override { return push("describe", name); }
-  bool send_query_prepared(const char* name, const param_set&, int) override { return push("execute", name); }
+  bool send_query_prepared(const char* name, const param_set&, int format) override {
+    formats.push_back(format);
+    return push("execute", name);
+  }
   pq_features features() override { return feats; }
   bool pipeline_sync() override {
     if (!push("sync", "")) return false;
@@ -184,7 +190,7 @@ class fake_pq final : public pq_port {
   std::string_view command_rows(const pg_result* r) override { return info_.at(r).rows_text; }
   bool binary_tuples(const pg_result*) override { return false; }
   void describe(const pg_result*, bool& binary, bool& needs_utc) override {
-    binary = false;
+    binary = describe_binary;
     needs_utc = false;
   }
   pgq::sql_error make_error(const pg_result* r, std::string_view statement) override {

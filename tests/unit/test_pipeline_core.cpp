@@ -21,8 +21,10 @@ struct harness {
   pipeline_core core{pq};
   std::vector<completion> log;
 
-  explicit harness(std::size_t cache = 0, pq_features features = {}) {
+  explicit harness(std::size_t cache = 0, pq_features features = {}, bool describe_first = false) {
     pq.feats = features;
+    // Rule 11 has tests of its own; the others script first runs as one unit.
+    core.set_describe_first(describe_first);
     core.opened(tx_idle, cache, true);
   }
   std::shared_ptr<stream_state> stream(std::string_view sql) {
@@ -748,4 +750,148 @@ TEST_CASE("pipeline_core: a request cancelled while still in libpq's buffer is w
   CHECK(h.pq.writes == 1);
   CHECK(h.core.take_server_cancels() == 1);
   CHECK(h.code(id) == pgq::errc::cancelled);
+}
+
+TEST_CASE("pipeline_core rule 11: a first run is described first, then executed in binary", "[pipeline_core]") {
+  harness h(8, {}, true);
+  h.pq.describe_binary = true;
+  const auto a = h.query("SELECT 1");
+  const auto b = h.query("SELECT 2");  // behind it: waits for a's Describe too
+  // Parse + Describe on their own Sync; nothing executed yet.
+  CHECK(h.pq.count("prepare") == 1);
+  CHECK(h.times_completed(b) == 0);
+  CHECK(h.pq.count("describe") == 1);
+  CHECK(h.pq.count("execute") == 0);
+  CHECK(h.pq.count("sync") == 1);
+  CHECK(h.core.pending() == 3);
+  // The Describe comes back: the statement runs in binary, and the one
+  // behind it gets its own Describe.
+  h.pq.results.push_back(h.pq.make(pq_status::command_ok));
+  h.pq.results.push_back(nullptr);
+  h.pq.results.push_back(h.pq.make(pq_status::command_ok));
+  h.pq.results.push_back(nullptr);
+  h.pq.results.push_back(h.pq.make(pq_status::pipeline_sync));
+  h.read();
+  REQUIRE(h.pq.formats.size() == 1);
+  CHECK(h.pq.formats[0] == 1);
+  CHECK(h.pq.count("prepare") == 2);  // b's Describe, pipelined behind a's run
+  CHECK(h.times_completed(a) == 0);
+  h.pq.answer();
+  h.read();
+  CHECK(h.code(a) == pgq::error_code());
+  CHECK(h.pq.count("execute") == 1);
+  CHECK(h.core.cache().misses == 2);
+  CHECK(h.core.cache().hits == 0);
+  // A second run of a: straight from the cache, one unit, binary.
+  const auto a2 = h.query("SELECT 1");
+  CHECK(h.times_completed(a2) == 0);
+  CHECK(h.pq.count("execute") == 1);  // still behind b's Describe
+  h.pq.results.push_back(h.pq.make(pq_status::command_ok));
+  h.pq.results.push_back(nullptr);
+  h.pq.results.push_back(h.pq.make(pq_status::command_ok));
+  h.pq.results.push_back(nullptr);
+  h.pq.results.push_back(h.pq.make(pq_status::pipeline_sync));
+  h.read();
+  CHECK(h.pq.count("execute") == 3);  // b, then a2 behind it
+  h.pq.answer();
+  h.pq.answer();
+  h.read();
+  CHECK(h.code(b) == pgq::error_code());
+  CHECK(h.code(a2) == pgq::error_code());
+  CHECK(h.core.cache().hits == 1);
+  CHECK(h.pq.formats == std::vector<int>{1, 1, 1});
+  CHECK(h.core.pending() == 0);
+}
+
+TEST_CASE("pipeline_core rule 11: a column without a binary codec keeps text", "[pipeline_core]") {
+  harness h(8, {}, true);
+  h.pq.describe_binary = false;
+  const auto a = h.query("SELECT '(1,2)'::point");
+  h.pq.results.push_back(h.pq.make(pq_status::command_ok));
+  h.pq.results.push_back(nullptr);
+  h.pq.results.push_back(h.pq.make(pq_status::command_ok));
+  h.pq.results.push_back(nullptr);
+  h.pq.results.push_back(h.pq.make(pq_status::pipeline_sync));
+  h.read();
+  h.pq.answer();
+  h.read();
+  CHECK(h.code(a) == pgq::error_code());
+  CHECK(h.pq.formats == std::vector<int>{0});
+}
+
+TEST_CASE("pipeline_core rule 11: a failed Parse is the statement's error, sent once", "[pipeline_core]") {
+  harness h(8, {}, true);
+  const auto a = h.query("SELEC 1");
+  const auto b = h.query("SELECT 2");
+  h.pq.results.push_back(h.pq.make(pq_status::fatal_error, "42601"));
+  h.pq.results.push_back(nullptr);
+  h.pq.results.push_back(h.pq.make(pq_status::pipeline_aborted));
+  h.pq.results.push_back(nullptr);
+  h.pq.results.push_back(h.pq.make(pq_status::pipeline_sync));
+  h.read();
+  CHECK(h.code(a) == state("42601"));
+  CHECK(h.times_completed(a) == 1);
+  CHECK(h.pq.count("execute") == 0);  // a never executed
+  // b goes on: its own Describe (the only statement cached), then its run.
+  CHECK(h.pq.count("prepare") == 2);
+  CHECK(h.core.cache().size() == 1);
+  h.pq.answer_prepared();  // Parse, Describe (alone), then...
+  h.pq.results.pop_back();
+  h.pq.results.pop_back();
+  h.pq.results.pop_back();  // (only the Describe's unit: no execution yet)
+  h.pq.results.push_back(h.pq.make(pq_status::pipeline_sync));
+  h.read();
+  h.pq.answer();
+  h.read();
+  CHECK(h.code(b) == pgq::error_code());
+}
+
+TEST_CASE("pipeline_core rule 11: cancelled while its Describe is out, a first run never runs", "[pipeline_core]") {
+  harness h(8, {}, true);
+  const auto a = h.query("INSERT INTO t VALUES (1)");
+  h.cancel(a);
+  CHECK(h.code(a) == errc::cancelled);
+  CHECK(h.core.take_server_cancels() == 0);  // nothing of it runs
+  const auto b = h.query("SELECT 2");
+  CHECK(h.pq.count("prepare") == 2);  // b's Describe follows a's at once
+  CHECK(h.times_completed(b) == 0);
+  for (int k = 0; k < 2; ++k) {  // both Describes come back
+    h.pq.results.push_back(h.pq.make(pq_status::command_ok));
+    h.pq.results.push_back(nullptr);
+    h.pq.results.push_back(h.pq.make(pq_status::command_ok));
+    h.pq.results.push_back(nullptr);
+    h.pq.results.push_back(h.pq.make(pq_status::pipeline_sync));
+  }
+  h.read();
+  CHECK(h.times_completed(a) == 1);
+  CHECK(h.pq.statements() == std::vector<std::string>{"EXEC SELECT 2"});  // a's INSERT never ran
+  CHECK(h.core.cache().size() == 2);                                      // a's statement exists: a later run uses it
+}
+
+TEST_CASE("pipeline_core rule 11: a stray cancel on the Describe, or a loss, is not the statement's error",
+          "[pipeline_core]") {
+  SECTION("a cancel meant for the statement before hits the Describe: sent the usual way") {
+    harness h(8, {}, true);
+    const auto a = h.query("SELECT 1");
+    h.pq.results.push_back(h.pq.make(pq_status::fatal_error, "57014"));
+    h.pq.results.push_back(nullptr);
+    h.pq.results.push_back(h.pq.make(pq_status::pipeline_aborted));
+    h.pq.results.push_back(nullptr);
+    h.pq.results.push_back(h.pq.make(pq_status::pipeline_sync));
+    h.read();
+    CHECK(h.times_completed(a) == 0);
+    CHECK(h.pq.count("prepare") == 2);  // prepared again with its run
+    CHECK(h.pq.count("execute") == 1);
+    h.pq.answer_prepared();
+    h.read();
+    CHECK(h.code(a) == pgq::error_code());
+  }
+  SECTION("the connection is lost while the Describe is out") {
+    harness h(8, {}, true);
+    const auto a = h.query("SELECT 1");
+    h.pq.bad = true;
+    h.read();
+    CHECK(h.code(a) == errc::connection_lost);
+    CHECK(h.times_completed(a) == 1);
+  }
 }

@@ -112,6 +112,7 @@ struct model {
   void run_unit() {
     std::string text;
     bool cached_exec = false;
+    const std::size_t results_before = pq.results.size();
     std::size_t i = next_sent;
     for (; i < pq.written; ++i) {
       const auto& s = pq.sent[i];
@@ -134,6 +135,21 @@ struct model {
       }
     }
     next_sent = i + 1;
+    if (text.empty()) {
+      // Parse and Describe alone (rule 11): nothing runs. In a failed
+      // block the Parse fails and the Describe is skipped.
+      if (tx == tx_failed) {
+        while (pq.results.size() > results_before) {
+          if (pg_result* r = pq.results.back()) pq.clear(r);
+          pq.results.pop_back();
+        }
+        push_error("25P02");
+        pq.results.push_back(pq.make(pq_status::pipeline_aborted));
+        pq.results.push_back(nullptr);
+      }
+      pq.results.push_back(pq.make(pq_status::pipeline_sync));
+      return;
+    }
     execute(text, cached_exec);
     pq.results.push_back(pq.make(pq_status::pipeline_sync));
   }
@@ -289,6 +305,8 @@ struct runner {
   runner(unsigned seed, std::size_t cache_size, pq_features features) : m(seed, pq, core), cache(cache_size) {
     m.ops = &by_tag;
     pq.feats = features;
+    // Half the runs describe a statement before its first run (rule 11).
+    core.set_describe_first(seed % 4 < 2);
     core.opened(tx_idle, cache, true);
   }
 

@@ -66,8 +66,14 @@ struct connect_options {
   /// server connection.
   std::size_t statement_cache_size = 256;
   /// Let cached statements return binary results when every column has a
-  /// binary codec (numbers and timestamps then skip text parsing). The first
-  /// run of a statement is always text. Off: always text.
+  /// binary codec (numbers and timestamps then skip text parsing). A
+  /// statement's first run on a connection is prepared and described before
+  /// it runs (one more round trip, once per statement and connection), so
+  /// that it too comes in binary: an anonymous record (`ROW(1, 'a')`) then
+  /// carries its field types and to_json() gives what the server's to_json()
+  /// gives. A record whose field has a type pgq cannot print from binary
+  /// fails to print (cast that field to text). Off (or with the statement
+  /// cache off): always text, and records' fields become JSON strings.
   bool binary_results = true;
   /// How long the connection waits for a server-side cancel request (sent
   /// when a running statement is cancelled, e.g. by a timeout) to reach the

@@ -1,6 +1,7 @@
 // The server's text for a binary value: what codec<std::string> returns and
 // what the statement cache checks before asking for binary results.
 #include "codecs/common.hpp"
+#include "codecs/record.hpp"
 
 #include <algorithm>
 #include <bit>
@@ -10,6 +11,8 @@
 namespace pgq::codecs {
 namespace {
 
+constexpr oid record_oid = 2249;  // an anonymous record (record[] is 2287)
+
 // `depth`: how many arrays enclose `v` (0 for a value of its own).
 std::string render_binary(value_view v, int depth);
 
@@ -17,6 +20,46 @@ std::string render_binary(value_view v, int depth);
 void append_array_element(std::string& out, std::string_view e) {
   if (needs_quotes(e)) append_quoted(out, e);
   else out += e;
+}
+
+/// record_out's quoting of one field: quoted when empty or holding a quote,
+/// a backslash, a parenthesis, a comma or white space; inside, a quote or a
+/// backslash is doubled.
+void append_record_field(std::string& out, std::string_view f) {
+  const bool quote = f.empty() || f.find_first_of("\"\\(), \t\n\r\v\f") != std::string_view::npos;
+  if (!quote) {
+    out += f;
+    return;
+  }
+  out += '"';
+  for (char c : f) {
+    if (c == '"' || c == '\\') out += c;
+    out += c;
+  }
+  out += '"';
+}
+
+/// A binary record (record_send) as record_out prints it; each field is
+/// rendered from its own type, which the bytes carry.
+std::string render_binary_record(value_view v, int depth) {
+  // Records and arrays nest inside each other; bound the recursion as the
+  // JSON renderer does.
+  if (depth >= 64) throw_invalid(v, "records and arrays nested at most 64 levels deep");
+  const auto fields = parse_binary_record(v);
+  std::string out = "(";
+  for (std::size_t k = 0; k < fields.size(); ++k) {
+    if (k > 0) out += ',';
+    const binary_record_field& f = fields[k];
+    if (f.null) continue;
+    if (!detail::binary_renderable(f.value.type)) {
+      throw sql_error(errc::type_mismatch, "field " + std::to_string(k + 1) + " of a record has type " +
+                                               type_name(f.value.type) +
+                                               ", whose binary form pgq cannot print: cast the field to text");
+    }
+    append_record_field(out, render_binary(f.value, depth + 1));
+  }
+  out += ')';
+  return out;
 }
 
 // `depth`: how many arrays enclose this one. The element type comes from the
@@ -133,6 +176,7 @@ std::string render_binary(value_view v, int depth) {
   }
   if (is_text_like(v.type)) return std::string(v.bytes);
   if (array_element_oid(v.type) != 0) return render_binary_array(v, depth);
+  if (v.type == record_oid) return render_binary_record(v, depth);
   detail::throw_type_mismatch(v.type, "std::string (binary format)");
 }
 
@@ -160,7 +204,8 @@ bool binary_renderable(oid t) noexcept {
     case oids::timestamp:
     case oids::timestamptz:
     case oids::bytea:
-    case oids::jsonb: return true;
+    case oids::jsonb:
+    case 2249: return true;  // record: its fields are checked when it is printed
     default: break;
   }
   if (is_text_like(t)) return true;

@@ -140,7 +140,8 @@ void libpq_port::describe(const pg_result* d, bool& binary, bool& needs_utc) {
   for (int c = 0; c < columns && binary; ++c) {
     const oid t = PQftype(d, c);
     binary = binary_renderable(t);
-    needs_utc = needs_utc || t == oids::timestamptz || t == 1185;  // timestamptz[]
+    // timestamptz[] too; a record may hold a timestamptz field.
+    needs_utc = needs_utc || t == oids::timestamptz || t == 1185 || t == 2249 || t == 2287;
   }
 }
 

@@ -316,7 +316,8 @@ void pipeline_core::enqueue_batch(std::shared_ptr<batch_group> group, std::vecto
 }
 
 void pipeline_core::start(std::unique_ptr<request> req) {
-  if (waiting_.empty() && cancels_in_flight_ == 0 && mode_ == mode::pipeline && req->what != request::type::exclusive) {
+  if (waiting_.empty() && cancels_in_flight_ == 0 && mode_ == mode::pipeline && req->what != request::type::exclusive &&
+      !wants_describe(*req)) {
     request& r = *req;
     inflight_.push_back(std::move(req));
     if (send(r)) sent_some();
@@ -360,6 +361,12 @@ void pipeline_core::send_waiting() {
     if (front.group && !front.group->decided) {
       if (!decide_batch(*front.group)) break;
       continue;
+    }
+    if (front.describing) break;  // its Describe is on the wire
+    if (wants_describe(front)) {
+      if (sent) sent_some();
+      start_describe(front);
+      return;
     }
     std::unique_ptr<request> req = std::move(waiting_.front());
     waiting_.pop_front();
@@ -407,23 +414,61 @@ void pipeline_core::evict(const std::string& statement) {
   need_flush_ = true;
 }
 
+bool pipeline_core::cacheable(const request& req) const noexcept {
+  // Transaction control gains nothing from a prepared statement.
+  return cache_.capacity > 0 && req.what == request::type::query && req.kind == stmt_kind::other;
+}
+
+const std::string& pipeline_core::statement_key(const request& req) {
+  // The same text with other parameter types is another statement.
+  thread_local std::string key;
+  key.assign(req.sql);
+  key.push_back('\0');
+  key.append(reinterpret_cast<const char*>(req.params.types()),
+             static_cast<std::size_t>(req.params.size()) * sizeof(oid));
+  return key;
+}
+
+bool pipeline_core::wants_describe(const request& req) {
+  // Only where the answer can change the format: binary results on, a lone
+  // statement (a batch keeps its single round trip), not yet described.
+  return describe_first_ && binary_results_ && !req.describe_tried && !req.group && !req.stream && cacheable(req) &&
+         !cache_.contains(statement_key(req));
+}
+
+void pipeline_core::start_describe(request& req) {
+  std::string evicted;
+  const std::string name = cache_.insert(statement_key(req), evicted);
+  auto d = make_detached(std::string(req.sql), stmt_kind::other);
+  d->describe_for = req.id;
+  d->prepared = name;
+  d->statement = name;
+  d->described = true;
+  request& r = *d;
+  inflight_.push_back(std::move(d));
+  req.describing = true;
+  req.describe_tried = true;
+  if (!port_.send_prepare(name.c_str(), r.owned_sql.c_str(), req.params) ||
+      !port_.send_describe_prepared(name.c_str()) || !sync()) {
+    lost(port_.error_message());
+    return;
+  }
+  if (!evicted.empty()) evict(evicted);
+  if (is_open()) sent_some();
+}
+
 bool pipeline_core::send(request& req) {
   // libpq wants a NUL-terminated statement; reuse one buffer per thread.
   thread_local std::string sql_buffer;
   sql_buffer.assign(req.sql);
   const param_set& p = req.params;
-  const int n = p.size();
   bool ok = true;
   std::string evicted;
-  // Transaction control gains nothing from a prepared statement.
-  if (cache_.capacity > 0 && req.what == request::type::query && req.kind == stmt_kind::other) {
-    // The same text with other parameter types is another statement.
-    thread_local std::string key;
-    key.assign(req.sql);
-    key.push_back('\0');
-    key.append(reinterpret_cast<const char*>(p.types()), static_cast<std::size_t>(n) * sizeof(oid));
+  if (cacheable(req)) {
+    const std::string& key = statement_key(req);
     int result_format = 0;
-    if (const statement_cache::entry* e = cache_.find(key)) {
+    // A statement described just before its first run was a miss already.
+    if (const statement_cache::entry* e = cache_.find(key, !req.describe_tried)) {
       req.statement = e->name;
       // Binary results skip text parsing of numbers and timestamps; the
       // codecs read both formats. timestamptz in binary has no zone, so it
@@ -729,6 +774,10 @@ void pipeline_core::finish_front() {
   std::unique_ptr<request> req = std::move(inflight_.front());
   inflight_.pop_front();
   if (req->prepare_failed) cache_.erase_name(req->prepared);  // it never existed
+  if (req->describe_for != 0) {
+    finish_describe(*req);
+    return;
+  }
   if (req->res != nullptr && cache_.size() > 0) {
     // The caller's own DISCARD ALL / DEALLOCATE ALL dropped our statements.
     const std::string_view tag = port_.command_tag(req->res);
@@ -803,6 +852,35 @@ void pipeline_core::finish_front() {
   }
   // After the caller's outcome: a failure to send it must not lose that.
   if (!deallocate.empty() && is_open()) evict(deallocate);
+}
+
+void pipeline_core::finish_describe(request& d) {
+  const bool ok = d.error == nullptr && !d.failure;
+  apply_tx(d, ok);
+  if (inflight_.empty() && mode_ == mode::pipeline) resync_tx();
+  // The request it was for waits at the front (unless its caller gave up).
+  if (!waiting_.empty() && waiting_.front()->id == d.describe_for) {
+    waiting_.front()->describing = false;
+    // A cancel meant for the request before it is not the statement's
+    // error: it is then sent the usual way (prepared with its first run).
+    const bool stray_cancel = d.error != nullptr && port_.sqlstate(d.error) == "57014";
+    if (!ok && is_open() && !stray_cancel) {
+      // Its Parse failed: that is the statement's error; sending it again
+      // would only repeat it (or, in a transaction block, hide it behind
+      // 25P02).
+      std::unique_ptr<request> w = std::move(waiting_.front());
+      waiting_.pop_front();
+      std::exception_ptr ep = d.failure;
+      if (!ep && port_.status(d.error) == pq_status::pipeline_aborted) {
+        ep = std::make_exception_ptr(
+            sql_error(errc::protocol_error, "statement skipped: the pipeline was aborted", std::string(w->sql)));
+      } else if (!ep) {
+        ep = std::make_exception_ptr(port_.make_error(d.error, w->sql));
+      }
+      complete(*w, std::move(ep), {});
+    }
+  }
+  complete(d, nullptr, {});
 }
 
 void pipeline_core::complete(request& req, std::exception_ptr ep, result res) {

@@ -51,6 +51,13 @@
 //     protocol Close (PQsendClosePrepared, libpq 17) when libpq has it, with
 //     `DEALLOCATE` otherwise; either is sent after the request that evicted
 //     it, on its own Sync.
+// 11. A statement's first run on a connection (with the statement cache and
+//     binary results on, outside a batch) is prepared and described on its
+//     own Sync first; its Execute is sent when the Describe is back, in
+//     binary when every column can be read in binary, so that even a first
+//     run returns records with their field types (to_json() of ROW(1,'a')
+//     gives {"f1":1,"f2":"a"}). What is behind it waits that one round trip.
+//     A Parse that fails is the statement's error: it is not sent again.
 #pragma once
 
 #include "driver/statement_cache.hpp"
@@ -183,8 +190,11 @@ struct request {
   int stage = 0;           // statements of this request finished so far
   bool prepare_failed = false;
   bool single_row_set = false;
-  bool close_statement = false;  // detached: a protocol Close of statement `sql`
-  std::string chunk_tag;         // a stream's command tag, found on a chunk of rows
+  bool close_statement = false;    // detached: a protocol Close of statement `sql`
+  std::uint64_t describe_for = 0;  // detached: Parse + Describe for request `describe_for`
+  bool describing = false;         // waiting: its Parse + Describe are on the wire
+  bool describe_tried = false;     // it had its Describe (or needs none)
+  std::string chunk_tag;           // a stream's command tag, found on a chunk of rows
 
   request() = default;
   request(const request&) = delete;
@@ -323,6 +333,10 @@ class pipeline_core {
   void set_stream_chunk_rows(std::size_t rows) noexcept { chunk_rows_ = rows; }
   /// What the loaded libpq offers (read from the port by opened()).
   const pq_features& features() const noexcept { return features_; }
+  /// Whether a statement's first run waits for its Describe (rule 11; on by
+  /// default; the unit tests of other rules switch it off to script fewer
+  /// round trips).
+  void set_describe_first(bool on) noexcept { describe_first_ = on; }
   bool is_open() const noexcept { return mode_ != mode::closed; }
   /// The connection broke (libpq said so, or the socket failed): every
   /// request fails; a COMMIT on the wire as commit_unknown.
@@ -393,6 +407,8 @@ class pipeline_core {
   /// The states the server may be in once everything sent so far is done.
   tx_set predicted_tx() const noexcept;
   bool exclusive() const noexcept { return mode_ == mode::exclusive; }
+  /// Requests waiting or in flight (a first run's Describe and the driver's
+  /// own Close or DEALLOCATE included: the connection is busy with them).
   std::size_t pending() const noexcept { return waiting_.size() + inflight_.size(); }
   std::size_t in_flight() const noexcept { return inflight_.size(); }
   const statement_cache& cache() const noexcept { return cache_; }
@@ -408,6 +424,11 @@ class pipeline_core {
   void start(std::unique_ptr<request> req);
   void send_waiting();
   bool send(request& req);
+  bool cacheable(const request& req) const noexcept;
+  static const std::string& statement_key(const request& req);
+  bool wants_describe(const request& req);
+  void start_describe(request& req);
+  void finish_describe(request& d);
   void flush();
   void drain();
   void finish_front();
@@ -439,6 +460,7 @@ class pipeline_core {
   mode mode_ = mode::closed;
   tx_set tx_ = tx_idle;
   bool binary_results_ = true;
+  bool describe_first_ = true;
   bool paused_ = false;
   bool want_write_ = false;
   bool slice_full_ = false;

@@ -4,11 +4,11 @@
 
 namespace pgq::detail {
 
-const statement_cache::entry* statement_cache::find(const std::string& key) {
+const statement_cache::entry* statement_cache::find(const std::string& key, bool count) {
   auto it = map_.find(key);
   if (it == map_.end()) return nullptr;
   lru_.splice(lru_.begin(), lru_, it->second.lru);
-  ++hits;
+  if (count) ++hits;
   return &it->second;
 }
 

@@ -29,7 +29,9 @@ class statement_cache {
   std::uint64_t prepared = 0;
   std::uint64_t invalidations = 0;
 
-  const entry* find(const std::string& key);
+  /// The entry of `key`, made the most recently used; `count`: a hit counts.
+  const entry* find(const std::string& key, bool count = true);
+  bool contains(const std::string& key) const { return map_.count(key) != 0; }
   const std::string& insert(const std::string& key, std::string& evicted);
   void erase_name(const std::string& name);
   void clear() noexcept;
