@@ -258,15 +258,37 @@ asio::awaitable<double> wide_once(pgq::connection* conn) {
   co_return sum;
 }
 
+// W4s: the same rows read into a plain struct by query_as<T> (Boost.PFR);
+// the text is a std::string there (a struct owns its values).
+struct wide_row {
+  int i = 0;
+  std::string text;
+  double scaled = 0;
+  pgq::timestamptz at{};
+};
+
+asio::awaitable<double> wide_once_struct(pgq::connection* conn) {
+  const std::vector<wide_row> rows = co_await conn->query_as<wide_row>(wide_sql);
+  if (static_cast<std::uint64_t>(rows.size()) != wide_rows) fail("W4s: wrong row count");
+  double sum = 0;
+  for (const wide_row& r : rows) {
+    sum +=
+        r.i + static_cast<double>(r.text.size()) + r.scaled + static_cast<double>(r.at.time_since_epoch().count() & 1);
+  }
+  co_return sum;
+}
+
 asio::awaitable<void> pgq_w4(bench_options o, measurement* out) {
   pgq::connection conn(co_await asio::this_coro::executor);
   co_await conn.connect(o.dsn);
   co_await conn.execute("SET TimeZone = 'UTC'");
-  co_await wide_once(&conn);  // warm-up: prepared, later runs may use binary results
+  const bool into_struct = o.workload == "W4s";
+  auto once = [&conn, into_struct]() { return into_struct ? wide_once_struct(&conn) : wide_once(&conn); };
+  co_await once();  // warm-up: prepared, later runs may use binary results
   stopwatch sw;
   sw.start();
   double total = 0;
-  for (std::uint64_t k = 0; k < o.queries; ++k) total += co_await wide_once(&conn);
+  for (std::uint64_t k = 0; k < o.queries; ++k) total += co_await once();
   *out = sw.stop(o.queries * wide_rows);
   if (total <= 0) fail("W4: bad checksum");
   conn.close();
@@ -493,7 +515,7 @@ measurement run_pgq(const bench_options& o) {
   auto on_done = [&error](std::exception_ptr e) { error = std::move(e); };
   if (o.workload == "W1") {
     asio::co_spawn(ctx, pgq_w1(o, &m), on_done);
-  } else if (o.workload == "W4") {
+  } else if (o.workload == "W4" || o.workload == "W4s") {
     asio::co_spawn(ctx, pgq_w4(o, &m), on_done);
   } else if (o.workload == "W2") {
     asio::co_spawn(ctx, pgq_w2(o, &m), on_done);
@@ -968,6 +990,7 @@ measurement run_libpq(const bench_options& o) {
                "  W3: N point selects on one connection, D in flight (200000, 100)\n"
                "  W4: N times 100000 rows (int, text, numeric, timestamptz), every value decoded (50);\n"
                "      reports rows, not queries\n"
+               "  W4s: W4 read into a struct by query_as<T> (pgq only)\n"
                "  W5c: N rows (int, text, float8) into the unlogged table pgq_bench_w5 by COPY (200000)\n"
                "  W5cb: W5c in COPY's binary format (pgq only)\n"
                "  W5i: the same rows by INSERTs of R rows (1000) each, in one transaction (200000)\n"
@@ -1013,10 +1036,11 @@ bench_options parse(int argc, char** argv) {
     else if (a == "--help" || a == "-h") usage(0);
     else usage(2);
   }
-  static const std::string_view workloads[] = {"W1",  "W2",  "W2d", "W3",     "W4",     "W5c",      "W5cb",
+  static const std::string_view workloads[] = {"W1",  "W2",  "W2d", "W3",     "W4",     "W4s",      "W5c",  "W5cb",
                                                "W5i", "W5p", "W5o", "stream", "result", "copydata", "check"};
   if (std::find(std::begin(workloads), std::end(workloads), o.workload) == std::end(workloads)) usage(2);
-  const bool pgq_only = o.workload == "W2d" || o.workload == "W5cb" || o.workload == "stream" || o.workload == "result";
+  const bool pgq_only = o.workload == "W2d" || o.workload == "W4s" || o.workload == "W5cb" || o.workload == "stream" ||
+                        o.workload == "result";
   if (pgq_only && o.impl != "pgq") usage(2);
   if (o.impl != "pgq" && o.impl != "libpq") usage(2);
   // Only W2's pool is safe on several threads (a strand per connection).
@@ -1024,7 +1048,7 @@ bench_options parse(int argc, char** argv) {
   if ((o.workload == "copydata" || o.workload == "check") && o.queries == 0) usage(2);
   if (o.queries == 0) {
     if (o.workload == "W1") o.queries = 20000;
-    else if (o.workload == "W4") o.queries = 50;
+    else if (o.workload == "W4" || o.workload == "W4s") o.queries = 50;
     else if (o.workload == "W5p") o.queries = 50000;
     else if (o.workload == "stream" || o.workload == "result") o.queries = 10000000;
     else o.queries = 200000;

@@ -35,6 +35,7 @@ class client_category_impl final : public boost::system::error_category {
       case errc::bad_migration: return "bad migration file or set";
       case errc::checksum_mismatch: return "applied migration changed since it ran (checksum mismatch)";
       case errc::migration_refused: return "migration run refused: nothing was run";
+      case errc::row_count: return "the statement returned another number of rows than expected";
     }
     return "unknown pgq error";
   }

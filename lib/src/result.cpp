@@ -55,6 +55,44 @@ void rethrow_in_column(const pg_result* res, int col, std::string_view cpp, cons
   throw sql_error(e.code(), std::move(d));
 }
 
+void throw_row_count(std::string_view what, int rows) {
+  throw sql_error(errc::row_count, std::string(what) + ": the statement returned " + std::to_string(rows) +
+                                       (rows == 1 ? " row" : " rows") + ", not " +
+                                       (what == "query_opt_as" ? "at most one" : "exactly one"));
+}
+
+void throw_struct_columns(const std::string& type, int have, std::size_t fields) {
+  throw sql_error(errc::type_mismatch, "query_as<" + type + ">: the statement returns " + std::to_string(have) +
+                                           (have == 1 ? " column" : " columns") + ", " + type + " has " +
+                                           std::to_string(fields) + (fields == 1 ? " field" : " fields") +
+                                           " (a plain struct is read by position)");
+}
+
+void throw_struct_missing(const std::string& type, std::string_view member,
+                          const std::vector<std::string_view>& columns) {
+  std::string list;
+  for (const auto c : columns) {
+    if (!list.empty()) list += ", ";
+    list += c;
+  }
+  throw sql_error(errc::type_mismatch, "query_as<" + type + ">: no column named \"" + std::string(member) +
+                                           "\" for its member " + std::string(member) + " (the statement returns " +
+                                           (list.empty() ? std::string("no columns") : list) + ")");
+}
+
+void throw_struct_extra(const std::string& type, std::string_view column, int index) {
+  throw sql_error(errc::type_mismatch, "query_as<" + type + ">: column \"" + std::string(column) + "\" (#" +
+                                           std::to_string(index) + ") matches no member of " + type);
+}
+
+void rethrow_in_field(const std::string& type, std::string_view member, std::size_t index, const sql_error& e) {
+  diagnostics d = e.diag();
+  const std::string field =
+      member.empty() ? "field " + std::to_string(index) + " of " + type : type + "::" + std::string(member);
+  d.message = field + ": " + d.message;
+  throw sql_error(e.code(), std::move(d));
+}
+
 void throw_column_count(int have, int want) {
   throw sql_error(errc::type_mismatch, "query_as: the statement returns " + std::to_string(have) +
                                            (have == 1 ? " column" : " columns") + ", the row type reads " +

@@ -56,6 +56,8 @@ enum class errc {
   /// older than the newest applied one (out of order), a migration to
   /// revert that has no down file or no file at all.
   migration_refused,
+  /// query_one_as() got no row or several, query_opt_as() several.
+  row_count,
 };
 // A migration whose SQL fails has no errc of its own: its sql_error keeps
 // the failure's code (the SQLSTATE, or errc::connection_lost...), so that

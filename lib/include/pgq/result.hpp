@@ -2,6 +2,7 @@
 #pragma once
 
 #include <pgq/codec.hpp>
+#include <pgq/detail/struct_rows.hpp>
 #include <pgq/error.hpp>
 
 #include <boost/container/small_vector.hpp>
@@ -71,11 +72,15 @@ template <class... Ts>
 struct tuple_decodable<std::tuple<Ts...>> : std::bool_constant<(decodable<read_value_t<Ts>> && ...)> {};
 }  // namespace detail
 
-/// What `query_as<T>()` can make of one row: one column of a decodable type
-/// (`std::optional<U>` of one reads NULL as nullopt), or a `std::tuple` of
-/// those, one column each.
+/// What `query_as<T>()` can make of one row, tried in this order: one column
+/// of a decodable type (`std::optional<U>` of one reads NULL as nullopt); a
+/// `std::tuple` of those, one column each; a struct of those, one column per
+/// field: a plain aggregate by position (Boost.PFR, no macro), a struct
+/// described with BOOST_DESCRIBE_STRUCT by column name (see
+/// <pgq/detail/struct_rows.hpp>).
 template <class T>
-concept row_decodable = decodable<detail::read_value_t<T>> || detail::tuple_decodable<T>::value;
+concept row_decodable =
+    decodable<detail::read_value_t<T>> || detail::tuple_decodable<T>::value || detail::struct_row<T>;
 
 /// One value of one row: a view into the result that owns it. Valid while
 /// that `pgq::result` (or a copy of it) lives.
@@ -295,27 +300,39 @@ namespace detail {
 /// `want` columns (query_as()).
 [[noreturn]] void throw_column_count(int have, int want);
 
+/// Reads the rows of one statement as `T` (see row_decodable): checks the
+/// columns once, when made from the result (or a stream's first result).
 template <class T>
-void check_row_columns(const result& r) {
-  if constexpr (tuple_decodable<T>::value) {
-    if (r.columns() != static_cast<int>(std::tuple_size_v<T>))
-      throw_column_count(r.columns(), static_cast<int>(std::tuple_size_v<T>));
-  } else {
-    if (r.columns() != 1) throw_column_count(r.columns(), 1);
+class row_reader {
+ public:
+  explicit row_reader(const result& r) {
+    if constexpr (decodable<read_value_t<T>>) {
+      if (r.columns() != 1) throw_column_count(r.columns(), 1);
+    } else if constexpr (tuple_decodable<T>::value) {
+      if (r.columns() != static_cast<int>(std::tuple_size_v<T>))
+        throw_column_count(r.columns(), static_cast<int>(std::tuple_size_v<T>));
+    } else {
+      cols_ = struct_columns<T>(r.columns(), [&r](int c) { return r.column_name(c); });
+    }
   }
-}
+  T operator()(const row& x) const {
+    if constexpr (decodable<read_value_t<T>>) {
+      return x.get<T>(0);
+    } else if constexpr (tuple_decodable<T>::value) {
+      return [&x]<class... Ts>(std::type_identity<std::tuple<Ts...>>) {
+        return x.as_tuple<Ts...>();
+      }(std::type_identity<T>{});
+    } else {
+      return read_struct<T>(x, cols_);
+    }
+  }
 
-/// One row read as `T` (see row_decodable).
-template <class T>
-T read_row(const row& x) {
-  if constexpr (tuple_decodable<T>::value) {
-    return [&x]<class... Ts>(std::type_identity<std::tuple<Ts...>>) {
-      return x.as_tuple<Ts...>();
-    }(std::type_identity<T>{});
-  } else {
-    return x.get<T>(0);
-  }
-}
+ private:
+  std::vector<int> cols_;
+};
+
+/// Throws errc::row_count: `what` (query_one_as, query_opt_as) got `rows`.
+[[noreturn]] void throw_row_count(std::string_view what, int rows);
 }  // namespace detail
 
 }  // namespace pgq

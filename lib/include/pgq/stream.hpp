@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string_view>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
@@ -51,6 +52,22 @@ class row_stream {
   /// errc::connection_lost, errc::cancelled.
   [[nodiscard]] boost::asio::awaitable<std::optional<row>> next();
 
+  /// The next row read as `T`, as `query_as<T>()` reads rows (one column, a
+  /// tuple, or a struct), or nullopt after the last one. The columns are
+  /// checked against `T` once per stream and type. Throws as next() and as
+  /// query_as().
+  template <class T>
+  requires row_decodable<T>
+  [[nodiscard]] boost::asio::awaitable<std::optional<T>> next_as() {
+    std::optional<row> r = co_await next();
+    if (!r) co_return std::nullopt;
+    if (reader_type_ != &typeid(T)) {
+      reader_ = std::make_shared<detail::row_reader<T>>(meta());
+      reader_type_ = &typeid(T);
+    }
+    co_return (*static_cast<const detail::row_reader<T>*>(reader_.get()))(*r);
+  }
+
   /// Column count, names and types (known once stream() returned).
   int columns() const noexcept { return meta().columns(); }
   std::string_view column_name(int col) const { return meta().column_name(col); }
@@ -89,6 +106,9 @@ class row_stream {
   bool finished_ = false;  // ... and next() returned the end
   std::uint64_t rows_read_ = 0;
   std::shared_ptr<void> owner_;
+  // next_as()'s reader for the type it read last.
+  std::shared_ptr<const void> reader_;
+  const std::type_info* reader_type_ = nullptr;
 };
 
 }  // namespace pgq

@@ -35,6 +35,8 @@ row_stream& row_stream::operator=(row_stream&& other) noexcept {
     finished_ = other.finished_;
     rows_read_ = other.rows_read_;
     owner_ = std::move(other.owner_);
+    reader_ = std::move(other.reader_);
+    reader_type_ = std::exchange(other.reader_type_, nullptr);
   }
   return *this;
 }

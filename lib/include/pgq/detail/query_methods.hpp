@@ -8,6 +8,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include <cstdint>
+#include <optional>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -22,11 +23,28 @@ namespace detail {
 template <class T>
 boost::asio::awaitable<std::vector<T>> rows_as(boost::asio::awaitable<result> op) {
   const result r = co_await std::move(op);
-  check_row_columns<T>(r);
+  const row_reader<T> read(r);
   std::vector<T> out;
   out.reserve(static_cast<std::size_t>(r.size()));
-  for (const row x : r) out.push_back(read_row<T>(x));
+  for (const row x : r) out.push_back(read(x));
   co_return out;
+}
+
+/// The one row of `op`'s result as `T`; with `optional`, none gives nullopt.
+template <class T>
+boost::asio::awaitable<std::optional<T>> one_row_as(boost::asio::awaitable<result> op, bool optional) {
+  const result r = co_await std::move(op);
+  const row_reader<T> read(r);
+  if (r.size() > 1 || (r.size() == 0 && !optional))
+    throw_row_count(optional ? "query_opt_as" : "query_one_as", r.size());
+  if (r.size() == 0) co_return std::nullopt;
+  co_return read(r[0]);
+}
+
+template <class T>
+boost::asio::awaitable<T> exactly_one_as(boost::asio::awaitable<result> op) {
+  std::optional<T> v = co_await one_row_as<T>(std::move(op), false);
+  co_return std::move(*v);
 }
 
 /// Gives `Derived` query(), execute(), stream() and query_as() templates that
@@ -72,16 +90,22 @@ class query_methods {
   }
 
   /// Runs one statement and returns its rows, each read as `T`: one column
-  /// of a decodable type (`std::optional<U>` reads NULL as nullopt), or a
-  /// `std::tuple<Ts...>` of them, one column each:
+  /// of a decodable type (`std::optional<U>` reads NULL as nullopt), a
+  /// `std::tuple<Ts...>` of them, one column each, or a struct of them, one
+  /// column per field (a plain aggregate by position, a
+  /// BOOST_DESCRIBE_STRUCT one by column name):
   ///
   ///     std::vector<std::int64_t> ids = co_await pool.query_as<std::int64_t>("SELECT id FROM t");
   ///     auto people = co_await pool.query_as<std::tuple<int, std::string>>("SELECT id, name FROM p");
+  ///     struct person { int id; std::string name; std::optional<std::string> email; };
+  ///     std::vector<person> all = co_await pool.query_as<person>("SELECT id, name, email FROM p");
   ///
-  /// A `T` without a decoding codec does not compile (`pgq::row_decodable`
-  /// names it). Throws as query(), and `errc::type_mismatch` when the
-  /// statement returns another number of columns than `T` reads, or as
-  /// `field::as<T>()` for a value that cannot be read.
+  /// A `T` that cannot be read does not compile (`pgq::row_decodable` names
+  /// it). Throws as query(), and `errc::type_mismatch` when the statement
+  /// returns other columns than `T` reads (their number, or for a described
+  /// struct a member without its column or a column without its member), or
+  /// as `field::as<T>()` for a value that cannot be read, the message then
+  /// also naming the struct's field.
   template <class T, class... Args>
   requires row_decodable<T> &&(encodable<Args>&&...)
       [[nodiscard]] boost::asio::awaitable<std::vector<T>> query_as(std::string_view sql, const Args&... args) {
@@ -91,6 +115,37 @@ class query_methods {
   requires row_decodable<T>
   [[nodiscard]] boost::asio::awaitable<std::vector<T>> query_as(std::string_view sql, params p) {
     return rows_as<T>(self().query_params(sql, std::move(p)));
+  }
+
+  /// The statement's one row as `T` (as query_as() reads rows):
+  ///
+  ///     struct book { std::int64_t id; std::string title; std::optional<double> price; };
+  ///     book b = co_await pool.query_one_as<book>("SELECT id, title, price FROM books WHERE id = $1", id);
+  ///
+  /// Throws as query_as(), and errc::row_count when the statement returns no
+  /// row or more than one.
+  template <class T, class... Args>
+  requires row_decodable<T> &&(encodable<Args>&&...)
+      [[nodiscard]] boost::asio::awaitable<T> query_one_as(std::string_view sql, const Args&... args) {
+    return exactly_one_as<T>(self().query_params(sql, make_params(args...)));
+  }
+  template <class T>
+  requires row_decodable<T>
+  [[nodiscard]] boost::asio::awaitable<T> query_one_as(std::string_view sql, params p) {
+    return exactly_one_as<T>(self().query_params(sql, std::move(p)));
+  }
+
+  /// The statement's row as `T`, or nullopt when it returns none. Throws as
+  /// query_as(), and errc::row_count when it returns more than one row.
+  template <class T, class... Args>
+  requires row_decodable<T> &&(encodable<Args>&&...)
+      [[nodiscard]] boost::asio::awaitable<std::optional<T>> query_opt_as(std::string_view sql, const Args&... args) {
+    return one_row_as<T>(self().query_params(sql, make_params(args...)), true);
+  }
+  template <class T>
+  requires row_decodable<T>
+  [[nodiscard]] boost::asio::awaitable<std::optional<T>> query_opt_as(std::string_view sql, params p) {
+    return one_row_as<T>(self().query_params(sql, std::move(p)), true);
   }
 
  private:
