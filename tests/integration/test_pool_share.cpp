@@ -92,8 +92,7 @@ asio::awaitable<void> share_task(pgq::pool* pool, int i, share_outcomes* out) {
 
 }  // namespace
 
-TEST_CASE("1,000 tasks share a pool of 2 connections: right, isolated results, at most 2 backends",
-          "[pool][share]") {
+TEST_CASE("1,000 tasks share a pool of 2 connections: right, isolated results, at most 2 backends", "[pool][share]") {
   run(
       []() -> asio::awaitable<void> {
         auto ex = co_await asio::this_coro::executor;
@@ -257,8 +256,7 @@ TEST_CASE("pool wait_ready opens min_size connections before traffic", "[pool][s
   });
 }
 
-TEST_CASE("pool wait_ready throws pool_timeout with the connection error when the server is down",
-          "[pool][share]") {
+TEST_CASE("pool wait_ready throws pool_timeout with the connection error when the server is down", "[pool][share]") {
   run([]() -> asio::awaitable<void> {
     pgq::pool_options o;
     o.conninfo = "host=127.0.0.1 port=1 user=x dbname=x";
@@ -317,8 +315,8 @@ TEST_CASE("gather_or_cancel cancels the rest on the first failure, on the server
       co_await sleep_for(std::chrono::milliseconds(100));  // the sleeps are running by then
       co_return co_await pool.query("SELECT 1 / 0");
     };
-    auto e = co_await error_of(pgq::gather_or_cancel(pool.query("SELECT pg_sleep(20)"), fails_later(),
-                                                     pool.query("SELECT pg_sleep(20)")));
+    auto e = co_await error_of(
+        pgq::gather_or_cancel(pool.query("SELECT pg_sleep(20)"), fails_later(), pool.query("SELECT pg_sleep(20)")));
     const auto took = std::chrono::steady_clock::now() - start;
     REQUIRE(e.has_value());
     CHECK(e->sqlstate() == "22012");

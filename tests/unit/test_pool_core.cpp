@@ -1597,8 +1597,7 @@ TEST_CASE("pool_core shares connections up to share_depth, fewest in flight firs
   CHECK(h.core.stats().shared_in_flight == 6);
 }
 
-TEST_CASE("pool_core joining a busy connection opens one more while below max_size, one at a time",
-          "[pool][share]") {
+TEST_CASE("pool_core joining a busy connection opens one more while below max_size, one at a time", "[pool][share]") {
   harness h{sharing(3, 8)};
   h.core.acquire_shared(1, h.now);
   const auto s0 = single_connect(h.take());
@@ -1623,7 +1622,7 @@ TEST_CASE("pool_core joining a busy connection opens one more while below max_si
   CHECK(single_connect(h.take()) != s0);
 }
 
-TEST_CASE("pool_core gives exclusive acquirers only idle connections; shared ones queue behind them",
+TEST_CASE("pool_core gives exclusive acquirers only idle connections, and shared ones queue behind them",
           "[pool][share]") {
   harness h{sharing(1, 4)};
   const auto s = open_idle(h, 1)[0];
@@ -1710,7 +1709,7 @@ TEST_CASE("pool_core skips shared connections stuck behind an old statement", "[
   h.core.acquire_shared(4, h.now);
   h.core.acquire_shared(5, h.now);
   CHECK(h.take() == actions{a_grant(4, a), a_grant(5, a)});  // a, although it has more in flight
-  h.now += 10ms;  // both stuck now
+  h.now += 10ms;                                             // both stuck now
   h.core.acquire_shared(6, h.now);
   CHECK(h.take().empty());
   h.core.release_shared(a, 3, release_kind::clean, h.now);  // a's oldest (w2) still runs
@@ -1802,8 +1801,19 @@ class share_simulation {
 
  private:
   enum class state { empty, connecting, free, leased, shared, resetting, checking };
-  enum class kind { acquire, acquire_shared, try_shared, cancel, release, release_shared, connected, reset_done,
-                    checked, timer, close };
+  enum class kind {
+    acquire,
+    acquire_shared,
+    try_shared,
+    cancel,
+    release,
+    release_shared,
+    connected,
+    reset_done,
+    checked,
+    timer,
+    close
+  };
   struct slot {
     state st = state::empty;
     std::set<std::uint64_t> users;
@@ -1834,15 +1844,18 @@ class share_simulation {
     if (roll < 10) return step(kind::acquire, 0, 0, how, true);
     if (roll < 30) return step(kind::acquire_shared, 0, 0, how, true);
     if (roll < 40) return step(kind::try_shared, 0, 0, how, true);
-    if (roll < 43 && !queue_.empty()) return step(kind::cancel, 0, pick(std::vector(queue_.begin(), queue_.end())).id, how, true);
+    if (roll < 43 && !queue_.empty())
+      return step(kind::cancel, 0, pick(std::vector(queue_.begin(), queue_.end())).id, how, true);
     if (roll < 53 && !in(state::leased).empty()) return step(kind::release, pick(in(state::leased)), 0, how, true);
     if (roll < 78 && !in(state::shared).empty()) {
       const auto s = pick(in(state::shared));
       const auto& u = slots_[s].users;
       return step(kind::release_shared, s, pick(std::vector<std::uint64_t>(u.begin(), u.end())), how, true);
     }
-    if (roll < 88 && !in(state::connecting).empty()) return step(kind::connected, pick(in(state::connecting)), 0, how, percent() < 85);
-    if (roll < 94 && !in(state::resetting).empty()) return step(kind::reset_done, pick(in(state::resetting)), 0, how, percent() < 85);
+    if (roll < 88 && !in(state::connecting).empty())
+      return step(kind::connected, pick(in(state::connecting)), 0, how, percent() < 85);
+    if (roll < 94 && !in(state::resetting).empty())
+      return step(kind::reset_done, pick(in(state::resetting)), 0, how, percent() < 85);
     if (!in(state::checking).empty()) return step(kind::checked, pick(in(state::checking)), 0, how, percent() < 85);
     step(kind::timer, 0, 0, how, true);
   }

@@ -98,7 +98,7 @@ class batch {
  private:
   friend class connection;
   friend class pool;  // to see whether each statement may share a connection
-  struct item {  // NOLINT(bugprone-exception-escape): see params
+  struct item {       // NOLINT(bugprone-exception-escape): see params
     std::string sql;
     pgq::params args;
   };

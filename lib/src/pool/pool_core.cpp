@@ -51,8 +51,9 @@ bool shareable_statement(std::string_view sql) noexcept {
   std::array<char, 16> buf{};
   const std::string_view w = first_word(sql, buf);
   static constexpr std::array<std::string_view, 21> session{
-      "set",   "reset", "discard", "listen", "unlisten", "prepare", "deallocate", "declare", "fetch",   "move",  "close",
-      "lock",  "load",  "call",    "do",     "copy",     "begin",   "start",      "commit",  "rollback", "savepoint"};
+      "set",     "reset", "discard", "listen", "unlisten", "prepare",  "deallocate",
+      "declare", "fetch", "move",    "close",  "lock",     "load",     "call",
+      "do",      "copy",  "begin",   "start",  "commit",   "rollback", "savepoint"};
   if (std::find(session.begin(), session.end(), w) != session.end()) return false;
   if (w == "end" || w == "abort" || w == "release") return false;
   return true;
@@ -141,9 +142,8 @@ std::optional<std::size_t> pool_core::pick_shared(pool_time now) {
       users = sl.users.size();
       if (users >= depth || sl.taint != release_kind::clean || now >= sl.expires) continue;
       if (limits_.share_stall.count() > 0) {
-        const auto oldest = std::min_element(sl.users.begin(), sl.users.end(), [](const auto& a, const auto& b) {
-          return a.since < b.since;
-        });
+        const auto oldest = std::min_element(sl.users.begin(), sl.users.end(),
+                                             [](const auto& a, const auto& b) { return a.since < b.since; });
         if (oldest != sl.users.end() && now - oldest->since >= limits_.share_stall) continue;
       }
     } else {

@@ -159,7 +159,7 @@ class pool_core {
     pool_time expires = pool_time::max();
     pool_time idle_since{};
     pool_time last_checked{};
-    std::vector<shared_user> users;     ///< state shared: who runs statements on it
+    std::vector<shared_user> users;            ///< state shared: who runs statements on it
     release_kind taint = release_kind::clean;  ///< worst release seen while shared
   };
   struct waiter {
