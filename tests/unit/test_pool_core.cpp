@@ -2022,7 +2022,8 @@ class share_simulation {
     // Nobody waits while the front waiter could be served.
     if (!queue_.empty() && !core_.closed()) {
       REQUIRE(free == 0);
-      if (queue_.front().shared && limits_.share_stall.count() == 0) {
+      // (unless a connection is opening for each waiter: they wait for those)
+      if (queue_.front().shared && limits_.share_stall.count() == 0 && queue_.size() > connecting) {
         for (const auto& sl : slots_) {
           if (sl.st == state::shared && !sl.tainted && limits_.max_lifetime.count() == 0)
             REQUIRE(sl.users.size() == depth());
@@ -2063,4 +2064,20 @@ TEST_CASE("pool_core keeps the sharing rules under random exclusive and shared a
   }
   CHECK(shared_grants > 1000);
   CHECK(deepest >= 4);
+}
+
+TEST_CASE("pool_core spreads waiters over the connections opened for them before deepening a pipeline",
+          "[pool][share]") {
+  harness h{sharing(3, 8)};
+  for (std::uint64_t w = 1; w <= 5; ++w) h.core.acquire_shared(w, h.now);
+  const auto connects = h.take();
+  REQUIRE(connects.size() == 3);
+  h.core.on_connected(connects[0].slot, true, h.now);
+  // w1 takes it idle; w2 and w3 join it (5 waiters, 2 connections opening:
+  // two more than those); w4 and w5 wait for the two opening.
+  CHECK(h.take() == actions{a_grant(1, connects[0].slot), a_grant(2, connects[0].slot), a_grant(3, connects[0].slot)});
+  h.core.on_connected(connects[1].slot, true, h.now);
+  CHECK(h.take() == actions{a_grant(4, connects[1].slot)});
+  h.core.on_connected(connects[2].slot, true, h.now);
+  CHECK(h.take() == actions{a_grant(5, connects[2].slot)});
 }

@@ -196,6 +196,7 @@ void pool_core::acquire(std::uint64_t id, pool_time now) {
   const pool_time deadline = limits_.acquire_timeout.count() > 0 ? now + limits_.acquire_timeout : pool_time::max();
   waiters_.push_back(waiter{id, now, deadline});
   grow(now);
+  serve(now);  // one more waiter than opening connections: a shared waiter in front may join one
   schedule(now);
   refresh_gauges();
 }
@@ -225,6 +226,7 @@ void pool_core::acquire_shared(std::uint64_t id, pool_time now) {
   const pool_time deadline = limits_.acquire_timeout.count() > 0 ? now + limits_.acquire_timeout : pool_time::max();
   waiters_.push_back(waiter{id, now, deadline, true});
   grow(now);
+  serve(now);  // waiters held back for opening connections now outnumber them: the front may join one
   schedule(now);
   refresh_gauges();
 }
@@ -317,6 +319,10 @@ void pool_core::serve(pool_time now) {
     const waiter w = waiters_.front();
     const std::optional<std::size_t> s = w.shared ? pick_shared(now) : pick_idle(now);
     if (!s) break;
+    // A waiter for whom a connection is opening waits for it rather than
+    // deepening a busy pipeline: a burst at start-up spreads over the
+    // backends instead of piling onto the first connection.
+    if (slots_[*s].state == slot_state::shared && waiters_.size() <= count(slot_state::connecting)) break;
     waiters_.pop_front();
     if (w.shared) {
       join(*s, w.id, now);
@@ -373,6 +379,7 @@ void pool_core::on_connected(std::size_t s, bool ok, pool_time now, const std::s
     last_connect_error_ = error;
     backoff_ = backoff_.count() == 0 ? limits_.backoff_initial : std::min(backoff_ * 2, limits_.backoff_max);
     retry_after_ = now + backoff_;
+    serve(now);  // a shared waiter that waited for this connection may join a busy one
     schedule(now);
     refresh_gauges();
     return;
