@@ -46,6 +46,7 @@
 #include <cstring>
 #include <exception>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -71,9 +72,10 @@ struct bench_options {
   std::size_t depth = 100;
   int scale = 1;
   bool json = false;
-  bool single_thread_pool = false;       // W2: pool_options::strand_per_connection = false
-  std::uint64_t rows_per_insert = 1000;  // W5i
-  std::size_t threads = 1;               // W2, pgq: threads running the io_context
+  bool single_thread_pool = false;         // W2: pool_options::strand_per_connection = false
+  std::uint64_t rows_per_insert = 1000;    // W5i
+  std::size_t threads = 1;                 // W2, pgq: threads running the io_context
+  std::optional<std::size_t> share_depth;  // W2, W2s: pool_options::share_depth (unset: the pool's default)
 };
 
 struct measurement {
@@ -342,6 +344,7 @@ asio::awaitable<void> pgq_w2(bench_options o, measurement* out) {
   popts.conninfo = o.dsn;
   popts.max_size = o.connections;
   popts.strand_per_connection = !o.single_thread_pool;
+  if (o.share_depth) popts.share_depth = *o.share_depth;
   pgq::pool pool(ex, popts);
   {
     // Warm-up: every connection open and the statement prepared on each.
@@ -354,6 +357,38 @@ asio::awaitable<void> pgq_w2(bench_options o, measurement* out) {
   }
   const std::vector<pgq::pool*> targets{&pool};
   *out = co_await timed_point_selects(targets, o.connections, o);
+  co_await pool.close();
+}
+
+// W2s: W2's point selects from D coroutines (--depth, 100) through a pool of
+// C connections (--connections; 2 unless given) that they share
+// (pool_options::share_depth, --share-depth: the pool's default unless given).
+asio::awaitable<void> pgq_w2s(bench_options o, measurement* out) {
+  auto ex = co_await asio::this_coro::executor;
+  pgq::pool_options popts;
+  popts.conninfo = o.dsn;
+  popts.max_size = o.connections;
+  popts.min_size = o.connections;
+  popts.strand_per_connection = !o.single_thread_pool;
+  if (o.share_depth) popts.share_depth = *o.share_depth;
+  pgq::pool pool(ex, popts);
+  co_await pool.wait_ready();
+  {
+    // Warm-up: the statement prepared on every connection.
+    join_state warm(ex);
+    warm.remaining = o.depth;
+    for (std::size_t i = 0; i < o.depth; ++i) {
+      asio::co_spawn(ex, point_worker(&pool, 4, unsigned(i + 1), 100000 * o.scale, &warm), asio::detached);
+    }
+    co_await warm.wait();
+  }
+  const std::vector<pgq::pool*> targets{&pool};
+  *out = co_await timed_point_selects(targets, o.depth, o);
+  const pgq::pool_stats st = pool.stats();
+  if (st.created > o.connections) fail("W2s: the pool opened more than " + std::to_string(o.connections));
+  std::fprintf(stderr, "W2s: %zu connections opened, %llu shared statements of %llu, share_depth %zu\n",
+               static_cast<std::size_t>(st.created), static_cast<unsigned long long>(st.shared_acquires),
+               static_cast<unsigned long long>(st.acquires), popts.share_depth);
   co_await pool.close();
 }
 
@@ -521,6 +556,8 @@ measurement run_pgq(const bench_options& o) {
     asio::co_spawn(ctx, pgq_w2(o, &m), on_done);
   } else if (o.workload == "W2d") {
     asio::co_spawn(ctx, pgq_w2_direct(o, &m), on_done);
+  } else if (o.workload == "W2s") {
+    asio::co_spawn(ctx, pgq_w2s(o, &m), on_done);
   } else if (o.workload == "W5c" || o.workload == "W5cb") {
     asio::co_spawn(ctx, pgq_w5(o, &m, pgq_w5_copy_in), on_done);
   } else if (o.workload == "W5i") {
@@ -985,6 +1022,8 @@ measurement run_libpq(const bench_options& o) {
                "  W1: N sequential SELECT 1 on one connection (default N 20000)\n"
                "  W2: N point selects over C connections, one in flight each (200000, 10)\n"
                "  W2d: W2 with one pgq::connection per worker instead of a pool (pgq only)\n"
+               "  W2s: W2 from D coroutines (100) sharing a pool of C connections (2) (pgq only)\n"
+               "  --share-depth K: W2/W2s pool_options::share_depth (default: the pool's; 0: no sharing)\n"
                "  --no-strands: W2's pool without a strand per connection (one thread runs it)\n"
                "  --threads T: W2's pgq runs its io_context on T threads (default 1), as pgbench -j does\n"
                "  W3: N point selects on one connection, D in flight (200000, 100)\n"
@@ -1033,14 +1072,20 @@ bench_options parse(int argc, char** argv) {
     else if (a == "--no-strands") o.single_thread_pool = true;
     else if (a == "--rows-per-insert") o.rows_per_insert = parse_number(value());
     else if (a == "--threads") o.threads = parse_number(value());
-    else if (a == "--help" || a == "-h") usage(0);
+    else if (a == "--share-depth") {
+      const std::string_view v = value();
+      o.share_depth = v == "0" ? 0 : parse_number(v);
+    } else if (a == "--help" || a == "-h") usage(0);
     else usage(2);
   }
-  static const std::string_view workloads[] = {"W1",  "W2",  "W2d", "W3",     "W4",     "W4s",      "W5c",  "W5cb",
-                                               "W5i", "W5p", "W5o", "stream", "result", "copydata", "check"};
+  static const std::string_view workloads[] = {"W1",   "W2",  "W2d", "W2s", "W3",     "W4",     "W4s",      "W5c",
+                                               "W5cb", "W5i", "W5p", "W5o", "stream", "result", "copydata", "check"};
   if (std::find(std::begin(workloads), std::end(workloads), o.workload) == std::end(workloads)) usage(2);
-  const bool pgq_only = o.workload == "W2d" || o.workload == "W4s" || o.workload == "W5cb" || o.workload == "stream" ||
-                        o.workload == "result";
+  bool connections_given = false;
+  for (int i = 1; i < argc; ++i) connections_given = connections_given || std::string_view(argv[i]) == "--connections";
+  if (o.workload == "W2s" && !connections_given) o.connections = 2;
+  const bool pgq_only = o.workload == "W2d" || o.workload == "W2s" || o.workload == "W4s" || o.workload == "W5cb" ||
+                        o.workload == "stream" || o.workload == "result";
   if (pgq_only && o.impl != "pgq") usage(2);
   if (o.impl != "pgq" && o.impl != "libpq") usage(2);
   // Only W2's pool is safe on several threads (a strand per connection).

@@ -17,4 +17,6 @@ struct not_a_pg_type_row {
 };
 #endif
 
-boost::asio::awaitable<std::vector<not_a_pg_type_row>> read(pgq::connection& c) { return c.query_as<not_a_pg_type_row>("SELECT 1, 2"); }
+boost::asio::awaitable<std::vector<not_a_pg_type_row>> read(pgq::connection& c) {
+  return c.query_as<not_a_pg_type_row>("SELECT 1, 2");
+}

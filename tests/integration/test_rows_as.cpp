@@ -92,20 +92,20 @@ TEST_CASE("query_as into a struct: mismatches name the column, the field and bot
   run([]() -> asio::awaitable<void> {
     auto conn = co_await connect();
     // A value of another type: column, field, Postgres type and C++ type.
-    auto wrong = co_await error_of(
-        conn.query_as<named_book>("SELECT 'abc'::text AS id, 'x' AS title, NULL::float8 AS price"));
+    auto wrong =
+        co_await error_of(conn.query_as<named_book>("SELECT 'abc'::text AS id, 'x' AS title, NULL::float8 AS price"));
     REQUIRE(wrong.has_value());
     CHECK(wrong->code() == pgq::errc::type_mismatch);
     CHECK_THAT(wrong->what(), Catch::Contains("named_book::id") && Catch::Contains("\"id\"") &&
                                   Catch::Contains("text") && Catch::Contains("int"));
     // By position: the field's index and the struct.
-    auto pos = co_await error_of(conn.query_as<book>(
-        "SELECT 1::int8, 'x', 'not a number', ARRAY['a'], now()"));
+    auto pos = co_await error_of(conn.query_as<book>("SELECT 1::int8, 'x', 'not a number', ARRAY['a'], now()"));
     REQUIRE(pos.has_value());
     CHECK(pos->code() == pgq::errc::type_mismatch);
     CHECK_THAT(pos->what(), Catch::Contains("field 2 of") && Catch::Contains("book") && Catch::Contains("text"));
     // NULL into a field that is not optional.
-    auto null = co_await error_of(conn.query_as<named_book>("SELECT NULL::int8 AS id, 'x' AS title, 1.0::float8 AS price"));
+    auto null =
+        co_await error_of(conn.query_as<named_book>("SELECT NULL::int8 AS id, 'x' AS title, 1.0::float8 AS price"));
     REQUIRE(null.has_value());
     CHECK(null->code() == pgq::errc::unexpected_null);
     CHECK_THAT(null->what(), Catch::Contains("named_book::id"));
@@ -115,7 +115,8 @@ TEST_CASE("query_as into a struct: mismatches name the column, the field and bot
     REQUIRE(count.has_value());
     CHECK(count->code() == pgq::errc::type_mismatch);
     CHECK_THAT(count->what(), Catch::Contains("2 columns") && Catch::Contains("5 fields"));
-    auto missing = co_await error_of(conn.query_as<named_book>("SELECT 1::int8 AS id, 'x' AS name, 1.0::float8 AS price"));
+    auto missing =
+        co_await error_of(conn.query_as<named_book>("SELECT 1::int8 AS id, 'x' AS name, 1.0::float8 AS price"));
     REQUIRE(missing.has_value());
     CHECK(missing->code() == pgq::errc::type_mismatch);
     CHECK_THAT(missing->what(), Catch::Contains("no column named \"title\"") && Catch::Contains("id, name, price"));

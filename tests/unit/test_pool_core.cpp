@@ -1533,3 +1533,551 @@ TEST_CASE("pool_core keeps its invariants under random events", "[pool]") {
   CHECK(grants > 1000);
   CHECK(timeouts > 0);
 }
+
+// --- shared connections (pool_options::share_depth) ---------------------
+
+namespace {
+
+pool_limits sharing(std::size_t max_size, std::size_t depth) {
+  auto l = quiet(max_size);
+  l.share_depth = depth;
+  return l;
+}
+
+/// Opens `n` connections and returns them idle, in the order they were
+/// released (1 ms apart: the last is the most recently idle).
+std::vector<std::size_t> open_idle(harness& h, std::size_t n) {
+  std::vector<std::size_t> slots;
+  for (std::size_t i = 0; i < n; ++i) slots.push_back(lease(h, 1000 + i));
+  for (const auto s : slots) {
+    h.now += 1ms;
+    h.core.release(s, release_kind::clean, h.now);
+  }
+  REQUIRE(h.take().empty());
+  return slots;
+}
+
+}  // namespace
+
+TEST_CASE("pool_core shares connections up to share_depth, fewest in flight first", "[pool][share]") {
+  harness h{sharing(2, 3)};
+  const auto open = open_idle(h, 2);
+  const auto a = open[0];
+  const auto b = open[1];  // idle since later: taken first
+
+  h.core.acquire_shared(1, h.now);
+  CHECK(h.take() == actions{a_grant(1, b)});
+  h.core.acquire_shared(2, h.now);  // a has none in flight
+  CHECK(h.take() == actions{a_grant(2, a)});
+  h.core.acquire_shared(3, h.now);
+  h.core.acquire_shared(4, h.now);
+  h.core.acquire_shared(5, h.now);
+  h.core.acquire_shared(6, h.now);
+  const auto got = h.take();
+  REQUIRE(got.size() == 4);
+  std::map<std::size_t, int> per_slot;
+  for (const auto& g : got) ++per_slot[g.slot];
+  CHECK(per_slot[a] == 2);
+  CHECK(per_slot[b] == 2);
+  CHECK(h.core.shared_users(a) == 3);
+  CHECK(h.core.shared_users(b) == 3);
+
+  h.core.acquire_shared(7, h.now);  // both at depth: waits
+  CHECK(h.take().empty());
+  CHECK(h.now_gauges() == gauges{.size = 2, .in_use = 2, .waiting = 1});
+  CHECK(h.core.stats().shared == 2);
+  CHECK(h.core.stats().shared_in_flight == 6);
+  CHECK(h.core.stats().shared_acquires == 6);
+  CHECK(h.core.stats().acquires == 2 + 6);
+
+  h.now += 5ms;
+  h.core.release_shared(a, 2, release_kind::clean, h.now);  // room on a: the waiter joins it
+  CHECK(h.take() == actions{a_grant(7, a)});
+  CHECK(h.core.stats().acquire_wait_total == 5ms);
+  CHECK(h.core.stats().shared_in_flight == 6);
+}
+
+TEST_CASE("pool_core joining a busy connection opens one more while below max_size, one at a time", "[pool][share]") {
+  harness h{sharing(3, 8)};
+  h.core.acquire_shared(1, h.now);
+  const auto s0 = single_connect(h.take());
+  h.core.on_connected(s0, true, h.now);
+  CHECK(h.take() == actions{a_grant(1, s0)});
+
+  h.core.acquire_shared(2, h.now);  // joins s0 at once, and one more connection opens
+  const auto got = h.take();
+  REQUIRE(got.size() == 2);
+  CHECK(got[0].what == act::connect);
+  const auto s1 = got[0].slot;
+  CHECK(got[1] == a_grant(2, s0));
+
+  h.core.acquire_shared(3, h.now);  // s1 still opening: no second connect
+  CHECK(h.take() == actions{a_grant(3, s0)});
+  h.core.on_connected(s1, true, h.now);
+  CHECK(h.take().empty());
+  h.core.acquire_shared(4, h.now);  // the new one has none in flight
+  CHECK(h.take() == actions{a_grant(4, s1)});
+  CHECK(h.core.try_acquire_shared(5, h.now) == std::optional<std::size_t>(s1));
+  // Both busy again: the third connection opens.
+  CHECK(single_connect(h.take()) != s0);
+}
+
+TEST_CASE("pool_core gives exclusive acquirers only idle connections, and shared ones queue behind them",
+          "[pool][share]") {
+  harness h{sharing(1, 4)};
+  const auto s = open_idle(h, 1)[0];
+  h.core.acquire_shared(1, h.now);
+  h.core.acquire_shared(2, h.now);
+  CHECK(h.take() == actions{a_grant(1, s), a_grant(2, s)});
+  CHECK_FALSE(h.core.try_acquire(h.now).has_value());
+  h.core.acquire(10, h.now);  // exclusive: waits for the connection to drain
+  h.core.acquire_shared(3, h.now);
+  CHECK_FALSE(h.core.try_acquire_shared(4, h.now).has_value());  // FIFO: not past the waiters
+  CHECK(h.take().empty());
+  h.core.release_shared(s, 1, release_kind::clean, h.now);  // room, but an exclusive waiter is first
+  CHECK(h.take().empty());
+  h.core.release_shared(s, 2, release_kind::clean, h.now);  // drained: idle, leased to the exclusive waiter
+  CHECK(h.take() == actions{a_grant(10, s)});
+  CHECK(h.core.shared_users(s) == 0);
+  CHECK(h.core.stats().shared == 0);
+  h.core.release(s, release_kind::clean, h.now);
+  CHECK(h.take() == actions{a_grant(3, s)});
+  CHECK(h.core.shared_users(s) == 1);
+  CHECK(h.now_gauges() == gauges{.size = 1, .in_use = 1});
+}
+
+TEST_CASE("pool_core takes no one onto a shared connection seen dirty or broken, and cleans it after its last user",
+          "[pool][share]") {
+  SECTION("dirty: reset when the last user leaves") {
+    harness h{sharing(1, 4)};
+    const auto s = open_idle(h, 1)[0];
+    h.core.acquire_shared(1, h.now);
+    h.core.acquire_shared(2, h.now);
+    CHECK(h.take() == actions{a_grant(1, s), a_grant(2, s)});
+    h.core.release_shared(s, 1, release_kind::dirty, h.now);
+    CHECK(h.take().empty());
+    h.core.acquire_shared(3, h.now);  // depth allows it, the taint does not
+    CHECK(h.take().empty());
+    CHECK(h.core.stats().waiting == 1);
+    h.core.release_shared(s, 2, release_kind::clean, h.now);
+    CHECK(h.take() == actions{a_reset(s)});
+    CHECK(h.core.stats().resets == 1);
+    h.core.on_reset(s, true, h.now);
+    CHECK(h.take() == actions{a_grant(3, s)});
+  }
+  SECTION("broken: closed and replaced when the last user leaves") {
+    harness h{sharing(1, 4)};
+    const auto s = open_idle(h, 1)[0];
+    h.core.acquire_shared(1, h.now);
+    h.core.acquire_shared(2, h.now);
+    h.take();
+    h.core.release_shared(s, 2, release_kind::broken, h.now);
+    h.core.acquire_shared(3, h.now);
+    CHECK(h.take().empty());
+    h.core.release_shared(s, 1, release_kind::clean, h.now);
+    CHECK(h.take() == actions{a_close(s, close_reason::broken), a_connect(s)});
+    h.core.on_connected(s, true, h.now);
+    CHECK(h.take() == actions{a_grant(3, s)});
+  }
+  SECTION("a release of an unknown use changes nothing") {
+    harness h{sharing(1, 4)};
+    const auto s = open_idle(h, 1)[0];
+    h.core.acquire_shared(1, h.now);
+    h.take();
+    h.core.release_shared(s, 99, release_kind::broken, h.now);
+    h.core.release(s, release_kind::broken, h.now);  // not a lease
+    CHECK(h.take().empty());
+    CHECK(h.core.shared_users(s) == 1);
+    h.core.release_shared(s, 1, release_kind::clean, h.now);
+    CHECK(h.now_gauges() == gauges{.size = 1, .idle = 1});
+  }
+}
+
+TEST_CASE("pool_core skips shared connections stuck behind an old statement", "[pool][share]") {
+  auto limits = sharing(2, 8);
+  limits.share_stall = 50ms;
+  harness h{limits};
+  const auto open = open_idle(h, 2);
+  const auto a = open[0];
+  const auto b = open[1];
+  h.core.acquire_shared(1, h.now);  // b, the most recently idle
+  h.now += 10ms;
+  h.core.acquire_shared(2, h.now);  // a: none in flight
+  h.core.acquire_shared(3, h.now);  // one each: the first slot
+  CHECK(h.take() == actions{a_grant(1, b), a_grant(2, a), a_grant(3, a)});
+  h.now += 45ms;  // b's oldest has run 55 ms, a's 45 ms
+  h.core.acquire_shared(4, h.now);
+  h.core.acquire_shared(5, h.now);
+  CHECK(h.take() == actions{a_grant(4, a), a_grant(5, a)});  // a, although it has more in flight
+  h.now += 10ms;                                             // both stuck now
+  h.core.acquire_shared(6, h.now);
+  CHECK(h.take().empty());
+  h.core.release_shared(a, 3, release_kind::clean, h.now);  // a's oldest (w2) still runs
+  CHECK(h.take().empty());
+  h.core.release_shared(b, 1, release_kind::clean, h.now);  // b empty: idle again, the waiter takes it
+  CHECK(h.take() == actions{a_grant(6, b)});
+}
+
+TEST_CASE("pool_core with share_depth 1 shares nothing", "[pool][share]") {
+  harness h{sharing(1, 1)};
+  const auto s = open_idle(h, 1)[0];
+  h.core.acquire_shared(1, h.now);
+  CHECK(h.take() == actions{a_grant(1, s)});
+  h.core.acquire_shared(2, h.now);
+  CHECK(h.take().empty());
+  h.core.release_shared(s, 1, release_kind::clean, h.now);
+  CHECK(h.take() == actions{a_grant(2, s)});
+}
+
+TEST_CASE("pool_core closes a shared connection when its last user returns after close()", "[pool][share]") {
+  harness h{sharing(1, 4)};
+  const auto s = open_idle(h, 1)[0];
+  h.core.acquire_shared(1, h.now);
+  h.core.acquire_shared(2, h.now);
+  h.core.acquire_shared(3, h.now);  // depth 4: joins
+  h.take();
+  h.core.close();
+  CHECK(h.take().empty());
+  h.core.release_shared(s, 1, release_kind::clean, h.now);
+  CHECK(h.take().empty());
+  CHECK_FALSE(h.core.drained());
+  h.core.release_shared(s, 2, release_kind::clean, h.now);
+  h.core.release_shared(s, 3, release_kind::clean, h.now);
+  CHECK(h.take() == actions{a_close(s, close_reason::pool_closed)});
+  CHECK(h.core.drained());
+  h.core.acquire_shared(4, h.now);
+  const auto got = h.take();
+  REQUIRE(got.size() == 1);
+  CHECK(got[0] == a_reject(4, errc::pool_closed));
+}
+
+namespace {
+
+/// Random exclusive and shared acquires and releases against the rules that
+/// matter for sharing: never more than share_depth statements on a
+/// connection, never shared and leased at once, exclusive grants only of
+/// free connections, no one joins a connection seen dirty or broken, FIFO
+/// grants, every acquire completes exactly once, gauges that add up.
+class share_simulation {
+ public:
+  share_simulation(pool_limits limits, unsigned seed)
+      : limits_(limits), rng_(seed), core_(limits, recorder_, [] { return 0.5; }), slots_(limits.max_size) {}
+
+  void run(int steps) {
+    step(kind::timer, 0, 0, release_kind::clean, true);
+    for (int i = 0; i < steps; ++i) {
+      const int roll = percent();
+      if (roll < 40) now_ += std::chrono::milliseconds(std::uniform_int_distribution<int>(1, 40)(rng_));
+      while (recorder_.wake() <= now_) {
+        const auto keep = now_;
+        now_ = recorder_.wake();
+        step(kind::timer, 0, 0, release_kind::clean, true);
+        now_ = std::max(now_, keep);
+      }
+      random_step();
+    }
+    step(kind::close, 0, 0, release_kind::clean, true);
+    for (int round = 0; round < 20 && !core_.drained(); ++round) {
+      for (std::size_t i = 0; i < slots_.size(); ++i) {
+        auto& s = slots_[i];
+        if (s.st == state::leased) step(kind::release, i, 0, release_kind::clean, true);
+        while (!s.users.empty()) step(kind::release_shared, i, *s.users.begin(), release_kind::clean, true);
+        if (s.st == state::connecting) step(kind::connected, i, 0, release_kind::clean, percent() < 50);
+        if (s.st == state::resetting) step(kind::reset_done, i, 0, release_kind::clean, true);
+        if (s.st == state::checking) step(kind::checked, i, 0, release_kind::clean, true);
+      }
+    }
+    REQUIRE(core_.drained());
+    REQUIRE(queue_.empty());
+    for (const auto& [id, n] : completions_) {
+      INFO("waiter w" << id);
+      REQUIRE(n == 1);
+    }
+    REQUIRE(completions_.size() == next_id_ - 1);
+  }
+
+  std::uint64_t shared_grants() const noexcept { return shared_grants_; }
+  std::size_t deepest() const noexcept { return deepest_; }
+
+ private:
+  enum class state { empty, connecting, free, leased, shared, resetting, checking };
+  enum class kind {
+    acquire,
+    acquire_shared,
+    try_shared,
+    cancel,
+    release,
+    release_shared,
+    connected,
+    reset_done,
+    checked,
+    timer,
+    close
+  };
+  struct slot {
+    state st = state::empty;
+    std::set<std::uint64_t> users;
+    bool tainted = false;
+  };
+  struct waiter {
+    std::uint64_t id;
+    bool shared;
+  };
+
+  int percent() { return std::uniform_int_distribution<int>(0, 99)(rng_); }
+  std::vector<std::size_t> in(state s) const {
+    std::vector<std::size_t> out;
+    for (std::size_t i = 0; i < slots_.size(); ++i)
+      if (slots_[i].st == s) out.push_back(i);
+    return out;
+  }
+  template <class T>
+  T pick(const std::vector<T>& v) {
+    return v[std::uniform_int_distribution<std::size_t>(0, v.size() - 1)(rng_)];
+  }
+  std::size_t depth() const { return std::max<std::size_t>(limits_.share_depth, 1); }
+
+  void random_step() {
+    const int roll = percent();
+    const int k = percent();
+    const auto how = k < 75 ? release_kind::clean : k < 90 ? release_kind::dirty : release_kind::broken;
+    if (roll < 10) return step(kind::acquire, 0, 0, how, true);
+    if (roll < 30) return step(kind::acquire_shared, 0, 0, how, true);
+    if (roll < 40) return step(kind::try_shared, 0, 0, how, true);
+    if (roll < 43 && !queue_.empty())
+      return step(kind::cancel, 0, pick(std::vector(queue_.begin(), queue_.end())).id, how, true);
+    if (roll < 53 && !in(state::leased).empty()) return step(kind::release, pick(in(state::leased)), 0, how, true);
+    if (roll < 78 && !in(state::shared).empty()) {
+      const auto s = pick(in(state::shared));
+      const auto& u = slots_[s].users;
+      return step(kind::release_shared, s, pick(std::vector<std::uint64_t>(u.begin(), u.end())), how, true);
+    }
+    if (roll < 88 && !in(state::connecting).empty())
+      return step(kind::connected, pick(in(state::connecting)), 0, how, percent() < 85);
+    if (roll < 94 && !in(state::resetting).empty())
+      return step(kind::reset_done, pick(in(state::resetting)), 0, how, percent() < 85);
+    if (!in(state::checking).empty()) return step(kind::checked, pick(in(state::checking)), 0, how, percent() < 85);
+    step(kind::timer, 0, 0, how, true);
+  }
+
+  void complete(std::uint64_t id) { ++completions_[id]; }
+
+  void step(kind what, std::size_t s, std::uint64_t id, release_kind how, bool ok) {
+    INFO("step kind " << static_cast<int>(what) << " slot " << s << " id " << id << " how " << static_cast<int>(how)
+                      << " ok " << ok << " at " << ms_since_t0(now_));
+    switch (what) {
+      case kind::acquire:
+      case kind::acquire_shared: {
+        id = next_id_++;
+        queue_.push_back({id, what == kind::acquire_shared});
+        if (what == kind::acquire) core_.acquire(id, now_);
+        else core_.acquire_shared(id, now_);
+        break;
+      }
+      case kind::try_shared: {
+        id = next_id_++;
+        const auto got = core_.try_acquire_shared(id, now_);
+        if (got) {
+          REQUIRE(queue_.empty());
+          grant_shared(id, *got);
+        } else {
+          complete(id);  // the driver then calls acquire_shared() with a new id
+        }
+        break;
+      }
+      case kind::cancel: {
+        const bool was = core_.cancel(id, now_);
+        auto it = std::find_if(queue_.begin(), queue_.end(), [id](const waiter& w) { return w.id == id; });
+        REQUIRE(was == (it != queue_.end()));
+        if (was) {
+          queue_.erase(it);
+          complete(id);
+        }
+        break;
+      }
+      case kind::release:
+        REQUIRE(slots_[s].st == state::leased);
+        slots_[s].st = state::free;
+        core_.release(s, how, now_);
+        break;
+      case kind::release_shared: {
+        auto& sl = slots_[s];
+        REQUIRE(sl.users.erase(id) == 1);
+        if (how != release_kind::clean) sl.tainted = true;
+        if (sl.users.empty()) {
+          sl.st = state::free;
+          sl.tainted = false;
+        }
+        core_.release_shared(s, id, how, now_);
+        break;
+      }
+      case kind::connected:
+        REQUIRE(slots_[s].st == state::connecting);
+        slots_[s].st = ok ? state::free : state::empty;
+        core_.on_connected(s, ok, now_, ok ? "" : "refused");
+        break;
+      case kind::reset_done:
+        REQUIRE(slots_[s].st == state::resetting);
+        slots_[s].st = state::free;
+        core_.on_reset(s, ok, now_);
+        break;
+      case kind::checked:
+        REQUIRE(slots_[s].st == state::checking);
+        slots_[s].st = state::free;
+        core_.on_checked(s, ok, now_);
+        break;
+      case kind::timer: core_.on_timer(now_); break;
+      case kind::close: core_.close(); break;
+    }
+    const auto got = recorder_.take();
+    INFO("actions: " << Catch::Detail::stringify(got));
+    for (const auto& a : got) apply(a);
+    check();
+  }
+
+  void grant_shared(std::uint64_t id, std::size_t s) {
+    auto& sl = slots_[s];
+    REQUIRE((sl.st == state::free || sl.st == state::shared));
+    REQUIRE_FALSE(sl.tainted);
+    REQUIRE(sl.users.size() < depth());
+    sl.st = state::shared;
+    sl.users.insert(id);
+    deepest_ = std::max(deepest_, sl.users.size());
+    ++shared_grants_;
+    complete(id);
+  }
+
+  void apply(const action& a) {
+    auto& sl = slots_[a.what == act::reject || a.what == act::wake_at ? 0 : a.slot];
+    switch (a.what) {
+      case act::connect:
+        REQUIRE(sl.st == state::empty);
+        sl.st = state::connecting;
+        break;
+      case act::reset:
+        REQUIRE(sl.st == state::free);
+        sl.st = state::resetting;
+        break;
+      case act::check:
+        REQUIRE(sl.st == state::free);
+        sl.st = state::checking;
+        break;
+      case act::close:
+        REQUIRE(sl.st == state::free);
+        REQUIRE(sl.users.empty());
+        sl.st = state::empty;
+        break;
+      case act::grant: {
+        REQUIRE_FALSE(queue_.empty());
+        REQUIRE(queue_.front().id == a.waiter);  // FIFO, exclusive and shared alike
+        const waiter w = queue_.front();
+        queue_.pop_front();
+        if (w.shared) {
+          grant_shared(w.id, a.slot);
+        } else {
+          REQUIRE(sl.st == state::free);  // never shared and leased at once
+          sl.st = state::leased;
+          complete(w.id);
+        }
+        break;
+      }
+      case act::reject: {
+        auto it = std::find_if(queue_.begin(), queue_.end(), [&](const waiter& w) { return w.id == a.waiter; });
+        REQUIRE(it != queue_.end());
+        queue_.erase(it);
+        complete(a.waiter);
+        break;
+      }
+      case act::wake_at: break;
+    }
+  }
+
+  void check() {
+    std::size_t leased = 0, shared = 0, in_flight = 0, free = 0, busy = 0, connecting = 0;
+    for (const auto& sl : slots_) {
+      REQUIRE(sl.users.size() <= depth());
+      if (sl.st != state::shared) REQUIRE(sl.users.empty());
+      switch (sl.st) {
+        case state::leased: ++leased; break;
+        case state::shared:
+          ++shared;
+          in_flight += sl.users.size();
+          break;
+        case state::free: ++free; break;
+        case state::resetting:
+        case state::checking: ++busy; break;
+        case state::connecting: ++connecting; break;
+        case state::empty: break;
+      }
+    }
+    const auto& s = core_.stats();
+    REQUIRE(s.in_use == leased + shared);
+    REQUIRE(s.shared == shared);
+    REQUIRE(s.shared_in_flight == in_flight);
+    REQUIRE(s.idle == free);
+    REQUIRE(s.size == free + leased + shared + busy);
+    REQUIRE(s.connecting == connecting);
+    REQUIRE(s.waiting == queue_.size());
+    for (std::size_t i = 0; i < slots_.size(); ++i) REQUIRE(core_.shared_users(i) == slots_[i].users.size());
+    // Nobody waits while the front waiter could be served.
+    if (!queue_.empty() && !core_.closed()) {
+      REQUIRE(free == 0);
+      // (unless a connection is opening for each waiter: they wait for those)
+      if (queue_.front().shared && limits_.share_stall.count() == 0 && queue_.size() > connecting) {
+        for (const auto& sl : slots_) {
+          if (sl.st == state::shared && !sl.tainted && limits_.max_lifetime.count() == 0)
+            REQUIRE(sl.users.size() == depth());
+        }
+      }
+    }
+  }
+
+  pool_limits limits_;
+  std::mt19937 rng_;
+  recording_actions recorder_;
+  pool_core core_;
+  std::vector<slot> slots_;
+  std::deque<waiter> queue_;
+  std::map<std::uint64_t, int> completions_;
+  std::uint64_t next_id_ = 1;
+  pool_time now_ = t0;
+  std::uint64_t shared_grants_ = 0;
+  std::size_t deepest_ = 0;
+};
+
+}  // namespace
+
+TEST_CASE("pool_core keeps the sharing rules under random exclusive and shared acquires", "[pool][share]") {
+  std::uint64_t shared_grants = 0;
+  std::size_t deepest = 0;
+  for (unsigned seed = 1; seed <= 40; ++seed) {
+    std::mt19937 config_rng(seed);
+    auto limits = random_limits(config_rng);
+    limits.share_depth = std::uniform_int_distribution<std::size_t>(1, 6)(config_rng);
+    limits.share_stall = std::chrono::milliseconds(seed % 3 == 0 ? 0 : 30 * (seed % 5));
+    INFO("seed " << seed << ": max_size " << limits.max_size << " depth " << limits.share_depth << " stall "
+                 << limits.share_stall.count());
+    share_simulation sim(limits, seed);
+    sim.run(3000);
+    shared_grants += sim.shared_grants();
+    deepest = std::max(deepest, sim.deepest());
+  }
+  CHECK(shared_grants > 1000);
+  CHECK(deepest >= 4);
+}
+
+TEST_CASE("pool_core spreads waiters over the connections opened for them before deepening a pipeline",
+          "[pool][share]") {
+  harness h{sharing(3, 8)};
+  for (std::uint64_t w = 1; w <= 5; ++w) h.core.acquire_shared(w, h.now);
+  const auto connects = h.take();
+  REQUIRE(connects.size() == 3);
+  h.core.on_connected(connects[0].slot, true, h.now);
+  // w1 takes it idle; w2 and w3 join it (5 waiters, 2 connections opening:
+  // two more than those); w4 and w5 wait for the two opening.
+  CHECK(h.take() == actions{a_grant(1, connects[0].slot), a_grant(2, connects[0].slot), a_grant(3, connects[0].slot)});
+  h.core.on_connected(connects[1].slot, true, h.now);
+  CHECK(h.take() == actions{a_grant(4, connects[1].slot)});
+  h.core.on_connected(connects[2].slot, true, h.now);
+  CHECK(h.take() == actions{a_grant(5, connects[2].slot)});
+}

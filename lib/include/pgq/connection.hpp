@@ -97,7 +97,8 @@ class batch {
 
  private:
   friend class connection;
-  struct item {  // NOLINT(bugprone-exception-escape): see params
+  friend class pool;  // to see whether each statement may share a connection
+  struct item {       // NOLINT(bugprone-exception-escape): see params
     std::string sql;
     pgq::params args;
   };

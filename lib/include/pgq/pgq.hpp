@@ -6,6 +6,7 @@
 #include <pgq/connection.hpp>
 #include <pgq/copy.hpp>
 #include <pgq/error.hpp>
+#include <pgq/gather.hpp>
 #include <pgq/json.hpp>
 #include <pgq/lease.hpp>
 #include <pgq/migrate.hpp>

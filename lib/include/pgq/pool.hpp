@@ -77,6 +77,31 @@ struct pool_options {
   /// Runs on each connection when its lease ends, before anyone else gets
   /// it (e.g. `RESET ALL`). A throw closes the connection.
   std::function<boost::asio::awaitable<void>(connection&)> before_return{};
+  /// How many independent statements one connection may run for several
+  /// tasks at once, pipelined (each with its own Sync, so that one failing
+  /// or cancelled affects no other). Independent: `query()`, `execute()`,
+  /// `query_as()` and non-atomic `run_batch()` calls whose statements cannot
+  /// change session or transaction state (no BEGIN/COMMIT/SAVEPOINT, SET,
+  /// LISTEN, PREPARE, DECLARE, LOCK, COPY, CALL, DO...). Such a call takes an
+  /// idle connection when there is one, else joins the connection with the
+  /// fewest statements in flight below this depth instead of waiting; while
+  /// fewer than `max_size` connections are open, joining also opens one more
+  /// in the background. Leases, transactions, streams, COPY and atomic
+  /// batches still take a connection of their own, and only an idle one.
+  ///
+  /// Default 8: a pool then runs up to 8 x max_size statements at once, so a
+  /// small pool keeps up with many tasks (a pool of 2 runs pgbench's point
+  /// select from 100 tasks as fast as 10 exclusive connections: see
+  /// docs/benchmarks.md). The price is head-of-line blocking: a statement
+  /// pipelined behind a slow one waits for it (see `share_stall`), and what
+  /// a shared statement leaves in the session (a `set_config()`, a session
+  /// advisory lock, a temporary table) is seen by the others at once. 0 or 1
+  /// turns sharing off: every statement takes a connection of its own.
+  std::size_t share_depth = 8;
+  /// A shared connection whose oldest statement started this long ago takes
+  /// no more (it is probably stuck behind a slow statement); a new statement
+  /// then goes to another connection, or waits. 0: no limit.
+  std::chrono::milliseconds share_stall{std::chrono::milliseconds(20)};
 };
 #pragma GCC diagnostic pop
 
@@ -91,7 +116,8 @@ struct pool_options {
 /// Cancellation: cancelling acquire() removes the waiter (nothing leaks);
 /// cancelling query()/execute() while waiting does the same, and while the
 /// statement runs cancels it as `connection::query()` does, after which the
-/// pool cleans the connection.
+/// pool cleans the connection. A cancelled statement on a shared connection
+/// cancels only itself: the others pipelined with it complete normally.
 class pool : public detail::query_methods<pool> {
  public:
   using executor_type = boost::asio::any_io_executor;
@@ -113,11 +139,32 @@ class pool : public detail::query_methods<pool> {
   /// errc::pool_closed, errc::cancelled.
   [[nodiscard]] boost::asio::awaitable<lease> acquire();
 
-  /// Leases a connection, runs the statement, returns the connection (what
-  /// query() calls). Throws as acquire() and connection::query_params().
+  /// Runs the statement on a connection of the pool and returns the
+  /// connection (what query() calls): on one shared with other tasks'
+  /// independent statements when `pool_options::share_depth` allows and the
+  /// statement is independent, else on a leased one. Throws as acquire() and
+  /// connection::query_params().
   [[nodiscard]] boost::asio::awaitable<result> query_params(std::string_view sql, params p);
   /// As query_params(); returns the rows affected (what execute() calls).
   [[nodiscard]] boost::asio::awaitable<std::uint64_t> execute_params(std::string_view sql, params p);
+  /// Runs the statements of `b` back to back and returns their results, as
+  /// `connection::run_batch()` does. A batch without `atomic` whose statements
+  /// are all independent (see `pool_options::share_depth`) may share a
+  /// connection with other tasks; an atomic one is a transaction and takes a
+  /// connection of its own. Throws as acquire() and connection::run_batch().
+  /// `b` must stay valid until this completes.
+  [[nodiscard]] boost::asio::awaitable<std::vector<result>> run_batch(const batch& b, bool atomic = false);
+
+  /// Opens `min_size` connections (at least one: with `min_size` 0 it
+  /// opens one, proves it works and leaves it idle) and completes when they
+  /// are open and usable, so that a service can warm up before it takes
+  /// traffic. Throws `pgq::sql_error`: errc::pool_timeout when they are not
+  /// all open after `acquire_timeout` (its message carries the last
+  /// connection error: refused, authentication failed...; the pool keeps
+  /// trying in the background, with its backoff), errc::pool_closed,
+  /// errc::cancelled. Cancellation stops the waiting only.
+  [[nodiscard]] boost::asio::awaitable<void> wait_ready();
+
   /// Leases a connection and streams the statement's rows on it; the stream
   /// holds the lease until it is destroyed (what stream() calls).
   [[nodiscard]] boost::asio::awaitable<row_stream> stream_params(std::string_view sql, params p);

@@ -6,6 +6,7 @@
 #include "transaction_sql.hpp"
 
 #include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -28,6 +29,43 @@ namespace pgq {
 namespace detail {
 
 using lease_handler = asio::any_completion_handler<void(std::exception_ptr, lease)>;
+
+// A statement's share of a pooled connection (pool_options::share_depth):
+// a lease that others hold too, for one independent statement. Returns its
+// share when destroyed. Internal: only pool's own functions hand one out.
+class shared_use {
+ public:
+  shared_use() = default;
+  shared_use(std::shared_ptr<pool_impl> pool, std::size_t slot, std::uint64_t id, connection* conn) noexcept
+      : pool_(std::move(pool)), slot_(slot), id_(id), conn_(conn) {}
+  shared_use(shared_use&& o) noexcept
+      : pool_(std::move(o.pool_)), slot_(o.slot_), id_(o.id_), conn_(std::exchange(o.conn_, nullptr)) {}
+  shared_use& operator=(shared_use&& o) noexcept {
+    if (this != &o) {
+      release();
+      pool_ = std::move(o.pool_);
+      slot_ = o.slot_;
+      id_ = o.id_;
+      conn_ = std::exchange(o.conn_, nullptr);
+    }
+    return *this;
+  }
+  shared_use(const shared_use&) = delete;
+  shared_use& operator=(const shared_use&) = delete;
+  ~shared_use() { release(); }
+
+  connection* operator->() const noexcept { return conn_; }
+  explicit operator bool() const noexcept { return conn_ != nullptr; }
+  void release() noexcept;
+
+ private:
+  std::shared_ptr<pool_impl> pool_;
+  std::size_t slot_ = 0;
+  std::uint64_t id_ = 0;
+  connection* conn_ = nullptr;
+};
+
+using share_handler = asio::any_completion_handler<void(std::exception_ptr, shared_use)>;
 
 namespace {
 
@@ -72,6 +110,70 @@ class pool_impl final : public std::enable_shared_from_this<pool_impl>, private 
 
   const asio::any_io_executor& get_executor() const noexcept { return ex_; }
   std::size_t max_size() const noexcept { return opts_.max_size; }
+  std::size_t min_size() const noexcept { return core_.limits().min_size; }
+  std::chrono::milliseconds acquire_timeout() const noexcept { return opts_.acquire_timeout; }
+  bool sharing() const noexcept { return opts_.share_depth > 1; }
+  // Whether a statement may go the shared way.
+  bool shares(std::string_view sql) const noexcept { return sharing() && shareable_statement(sql); }
+
+  struct readiness {
+    std::size_t open = 0;
+    bool closed = false;
+    std::string last_error;
+  };
+  readiness ready_state() {
+    std::lock_guard lock(mutex_);
+    return {core_.stats().size, core_.closed(), core_.last_connect_error()};
+  }
+
+  // A share of a connection now, without waiting, when one takes shared
+  // work and nobody waits; an empty one otherwise (then acquire_shared()).
+  shared_use try_share() {
+    std::lock_guard lock(mutex_);
+    const std::uint64_t id = next_waiter_++;
+    std::optional<std::size_t> slot = core_.try_acquire_shared(id, now());
+    publish();
+    if (!slot) return {};
+    return {shared_from_this(), *slot, id, conns_[*slot].get()};
+  }
+
+  void acquire_shared(share_handler handler, asio::any_io_executor hex) {
+    std::lock_guard lock(mutex_);
+    const std::uint64_t id = next_waiter_++;
+    auto slot = asio::get_associated_cancellation_slot(handler);
+    waiters_.emplace(id, waiter_entry{lease_handler(), std::move(handler), std::move(hex)});
+    if (slot.is_connected()) {
+      slot.assign([weak = weak_from_this(), id](asio::cancellation_type) {
+        if (auto self = weak.lock()) {
+          asio::post(self->ex_, [self, id] { self->cancel_waiter(id); });
+        }
+      });
+    }
+    core_.acquire_shared(id, now());
+    publish();
+  }
+
+  // A shared_use ended, from any thread: the connection is looked at on its
+  // own executor, then the share handed back to pool_core.
+  void release_shared(std::size_t slot, std::uint64_t id, connection& c) noexcept {
+    try {
+      if (on_executor_of(c)) {
+        classify_and_release_shared(slot, id, c);
+        return;
+      }
+      std::shared_ptr<connection> conn;
+      {
+        std::lock_guard lock(mutex_);
+        conn = conns_[slot];
+      }
+      if (!conn) return;
+      asio::dispatch(conn->get_executor(), [self = shared_from_this(), slot, id, conn] {
+        self->classify_and_release_shared(slot, id, *conn);
+      });
+    } catch (...) {
+      // Out of memory: the share stays counted; the connection takes one less.
+    }
+  }
 
   // `hex`: the waiter's executor when it is an any_io_executor (empty:
   // the handler's associated one, reached through the pool's executor).
@@ -79,7 +181,7 @@ class pool_impl final : public std::enable_shared_from_this<pool_impl>, private 
     std::lock_guard lock(mutex_);
     const std::uint64_t id = next_waiter_++;
     auto slot = asio::get_associated_cancellation_slot(handler);
-    waiters_.emplace(id, waiter_entry{std::move(handler), std::move(hex)});
+    waiters_.emplace(id, waiter_entry{std::move(handler), share_handler(), std::move(hex)});
     if (slot.is_connected()) {
       slot.assign([weak = weak_from_this(), id](asio::cancellation_type) {
         if (auto self = weak.lock()) {
@@ -169,6 +271,8 @@ class pool_impl final : public std::enable_shared_from_this<pool_impl>, private 
     l.health_check_period = o.health_check_period;
     l.backoff_initial = o.backoff_initial;
     l.backoff_max = o.backoff_max;
+    l.share_depth = o.share_depth;
+    l.share_stall = o.share_stall;
     return l;
   }
 
@@ -185,6 +289,28 @@ class pool_impl final : public std::enable_shared_from_this<pool_impl>, private 
     }
     std::lock_guard lock(mutex_);
     core_.release(slot, kind, now());
+    publish();
+  }
+
+  // On the connection's executor. Other users' statements keep a shared
+  // connection busy (transaction_status() says active), which is not dirt:
+  // only a broken connection or an open transaction block taints it. The
+  // last user returns it as a lease would be returned (a request left in
+  // flight, a cancelled one say, or a before_return hook: reset).
+  void classify_and_release_shared(std::size_t slot, std::uint64_t id, connection& conn) {
+    const bool open = conn.is_open();
+    const tx_status st = open ? conn.transaction_status() : tx_status::unknown;
+    std::lock_guard lock(mutex_);
+    const bool last = core_.shared_users(slot) <= 1;
+    release_kind kind = release_kind::clean;
+    if (!open) {
+      kind = release_kind::broken;
+    } else if (st == tx_status::in_transaction || st == tx_status::in_error || st == tx_status::unknown) {
+      kind = release_kind::dirty;
+    } else if (last && (st != tx_status::idle || opts_.before_return)) {
+      kind = release_kind::dirty;
+    }
+    core_.release_shared(slot, id, kind, now());
     publish();
   }
 
@@ -220,31 +346,34 @@ class pool_impl final : public std::enable_shared_from_this<pool_impl>, private 
     if (outbox_.empty()) return;
     std::vector<outgoing> out;
     out.swap(outbox_);
-    for (auto& o : out) deliver(std::move(o.handler), std::move(o.error), std::move(o.granted));
+    for (auto& o : out) deliver(std::move(o.handler), std::move(o.error), std::move(o.granted), std::move(o.shared));
   }
 
   void cancel_waiter(std::uint64_t id) {
     std::optional<waiter_entry> w;
     {
       std::lock_guard lock(mutex_);
-      if (!core_.cancel(id)) return;
+      if (!core_.cancel(id, now())) return;
       w.emplace(take_waiter(id));
       publish();
     }
     deliver(std::move(*w),
             std::make_exception_ptr(sql_error(errc::cancelled, "cancelled while waiting for a pool connection")),
-            lease());
+            lease(), shared_use());
   }
 
+  // One of the handlers is set: `handler` for a lease, `shared` for a share.
   struct waiter_entry {
     lease_handler handler;
+    share_handler shared;
     asio::any_io_executor ex;
   };
 
   waiter_entry take_waiter(std::uint64_t id) {
     auto it = waiters_.find(id);
     if (it == waiters_.end()) return {};
-    waiter_entry w{lease_handler(std::move(it->second.handler)), std::move(it->second.ex)};
+    waiter_entry w{lease_handler(std::move(it->second.handler)), share_handler(std::move(it->second.shared)),
+                   std::move(it->second.ex)};
     waiters_.erase(it);
     return w;
   }
@@ -253,17 +382,25 @@ class pool_impl final : public std::enable_shared_from_this<pool_impl>, private 
   // order they were served (a hop through a multi-threaded pool executor
   // could swap them). The cancellation slot is cleared there, on the
   // waiter's side.
-  void deliver(waiter_entry w, std::exception_ptr ep, lease l) {
-    if (!w.handler) return;
+  void deliver(waiter_entry w, std::exception_ptr ep, lease l, shared_use u) {
+    if (w.handler) {
+      deliver_to(std::move(w.handler), std::move(w.ex), std::move(ep), std::move(l));
+    } else if (w.shared) {
+      deliver_to(std::move(w.shared), std::move(w.ex), std::move(ep), std::move(u));
+    }
+  }
+
+  template <class Handler, class Value>
+  void deliver_to(Handler h, asio::any_io_executor wex, std::exception_ptr ep, Value v) {
     asio::any_completion_executor handler_ex;
-    if (!w.ex) handler_ex = asio::get_associated_executor(w.handler, ex_);
-    auto call = [h = std::move(w.handler), ep, l = std::move(l)]() mutable {
+    if (!wex) handler_ex = asio::get_associated_executor(h, ex_);
+    auto call = [h = std::move(h), ep, v = std::move(v)]() mutable {
       auto slot = asio::get_associated_cancellation_slot(h);
       if (slot.is_connected()) slot.clear();
-      std::move(h)(ep, std::move(l));
+      std::move(h)(ep, std::move(v));
     };
-    if (w.ex) {
-      asio::post(w.ex, std::move(call));
+    if (wex) {
+      asio::post(wex, std::move(call));
     } else {
       asio::post(ex_, asio::bind_executor(handler_ex, std::move(call)));
     }
@@ -355,21 +492,29 @@ class pool_impl final : public std::enable_shared_from_this<pool_impl>, private 
 
   void grant(std::uint64_t waiter, std::size_t slot) override {
     waiter_entry h = take_waiter(waiter);
-    if (!h.handler) {
+    if (!h.handler && !h.shared) {
       // The waiter vanished (cannot happen: cancel removes it from the core
-      // first); give the slot back rather than leak it.
-      asio::post(ex_, [self = shared_from_this(), slot] {
+      // first); give the slot back rather than leak it (release() ignores a
+      // shared slot, release_shared() a leased one).
+      asio::post(ex_, [self = shared_from_this(), slot, waiter] {
         std::lock_guard lock(self->mutex_);
         self->core_.release(slot, release_kind::dirty, now());
+        self->core_.release_shared(slot, waiter, release_kind::dirty, now());
         self->publish();
       });
       return;
     }
-    outbox_.push_back(outgoing{std::move(h), nullptr, lease(shared_from_this(), slot, conns_[slot].get())});
+    connection* conn = conns_[slot].get();
+    if (h.shared) {
+      outbox_.push_back(outgoing{std::move(h), nullptr, lease(), shared_use(shared_from_this(), slot, waiter, conn)});
+    } else {
+      outbox_.push_back(outgoing{std::move(h), nullptr, lease(shared_from_this(), slot, conn), shared_use()});
+    }
   }
 
   void reject(std::uint64_t waiter, errc why, const std::string& message) override {
-    outbox_.push_back(outgoing{take_waiter(waiter), std::make_exception_ptr(sql_error(why, message)), lease()});
+    outbox_.push_back(
+        outgoing{take_waiter(waiter), std::make_exception_ptr(sql_error(why, message)), lease(), shared_use()});
   }
 
   // The timer is re-armed only for an earlier time: most events move the
@@ -408,6 +553,7 @@ class pool_impl final : public std::enable_shared_from_this<pool_impl>, private 
     waiter_entry handler;
     std::exception_ptr error;
     lease granted;
+    shared_use shared;
   };
   std::vector<outgoing> outbox_;  // decided, delivered by publish()
   asio::steady_timer timer_;
@@ -419,6 +565,12 @@ class pool_impl final : public std::enable_shared_from_this<pool_impl>, private 
   pool_stats stats_;
   bool use_strands_;
 };
+
+void shared_use::release() noexcept {
+  if (pool_ && conn_ != nullptr) pool_->release_shared(slot_, id_, *conn_);
+  pool_.reset();
+  conn_ = nullptr;
+}
 
 }  // namespace detail
 
@@ -475,6 +627,40 @@ struct initiate_acquire {
     impl->acquire(detail::lease_handler(std::forward<Handler>(h)), std::move(hex));
   }
 };
+
+struct initiate_share {
+  std::shared_ptr<detail::pool_impl> impl;
+  template <class Handler>
+  void operator()(Handler&& h) {
+    asio::any_io_executor hex;
+    using handler_executor = asio::associated_executor_t<std::decay_t<Handler>, asio::any_io_executor>;
+    if constexpr (std::is_convertible_v<handler_executor, asio::any_io_executor>) {
+      hex = asio::get_associated_executor(h, impl->get_executor());
+    }
+    impl->acquire_shared(detail::share_handler(std::forward<Handler>(h)), std::move(hex));
+  }
+};
+
+asio::awaitable<detail::shared_use> wait_for_share(const std::shared_ptr<detail::pool_impl>& impl) {
+  return asio::async_initiate<const asio::use_awaitable_t<>&, void(std::exception_ptr, detail::shared_use)>(
+      initiate_share{impl}, asio::use_awaitable);
+}
+
+// A share of an open connection: as pool::acquire_open() for leases. A
+// closed one goes back (as broken: nobody joins it any more) and the next is
+// tried.
+asio::awaitable<detail::shared_use> share_open(std::shared_ptr<detail::pool_impl> impl, detail::shared_use u) {
+  const std::size_t tries = impl->max_size() + 1;
+  for (std::size_t i = 0; i < tries; ++i) {
+    if (!u) u = co_await wait_for_share(impl);
+    if (u->is_open()) break;
+    u = detail::shared_use();
+    u = impl->try_share();
+  }
+  if (!u) u = co_await wait_for_share(impl);
+  co_return u;
+}
+
 }  // namespace
 
 // Waits in the pool's queue (acquire() without the fast path).
@@ -505,15 +691,68 @@ asio::awaitable<lease> pool::acquire() {
 }
 
 asio::awaitable<result> pool::query_params(std::string_view sql, params params) {
+  if (impl_->shares(sql)) {
+    detail::shared_use u = impl_->try_share();
+    if (!u || !u->is_open()) u = co_await share_open(impl_, std::move(u));
+    co_return co_await u->query_params(sql, std::move(params));
+  }
   lease l = impl_->try_acquire();
   if (!l || !l->is_open()) l = co_await acquire_open(std::move(l));
   co_return co_await l->query_params(sql, std::move(params));
 }
 
 asio::awaitable<std::uint64_t> pool::execute_params(std::string_view sql, params params) {
+  if (impl_->shares(sql)) {
+    detail::shared_use u = impl_->try_share();
+    if (!u || !u->is_open()) u = co_await share_open(impl_, std::move(u));
+    co_return co_await u->execute_params(sql, std::move(params));
+  }
   lease l = impl_->try_acquire();
   if (!l || !l->is_open()) l = co_await acquire_open(std::move(l));
   co_return co_await l->execute_params(sql, std::move(params));
+}
+
+asio::awaitable<std::vector<result>> pool::run_batch(const batch& b, bool atomic) {
+  bool share = !atomic && !b.empty() && impl_->sharing();
+  for (const auto& item : b.items_) {
+    if (!share) break;
+    share = detail::shareable_statement(item.sql);
+  }
+  if (share) {
+    detail::shared_use u = impl_->try_share();
+    if (!u || !u->is_open()) u = co_await share_open(impl_, std::move(u));
+    co_return co_await u->run_batch(b, false);
+  }
+  lease l = impl_->try_acquire();
+  if (!l || !l->is_open()) l = co_await acquire_open(std::move(l));
+  co_return co_await l->run_batch(b, atomic);
+}
+
+asio::awaitable<void> pool::wait_ready() {
+  const std::size_t want = impl_->min_size();
+  if (want == 0) {
+    lease l = co_await acquire();  // proves that a connection opens; it stays idle
+    co_return;
+  }
+  const auto timeout = impl_->acquire_timeout();
+  const auto start = std::chrono::steady_clock::now();
+  asio::steady_timer t(co_await asio::this_coro::executor);
+  while (true) {
+    const detail::pool_impl::readiness r = impl_->ready_state();
+    if (r.closed) throw sql_error(errc::pool_closed, "the pool is closed");
+    if (r.open >= want) co_return;
+    if (timeout.count() > 0 && std::chrono::steady_clock::now() - start >= timeout) {
+      std::string msg = "the pool opened " + std::to_string(r.open) + " of its " + std::to_string(want) +
+                        " connections (min_size) within " + std::to_string(timeout.count()) + " ms";
+      if (!r.last_error.empty()) msg += "; last connection attempt failed: " + r.last_error;
+      throw sql_error(errc::pool_timeout, msg);
+    }
+    // Polled: connects finish in milliseconds, and this runs once per
+    // service start.
+    t.expires_after(std::chrono::milliseconds(2));
+    auto [ec] = co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec) throw sql_error(errc::cancelled, "wait_ready() was cancelled");
+  }
 }
 
 asio::awaitable<row_stream> pool::stream_params(std::string_view sql, params params) {

@@ -19,6 +19,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace pgq::detail {
@@ -40,6 +41,12 @@ struct pool_limits {
   std::chrono::milliseconds health_check_period{30000};  ///< 0: no checks
   std::chrono::milliseconds backoff_initial{100};
   std::chrono::milliseconds backoff_max{10000};
+  /// Independent statements one connection may run at once when shared
+  /// (acquire_shared()); 0 or 1: no sharing, acquire_shared() is acquire().
+  std::size_t share_depth = 0;
+  /// A shared connection whose oldest statement has run this long takes no
+  /// more (it is probably stuck behind a slow one); 0: no limit.
+  std::chrono::milliseconds share_stall{0};
 };
 
 /// What pool_core asks of its driver. Each call is made synchronously from
@@ -67,6 +74,16 @@ class pool_actions {
 
 using pgq::pool_stats;
 
+/// Whether `sql` may share a connection with other tasks' statements: it
+/// cannot change the transaction state (classify_statement() says
+/// stmt_kind::other: no BEGIN, COMMIT, SAVEPOINT...), is no COPY, and starts
+/// with none of the words of statements that change the session for the
+/// statements after it or need one (SET, RESET, DISCARD, LISTEN, UNLISTEN,
+/// PREPARE, DEALLOCATE, DECLARE, FETCH, MOVE, CLOSE, LOCK, LOAD, CALL, DO).
+/// Functions called by a statement (set_config(), pg_advisory_lock()) are
+/// not seen.
+bool shareable_statement(std::string_view sql) noexcept;
+
 /// How a lease ended.
 enum class release_kind {
   clean,   ///< idle, no transaction: reusable at once
@@ -87,9 +104,33 @@ class pool_core {
   /// queue (call acquire() then). Calls no action but close() (of expired
   /// idle connections).
   std::optional<std::size_t> try_acquire(pool_time now);
+  /// A task wants to run one independent statement (it changes no session or
+  /// transaction state): it may share a connection with others like it.
+  /// `id` names this use until release_shared(). Granted at once to the open
+  /// connection with the fewest statements in flight that takes shared work
+  /// (idle, or shared by fewer than share_depth and none of them older than
+  /// share_stall), else queued with the exclusive acquirers, in one FIFO.
+  /// Joining a busy connection while the pool could grow also opens one
+  /// more connection (one at a time), so that the next statements spread.
+  void acquire_shared(std::uint64_t id, pool_time now);
+  /// acquire_shared() without queueing: the slot granted at once, or nullopt
+  /// (then call acquire_shared()). Calls no action but connect() (growth)
+  /// and close() (of expired idle connections).
+  std::optional<std::size_t> try_acquire_shared(std::uint64_t id, pool_time now);
+  /// Shared use `id` of `slot` ended. `kind` is what the driver saw of the
+  /// connection: broken or dirty stop anyone else from joining it, and the
+  /// last user's release then closes or resets it, as release() does.
+  void release_shared(std::size_t slot, std::uint64_t id, release_kind kind, pool_time now);
+  /// Statements sharing `slot` now (0 when it is not shared).
+  std::size_t shared_users(std::size_t slot) const noexcept;
+  /// The error of the last failed connect since the last success (empty if none).
+  const std::string& last_connect_error() const noexcept { return last_connect_error_; }
   /// The task stopped waiting (cancellation). Returns false if it was not
   /// waiting (already granted or rejected).
   bool cancel(std::uint64_t waiter);
+  /// cancel(), then serves the waiters behind it that the cancelled one held
+  /// up (a shared acquirer behind an exclusive one may now join a connection).
+  bool cancel(std::uint64_t waiter, pool_time now);
   /// A lease on `slot` ended.
   void release(std::size_t slot, release_kind kind, pool_time now);
   void on_connected(std::size_t slot, bool ok, pool_time now, const std::string& error = {});
@@ -107,24 +148,37 @@ class pool_core {
   const pool_limits& limits() const noexcept { return limits_; }
 
  private:
-  enum class slot_state { empty, connecting, idle, leased, resetting, checking };
+  enum class slot_state { empty, connecting, idle, leased, shared, resetting, checking };
+  struct shared_user {
+    std::uint64_t id;
+    pool_time since;
+  };
   struct slot {
     slot_state state = slot_state::empty;
     pool_time created{};
     pool_time expires = pool_time::max();
     pool_time idle_since{};
     pool_time last_checked{};
+    std::vector<shared_user> users;            ///< state shared: who runs statements on it
+    release_kind taint = release_kind::clean;  ///< worst release seen while shared
   };
   struct waiter {
     std::uint64_t id;
     pool_time since;
     pool_time deadline;
+    bool shared = false;
   };
 
+  bool sharing() const noexcept { return limits_.share_depth > 1; }
   void make_available(std::size_t s, pool_time now);
+  void serve(pool_time now);
+  void finish_release(std::size_t s, release_kind kind, pool_time now);
   std::optional<std::size_t> take_idle(pool_time now);
+  std::optional<std::size_t> pick_idle(pool_time now);
+  std::optional<std::size_t> pick_shared(pool_time now);
+  void join(std::size_t s, std::uint64_t id, pool_time now);
   void close_slot(std::size_t s, close_reason why);
-  void grow(pool_time now);
+  void grow(pool_time now, bool share_pressure = false);
   void schedule(pool_time now);
   void refresh_gauges();
   std::size_t count(slot_state st) const noexcept;

@@ -67,7 +67,7 @@ constexpr bool struct_fields_decodable() {
 /// after a single decodable column and a std::tuple.
 template <class T>
 concept struct_row = std::is_class_v<T> && !decodable<read_value_t<T>> && std::default_initializable<T> &&
-                     (described_struct<T> || std::is_aggregate_v<T>) && struct_fields_decodable<T>();
+                     (described_struct<T> || std::is_aggregate_v<T>)&&struct_fields_decodable<T>();
 
 template <class T>
 constexpr std::size_t struct_field_count() {
@@ -153,7 +153,8 @@ T read_struct(const Row& x, const std::vector<int>& cols) {
         }
       };
       (one(std::integral_constant<std::size_t, I>{}), ...);
-    }(std::make_index_sequence<struct_field_count<T>()>{});
+    }
+    (std::make_index_sequence<struct_field_count<T>()>{});
   }
   return out;
 }
