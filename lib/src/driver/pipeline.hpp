@@ -36,12 +36,13 @@
 //     again, after a pause, for as long as it still runs once a cancel was
 //     done (the server ignores a cancel that arrives between the messages
 //     of a request).
-//  8. Every request ends with its own Sync (each stays isolated from the
-//     others' errors). With a libpq that can queue a Sync without flushing
-//     (PQsendPipelineSync, libpq 17), what a burst of requests queued is
-//     written once, when the driver has nothing more to send
-//     (end_of_burst(), or the end of a read); with PQpipelineSync each
-//     request is written as it is sent.
+//  8. A request ends with its own Sync, which keeps it isolated from the
+//     others' errors, unless rule 11 lets it share one. With a libpq that can
+//     queue a Sync without flushing (PQsendPipelineSync, libpq 17), what a
+//     burst of requests queued is written once, when the driver has nothing
+//     more to send (end_of_burst(), or the end of a read); with
+//     PQpipelineSync (libpq 15) each Sync writes what was queued before it,
+//     so independent requests cost one write each there.
 //  9. A stream asks for chunks of rows (PQsetChunkedRowsMode, libpq 17)
 //     when libpq has it and the chunk size is above 1, single rows
 //     otherwise; reading pauses once the rows buffered reach
@@ -50,7 +51,25 @@
 // 10. A statement evicted from the cache (or gone stale) is closed with a
 //     protocol Close (PQsendClosePrepared, libpq 17) when libpq has it, with
 //     `DEALLOCATE` otherwise; either is sent after the request that evicted
-//     it, on its own Sync.
+//     it, on its own Sync (a burst's shared Sync, rule 11, goes before it).
+// 11. One Sync per burst where isolation is not needed. A statement of kind
+//     other or begin, sent as a query (not a stream, COPY, detached or
+//     exclusive request), is sent without a Sync of its own when, whatever
+//     the outcome of everything sent before it, it will run inside a
+//     transaction block or be skipped after an error earlier in its burst
+//     (an error there fails the block anyway: there is nothing to isolate).
+//     The burst's one Sync is queued when anything is written (end_of_burst(),
+//     the end of a read, a cancel, a full buffer) and before any request
+//     that needs a Sync of its own: transaction control other than BEGIN
+//     (COMMIT, ROLLBACK, SAVEPOINT, RELEASE, ROLLBACK TO, AND CHAIN, PREPARE
+//     TRANSACTION: they must run, never be skipped), a stream, a detached
+//     statement, a protocol Close, a statement that may run outside a block.
+//     Such a statement completes at the end of its own results (the NULL
+//     libpq returns after them), not at a Sync; one skipped because an
+//     earlier statement of its burst failed (PGRES_PIPELINE_ABORTED) fails
+//     with 25P02 naming the statement that failed first. It is never
+//     retried (rule 2 needs its own Sync), and a server cancel meant for it
+//     may fail the block (the rest of the burst then reports 25P02).
 #pragma once
 
 #include "driver/statement_cache.hpp"
@@ -183,6 +202,8 @@ struct request {
   int stage = 0;           // statements of this request finished so far
   bool prepare_failed = false;
   bool single_row_set = false;
+  bool synced = true;            // a Sync of its own follows it (rule 8); false: it shares its burst's (rule 11)
+  bool sync_marker = false;      // detached: no statement, only the Sync that ends a burst
   bool close_statement = false;  // detached: a protocol Close of statement `sql`
   std::string chunk_tag;         // a stream's command tag, found on a chunk of rows
 
@@ -392,8 +413,13 @@ class pipeline_core {
   tx_set tracked_tx() const noexcept { return tx_; }
   /// The states the server may be in once everything sent so far is done.
   tx_set predicted_tx() const noexcept;
+  /// Requests sent since the last Sync share the Sync not yet queued (rule 11).
+  bool burst_open() const noexcept { return burst_open_; }
   bool exclusive() const noexcept { return mode_ == mode::exclusive; }
-  std::size_t pending() const noexcept { return waiting_.size() + inflight_.size(); }
+  /// Requests not completed yet (a burst's Sync on its way is none: the
+  /// state after the requests before it is known, rule 11).
+  std::size_t pending() const noexcept { return waiting_.size() + inflight_.size() - syncs_in_flight_; }
+  /// Requests and Syncs of bursts sent and not yet answered.
   std::size_t in_flight() const noexcept { return inflight_.size(); }
   const statement_cache& cache() const noexcept { return cache_; }
   int cancels_in_flight() const noexcept { return cancels_in_flight_; }
@@ -423,6 +449,10 @@ class pipeline_core {
   void issue_server_cancel();
   void send_detached_now(std::string sql);
   bool sync();
+  void close_burst();
+  bool may_share_sync(const request& req) const;
+  std::uint8_t paths_before(std::size_t n) const noexcept;
+  std::exception_ptr skipped_error(const request& req) const;
   void evict(const std::string& statement);
   void sent_some();
   std::unique_ptr<request> make_detached(std::string sql, stmt_kind kind);
@@ -445,7 +475,21 @@ class pipeline_core {
   bool in_drain_ = false;
   bool need_flush_ = false;      // something was sent without a flush
   bool stray_copy_out_ = false;  // dropping the rows of a COPY TO nobody asked for
-  std::size_t slice_ = 0;        // 0: no limit
+  // Rule 11. burst_open_: statements were sent without a Sync and the Sync
+  // that ends their burst is not queued yet. skipping_: a statement of the
+  // burst being read failed, so the server skips the rest until its Sync.
+  bool burst_open_ = false;
+  bool skipping_ = false;
+  // What the server may be doing once everything sent is done (see
+  // paths_before()), kept up to date while requests are only sent; rebuilt
+  // from inflight_ once one finished.
+  std::uint8_t sent_paths_ = 0;
+  std::size_t paths_n_ = 0;
+  std::size_t syncs_in_flight_ = 0;  // bursts' Syncs (sync_marker requests) in inflight_  // sent_paths_ is after the
+                                     // first paths_n_ requests in flight
+  bool paths_valid_ = false;
+  std::string failed_sql_;  // the statement that failed first in the block (or burst), shortened
+  std::size_t slice_ = 0;   // 0: no limit
   int cancels_in_flight_ = 0;
   int cancels_to_start_ = 0;
   std::atomic<std::uint64_t> next_id_{1};
