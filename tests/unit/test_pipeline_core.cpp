@@ -765,3 +765,411 @@ TEST_CASE("pipeline_core: a request cancelled while still in libpq's buffer is w
   CHECK(h.core.take_server_cancels() == 1);
   CHECK(h.code(id) == pgq::errc::cancelled);
 }
+
+// ------------------------------------------------ rule 11: one Sync per burst
+
+namespace {
+
+// The libpq calls made, as "query:<sql>", "execute", "sync"... in order,
+// from entry `from` on.
+std::vector<std::string> calls(const harness& h, std::size_t from = 0) {
+  std::vector<std::string> out;
+  for (std::size_t i = from; i < h.pq.sent.size(); ++i) {
+    const auto& s = h.pq.sent[i];
+    out.push_back(s.what == "query" ? "query:" + s.sql : s.what);
+  }
+  return out;
+}
+
+// A harness inside a transaction block begun (and answered) already.
+void begin_block(harness& h) {
+  h.query("BEGIN");
+  h.end_burst();
+  h.pq.answer("BEGIN", 0);
+  h.read();
+  REQUIRE(h.core.tracked_tx() == tx_block);
+  REQUIRE(h.core.pending() == 0);
+  REQUIRE(h.core.in_flight() == 0);
+}
+
+}  // namespace
+
+TEST_CASE("pipeline_core rule 11: statements of a burst inside a block share one Sync", "[pipeline_core][burst]") {
+  for (const pq_features f : {pq_features{}, libpq17}) {
+    harness h(0, f);
+    begin_block(h);
+    h.turn_per_request = false;
+    const std::size_t from = h.pq.sent.size();
+    const int writes = h.pq.writes;
+    std::vector<std::uint64_t> ids;
+    for (int i = 0; i < 5; ++i) ids.push_back(h.query("INSERT INTO t VALUES (1)"));
+    CHECK(h.pq.count("sync") == 1);  // BEGIN's burst only
+    CHECK(h.pq.writes == writes);    // nothing written before the burst ends, whatever the libpq
+    CHECK(h.core.wants_flush());
+    CHECK(h.core.burst_open());
+    h.end_burst();
+    std::vector<std::string> expected(5, "query:INSERT INTO t VALUES (1)");
+    expected.emplace_back("sync");
+    CHECK(calls(h, from) == expected);
+    CHECK(h.pq.writes == writes + 1);
+    CHECK((f.queued_sync ? h.pq.queued_syncs : h.pq.legacy_syncs) == 2);
+    CHECK_FALSE(h.core.burst_open());
+    for (int i = 0; i < 5; ++i) h.pq.answer_in_burst("INSERT 0 1", 1);
+    h.pq.sync_result();
+    h.read();
+    REQUIRE(h.log.size() == 6);
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      CHECK(h.log[i + 1].id == ids[i]);  // in order, once each
+      CHECK(h.times_completed(ids[i]) == 1);
+      CHECK(h.code(ids[i]) == pgq::error_code());
+    }
+    CHECK(h.core.pending() == 0);
+    CHECK(h.core.in_flight() == 0);
+    CHECK(h.core.tracked_tx() == tx_block);
+  }
+}
+
+TEST_CASE("pipeline_core rule 11: a statement completes at its own results, before its burst's Sync",
+          "[pipeline_core][burst]") {
+  harness h;
+  begin_block(h);
+  const auto a = h.query("SELECT 1");
+  h.pq.answer_in_burst();
+  h.read();
+  CHECK(h.code(a) == pgq::error_code());
+  CHECK(h.core.pending() == 0);    // the Sync on its way is no request
+  CHECK(h.core.in_flight() == 1);  // ... but is still awaited
+  h.pq.sync_result();
+  h.read();
+  CHECK(h.core.in_flight() == 0);
+  CHECK(h.times_completed(a) == 1);
+}
+
+TEST_CASE("pipeline_core rule 8: independent statements keep one Sync each", "[pipeline_core][burst]") {
+  for (const pq_features f : {pq_features{}, libpq17}) {
+    harness h(0, f);
+    h.turn_per_request = false;
+    h.query("SELECT 1");
+    h.query("INSERT INTO t VALUES (1)");
+    h.query("SELECT 3");
+    CHECK(calls(h) == std::vector<std::string>{"query:SELECT 1", "sync", "query:INSERT INTO t VALUES (1)", "sync",
+                                               "query:SELECT 3", "sync"});
+    CHECK_FALSE(h.core.burst_open());
+    // libpq 15 writes at each Sync; libpq 17 once at the end of the burst.
+    CHECK(h.pq.writes == (f.queued_sync ? 0 : 3));
+  }
+}
+
+TEST_CASE("pipeline_core rule 11: a Sync is forced before transaction control", "[pipeline_core][burst]") {
+  for (const char* control : {"COMMIT", "ROLLBACK", "SAVEPOINT s1", "RELEASE SAVEPOINT s1", "ROLLBACK TO SAVEPOINT s1",
+                              "COMMIT AND CHAIN", "PREPARE TRANSACTION 'x'"}) {
+    INFO(control);
+    harness h;
+    begin_block(h);
+    h.turn_per_request = false;
+    const std::size_t from = h.pq.sent.size();
+    h.query("INSERT INTO t VALUES (1)");
+    h.query("INSERT INTO t VALUES (2)");
+    h.query(control);
+    h.query("SELECT 1");  // after SAVEPOINT, ROLLBACK TO, RELEASE, CHAIN: in the block again
+    h.end_burst();
+    const std::string c = std::string("query:") + control;
+    const auto got = calls(h, from);
+    REQUIRE(got.size() >= 6);
+    CHECK(std::vector<std::string>(got.begin(), got.begin() + 5) ==
+          std::vector<std::string>{"query:INSERT INTO t VALUES (1)", "query:INSERT INTO t VALUES (2)", "sync", c,
+                                   "sync"});
+    CHECK(got.back() == "sync");
+  }
+}
+
+TEST_CASE("pipeline_core rule 11: an error in a burst makes the rest report 25P02 naming it",
+          "[pipeline_core][burst]") {
+  harness h;
+  begin_block(h);
+  h.turn_per_request = false;
+  const auto a = h.query("INSERT INTO t VALUES (1)");
+  const auto b = h.query("INSERT INTO t VALUES (2) /* the duplicate */");
+  const auto c = h.query("INSERT INTO t VALUES (3)");
+  const auto d = h.query("SELECT 4");
+  h.end_burst();
+  CHECK(h.pq.count("sync") == 2);
+  h.pq.answer_in_burst("INSERT 0 1", 1);
+  h.pq.error_in_burst("23505");
+  h.pq.aborted_in_burst();
+  h.pq.aborted_in_burst();
+  h.pq.sync_result();
+  h.read();
+  CHECK(h.code(a) == pgq::error_code());
+  CHECK(h.code(b) == state("23505"));
+  for (const auto id : {c, d}) {
+    CHECK(h.code(id) == state("25P02"));
+    CHECK_THAT(h.message(id), Catch::Contains("INSERT INTO t VALUES (2) /* the duplicate */") &&
+                                  Catch::Contains("23505") && Catch::Contains("not run"));
+    CHECK(h.times_completed(id) == 1);
+  }
+  CHECK(h.log.back().id == d);  // in order
+  CHECK(h.core.tracked_tx() == tx_failed);
+  // The next burst: the server's own 25P02 names it too.
+  const auto e = h.query("SELECT 5");
+  h.end_burst();
+  h.pq.error_in_burst("25P02");
+  h.pq.sync_result();
+  h.read();
+  CHECK(h.code(e) == state("25P02"));
+  CHECK_THAT(h.message(e), Catch::Contains("INSERT INTO t VALUES (2)"));
+  // COMMIT answered ROLLBACK says why; the block is over, and so is the name.
+  const auto commit = h.query("COMMIT");
+  h.end_burst();
+  h.pq.answer("ROLLBACK", 0);
+  h.read();
+  CHECK(h.code(commit) == state("25P02"));
+  CHECK_THAT(h.message(commit), Catch::Contains("INSERT INTO t VALUES (2)"));
+  CHECK(h.core.tracked_tx() == tx_idle);
+  const auto f = h.query("SELECT 6");
+  h.pq.answer_error("42P01");
+  h.read();
+  CHECK(h.message(f).find("INSERT INTO t") == std::string::npos);
+}
+
+TEST_CASE("pipeline_core rule 11: a Parse failing in a burst aborts the rest; no statement stays cached",
+          "[pipeline_core][burst]") {
+  harness h(16);
+  begin_block(h);
+  h.turn_per_request = false;
+  const auto a = h.query("INSERT INTO missing VALUES (1)");
+  const auto b = h.query("INSERT INTO t VALUES (2)");
+  h.end_burst();
+  CHECK(h.pq.count("prepare") == 2);
+  CHECK(h.pq.count("sync") == 2);
+  // a: Parse fails, its Describe and Execute are skipped; b: all three.
+  h.pq.error_in_burst("42P01");
+  h.pq.aborted_in_burst(2);
+  h.pq.aborted_in_burst(3);
+  h.pq.sync_result();
+  h.read();
+  CHECK(h.code(a) == state("42P01"));
+  CHECK(h.code(b) == state("25P02"));
+  CHECK_THAT(h.message(b), Catch::Contains("INSERT INTO missing"));
+  CHECK(h.core.cache().size() == 0);  // neither was prepared on the server
+  CHECK(h.core.pending() == 0);
+  CHECK(h.core.in_flight() == 0);
+  CHECK(h.core.tracked_tx() == tx_failed);
+}
+
+TEST_CASE("pipeline_core rule 11: BEGIN and an atomic batch's statements share one Sync; COMMIT has its own",
+          "[pipeline_core][burst]") {
+  harness h;
+  const auto id = h.batch({"INSERT 1", "INSERT 2", "INSERT 3"}, true);
+  CHECK(calls(h) == std::vector<std::string>{"query:BEGIN", "query:INSERT 1", "query:INSERT 2", "query:INSERT 3",
+                                             "sync", "query:COMMIT", "sync"});
+  h.pq.answer_in_burst("BEGIN", 0);
+  for (int i = 0; i < 3; ++i) h.pq.answer_in_burst("INSERT 0 1", 1);
+  h.pq.sync_result();
+  h.pq.answer("COMMIT", 0);
+  h.read();
+  CHECK(h.code(id) == pgq::error_code());
+  REQUIRE(h.outcome(id) != nullptr);
+  CHECK(h.outcome(id)->rows.size() == 3);
+  CHECK(h.core.tracked_tx() == tx_idle);
+  CHECK(h.core.pending() == 0);
+}
+
+TEST_CASE("pipeline_core rule 11: an atomic batch failing in its burst rolls back and reports the first error",
+          "[pipeline_core][burst]") {
+  harness h;
+  const auto id = h.batch({"INSERT 1", "INSERT 2", "INSERT 3"}, true);
+  h.pq.answer_in_burst("BEGIN", 0);
+  h.pq.answer_in_burst("INSERT 0 1", 1);
+  h.pq.error_in_burst("23505");
+  h.pq.aborted_in_burst();
+  h.pq.sync_result();
+  h.pq.answer("ROLLBACK", 0);  // the COMMIT, run (never skipped) in the failed block
+  h.read();
+  CHECK(h.code(id) == state("23505"));
+  CHECK_THAT(h.message(id), Catch::Contains("statement 2 of 3"));
+  CHECK(h.core.tracked_tx() == tx_idle);
+  CHECK(h.times_completed(id) == 1);
+}
+
+TEST_CASE("pipeline_core rule 11: cancellation inside a burst", "[pipeline_core][burst]") {
+  SECTION("queued: dropped, never sent") {
+    harness h;
+    begin_block(h);
+    h.turn_per_request = false;
+    h.core.server_cancel_started();  // holds what follows back
+    const auto a = h.query("INSERT 1");
+    const auto b = h.query("INSERT 2");
+    h.cancel(b);
+    CHECK(h.code(b) == errc::cancelled);
+    h.core.on_server_cancel_done();
+    h.end_burst();
+    CHECK(calls(h, 2) == std::vector<std::string>{"query:INSERT 1", "sync"});
+    h.pq.answer_in_burst("INSERT 0 1", 1);
+    h.pq.sync_result();
+    h.read();
+    CHECK(h.code(a) == pgq::error_code());
+    CHECK(h.times_completed(b) == 1);
+  }
+  SECTION("on the wire: written with the burst's Sync before the cancel; the rest report 25P02 naming it") {
+    for (const pq_features f : {pq_features{}, libpq17}) {
+      harness h(0, f);
+      begin_block(h);
+      h.turn_per_request = false;
+      const auto a = h.query("SELECT pg_sleep(10)");
+      const auto b = h.query("INSERT 2");
+      CHECK(h.core.burst_open());
+      h.cancel(a);
+      CHECK(h.code(a) == errc::cancelled);
+      CHECK_FALSE(h.core.burst_open());
+      CHECK(h.pq.written == h.pq.sent.size());  // on the wire, Sync included, before the cancel
+      CHECK(h.pq.sent.back().what == "sync");
+      CHECK(h.core.take_server_cancels() == 1);
+      h.pq.error_in_burst("57014");
+      h.pq.aborted_in_burst();
+      h.pq.sync_result();
+      h.core.on_server_cancel_done();
+      h.read();
+      CHECK(h.times_completed(a) == 1);  // never completed again
+      CHECK(h.code(b) == state("25P02"));
+      CHECK_THAT(h.message(b), Catch::Contains("pg_sleep(10)"));
+      CHECK(h.core.tracked_tx() == tx_failed);
+      CHECK(h.core.pending() == 0);
+    }
+  }
+  SECTION("behind another of its burst: cancelled on the server once it runs") {
+    harness h;
+    begin_block(h);
+    h.turn_per_request = false;
+    const auto a = h.query("INSERT 1");
+    const auto b = h.query("SELECT pg_sleep(10)");
+    h.end_burst();
+    h.cancel(b);
+    CHECK(h.core.take_server_cancels() == 0);  // a runs
+    h.pq.answer_in_burst("INSERT 0 1", 1);
+    h.read();
+    CHECK(h.code(a) == pgq::error_code());
+    CHECK(h.core.take_server_cancels() == 1);  // now b does
+    h.pq.error_in_burst("57014");
+    h.pq.sync_result();
+    h.core.on_server_cancel_done();
+    h.read();
+    CHECK(h.times_completed(b) == 1);
+    CHECK(h.code(b) == errc::cancelled);
+  }
+  SECTION("after its result came: no server cancel, which could only hit the next statement") {
+    harness h;
+    begin_block(h);
+    h.turn_per_request = false;
+    const auto a = h.query("SELECT 1");
+    const auto b = h.query("SELECT 2");
+    h.end_burst();
+    h.pq.results.push_back(h.pq.make(pq_status::tuples_ok, {}, "SELECT 1", 1));  // a's result, not its NULL
+    h.read();
+    CHECK(h.outcome(a) == nullptr);
+    h.cancel(a);
+    CHECK(h.code(a) == errc::cancelled);
+    CHECK(h.core.take_server_cancels() == 0);
+    h.pq.results.push_back(nullptr);
+    h.pq.answer_in_burst();
+    h.pq.sync_result();
+    h.read();
+    CHECK(h.times_completed(a) == 1);
+    CHECK(h.code(b) == pgq::error_code());
+  }
+  SECTION("a COMMIT cancelled before it was sent becomes a ROLLBACK, after the burst's Sync") {
+    harness h;
+    begin_block(h);
+    h.turn_per_request = false;
+    const auto s = h.query("SELECT pg_sleep(1)");
+    h.cancel(s);  // its server cancel holds back what follows
+    const auto c = h.query("COMMIT");
+    h.cancel(c);
+    CHECK(h.code(c) == errc::cancelled);
+    h.core.on_server_cancel_done();
+    h.end_burst();
+    CHECK(calls(h, 2) == std::vector<std::string>{"query:SELECT pg_sleep(1)", "sync", "query:ROLLBACK", "sync"});
+  }
+}
+
+TEST_CASE("pipeline_core rule 11: a connection lost mid-burst fails each request once", "[pipeline_core][burst]") {
+  harness h;
+  begin_block(h);
+  h.turn_per_request = false;
+  const auto a = h.query("INSERT 1");
+  const auto b = h.query("INSERT 2");
+  const auto c = h.query("INSERT 3");
+  h.end_burst();
+  h.pq.answer_in_burst("INSERT 0 1", 1);
+  h.read();
+  CHECK(h.code(a) == pgq::error_code());
+  h.core.lost("gone");
+  h.collect();
+  CHECK(h.code(b) == errc::connection_lost);
+  CHECK(h.code(c) == errc::connection_lost);
+  for (const auto id : {a, b, c}) CHECK(h.times_completed(id) == 1);
+  CHECK(h.core.pending() == 0);
+  CHECK_FALSE(h.core.burst_open());
+  // Lost while the burst was still open (nothing written yet) too.
+  harness g;
+  begin_block(g);
+  g.turn_per_request = false;
+  const auto x = g.query("INSERT 1");
+  CHECK(g.core.burst_open());
+  g.core.lost("gone");
+  g.collect();
+  CHECK(g.code(x) == errc::connection_lost);
+  CHECK_FALSE(g.core.burst_open());
+}
+
+TEST_CASE("pipeline_core rule 11: streams and COPY behind a burst wait for its Sync", "[pipeline_core][burst]") {
+  SECTION("a stream: the burst's Sync before it, and its own after") {
+    harness h;
+    begin_block(h);
+    h.turn_per_request = false;
+    h.query("INSERT 1");
+    auto st = h.stream("SELECT g FROM generate_series(1, 3) g");
+    CHECK(calls(h, 2) ==
+          std::vector<std::string>{"query:INSERT 1", "sync", "query:SELECT g FROM generate_series(1, 3) g", "sync"});
+  }
+  SECTION("COPY (the connection handed over): only once the burst's Sync is answered") {
+    harness h;
+    begin_block(h);
+    h.turn_per_request = false;
+    const auto a = h.query("INSERT 1");
+    auto r = std::make_unique<request>();
+    r->id = h.core.next_id();
+    r->what = request::type::exclusive;
+    r->awaited = true;
+    const auto copy = r->id;
+    h.core.enqueue(std::move(r));
+    h.collect();
+    CHECK(h.outcome(copy) == nullptr);
+    h.end_burst();
+    h.pq.answer_in_burst("INSERT 0 1", 1);
+    h.read();
+    CHECK(h.code(a) == pgq::error_code());
+    CHECK(h.outcome(copy) == nullptr);  // the Sync is not answered yet
+    CHECK_FALSE(h.core.exclusive());
+    h.pq.sync_result();
+    h.read();
+    REQUIRE(h.outcome(copy) != nullptr);
+    CHECK(h.core.exclusive());
+  }
+}
+
+TEST_CASE("pipeline_core rules 10 and 11: an evicted statement is closed after the burst's Sync, on its own",
+          "[pipeline_core][burst]") {
+  harness h(1);
+  begin_block(h);
+  h.turn_per_request = false;
+  h.query("INSERT INTO a VALUES (1)");
+  h.query("INSERT INTO b VALUES (1)");  // evicts a's statement
+  h.end_burst();
+  const auto got = calls(h, 2);
+  REQUIRE(got.size() == 9);
+  CHECK(std::vector<std::string>(got.begin(), got.begin() + 7) ==
+        std::vector<std::string>{"prepare", "describe", "execute", "prepare", "describe", "execute", "sync"});
+  CHECK(got[7].rfind("query:DEALLOCATE ", 0) == 0);
+  CHECK(got[8] == "sync");
+}

@@ -1095,6 +1095,9 @@ void pipeline_core::cancel(std::uint64_t id) {
                {});
       return;  // not cancelled on the server: its outcome is decided there
     }
+    // Its results are in (complete() frees them): the server is done with
+    // it, and a cancel would only hit what runs after it.
+    const bool answered = r.error != nullptr || (r.res != nullptr && r.stage + 1 >= (r.described ? 3 : 1));
     complete(r,
              std::make_exception_ptr(
                  sql_error(errc::cancelled, "statement cancelled after it was sent (it may have run)", sql)),
@@ -1105,9 +1108,6 @@ void pipeline_core::cancel(std::uint64_t id) {
       send_waiting();
       return;
     }
-    // Its results are in: the server is done with it, and a cancel would
-    // only hit what runs after it.
-    const bool answered = r.error != nullptr || (r.res != nullptr && r.stage + 1 >= (r.described ? 3 : 1));
     if (answered) return;
     // Only the statement the server is running now is cancelled there; one
     // queued behind others is cancelled when it becomes the front.
