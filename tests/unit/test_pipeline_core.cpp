@@ -289,7 +289,7 @@ TEST_CASE("pipeline_core: a cancel meant for another request is rerun only where
     h.pq.answer_error("57014");
     h.read();
     CHECK(h.code(b) == state("57014"));
-    CHECK(h.message(b).find("meant for an earlier statement") != std::string::npos);
+    CHECK(h.message(b).find("meant for another statement") != std::string::npos);
   }
 }
 
@@ -540,7 +540,7 @@ TEST_CASE("pipeline_core: a cancel meant for a statement that lands on the COMMI
   h.pq.answer_error("57014");  // ... which hit a deferred trigger of COMMIT
   h.read();
   CHECK(h.code(c) == state("57014"));
-  CHECK(h.message(c).find("meant for an earlier statement") != std::string::npos);
+  CHECK(h.message(c).find("meant for another statement") != std::string::npos);
   const auto st = h.pq.statements();
   CHECK(std::count(st.begin(), st.end(), "COMMIT") == 1);  // not sent again
   CHECK(h.core.tracked_tx() == tx_idle);                   // a failed COMMIT ends the transaction
@@ -1037,7 +1037,7 @@ TEST_CASE("pipeline_core rule 11: cancellation inside a burst", "[pipeline_core]
       CHECK(h.core.pending() == 0);
     }
   }
-  SECTION("behind another of its burst: cancelled on the server once it runs") {
+  SECTION("behind another of its burst: cancelled on the server at once (whether it runs is not known)") {
     harness h;
     begin_block(h);
     h.turn_per_request = false;
@@ -1045,17 +1045,42 @@ TEST_CASE("pipeline_core rule 11: cancellation inside a burst", "[pipeline_core]
     const auto b = h.query("SELECT pg_sleep(10)");
     h.end_burst();
     h.cancel(b);
-    CHECK(h.core.take_server_cancels() == 0);  // a runs
+    CHECK(h.code(b) == errc::cancelled);
+    CHECK(h.core.take_server_cancels() == 1);
+    // It landed on a, which was still running: the block fails, b is skipped.
+    h.pq.error_in_burst("57014");
+    h.pq.aborted_in_burst();
+    h.pq.sync_result();
+    h.core.on_server_cancel_done();
+    h.read();
+    CHECK(h.code(a) == state("57014"));
+    CHECK_THAT(h.message(a), Catch::Contains("meant for another statement"));
+    CHECK(h.times_completed(b) == 1);
+    CHECK(h.core.tracked_tx() == tx_failed);
+    CHECK(h.core.cancelled_but_running() == 0);
+  }
+  SECTION("behind statements that may run outside a block: cancelled only once it runs") {
+    harness h;
+    h.turn_per_request = false;
+    const auto s = h.query("SELECT 1");  // independent, its own Sync
+    h.query("BEGIN");
+    h.query("INSERT 1");
+    const auto b = h.query("SELECT pg_sleep(10)");
+    h.end_burst();
+    h.cancel(b);
+    CHECK(h.core.take_server_cancels() == 0);  // it could hit s
+    h.pq.answer();
+    h.pq.answer_in_burst("BEGIN", 0);
     h.pq.answer_in_burst("INSERT 0 1", 1);
     h.read();
-    CHECK(h.code(a) == pgq::error_code());
-    CHECK(h.core.take_server_cancels() == 1);  // now b does
+    CHECK(h.code(s) == pgq::error_code());
+    CHECK(h.core.take_server_cancels() == 1);  // now b is the front
     h.pq.error_in_burst("57014");
     h.pq.sync_result();
     h.core.on_server_cancel_done();
     h.read();
     CHECK(h.times_completed(b) == 1);
-    CHECK(h.code(b) == errc::cancelled);
+    CHECK(h.core.pending() == 0);
   }
   SECTION("after its result came: no server cancel, which could only hit the next statement") {
     harness h;

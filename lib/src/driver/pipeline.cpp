@@ -915,7 +915,7 @@ void pipeline_core::finish_front() {
       sql_error e = port_.make_error(req->error, req->sql);
       diagnostics d = e.diag();
       d.message =
-          "cancelled on the server by a cancel meant for an earlier statement on this connection (" + d.message + ")";
+          "cancelled on the server by a cancel meant for another statement on this connection (" + d.message + ")";
       ep = std::make_exception_ptr(sql_error(e.code(), std::move(d)));
     } else if (state == "25P02" && !failed_sql_.empty()) {
       sql_error e = port_.make_error(req->error, req->sql);
@@ -1112,9 +1112,32 @@ void pipeline_core::cancel(std::uint64_t id) {
     // Only the statement the server is running now is cancelled there; one
     // queued behind others is cancelled when it becomes the front.
     r.cancel_when_front = true;
-    if (i == 0 && cancels_in_flight_ == 0) issue_server_cancel();
+    if (cancels_in_flight_ != 0) return;
+    if (i == 0) {
+      issue_server_cancel();
+    } else if (!r.synced && same_block_before(i)) {
+      // Its burst's results come at the Sync, so whether it runs is not
+      // known: cancel now (rule 7).
+      issue_server_cancel(&r);
+    }
     return;
   }
+}
+
+// Everything in flight before request `i` runs in the transaction block it
+// runs in.
+bool pipeline_core::same_block_before(std::size_t i) const noexcept {
+  if ((tx_ & tx_idle) != 0) return false;
+  for (std::size_t k = 0; k < i && k < inflight_.size(); ++k) {
+    switch (inflight_[k]->kind) {
+      case stmt_kind::commit:
+      case stmt_kind::rollback:
+      case stmt_kind::chain:
+      case stmt_kind::prepare_tx: return false;
+      default: break;
+    }
+  }
+  return true;
 }
 
 // By value: completing the group's requests must not free it here.
@@ -1176,7 +1199,7 @@ void pipeline_core::cancel_group(std::shared_ptr<batch_group> g) {  // NOLINT(pe
   send_waiting();
 }
 
-void pipeline_core::issue_server_cancel() {
+void pipeline_core::issue_server_cancel(const request* target) {
   // The request to cancel must be on the wire, not in libpq's buffer behind
   // a queued Sync: a cancel that finds the backend idle is lost.
   if (need_flush_) {
@@ -1184,11 +1207,21 @@ void pipeline_core::issue_server_cancel() {
     if (!is_open()) return;
   }
   if (inflight_.empty()) return;
+  request* aimed = inflight_.front().get();
+  if (target != nullptr) {
+    aimed = nullptr;
+    for (auto& r : inflight_) {
+      if (r.get() == target) aimed = r.get();
+    }
+    if (aimed == nullptr) return;  // done meanwhile
+  }
   ++cancels_in_flight_;
   ++cancels_to_start_;
-  inflight_.front()->server_cancelled = true;
-  ++inflight_.front()->server_cancels;
-  for (std::size_t i = 1; i < inflight_.size(); ++i) inflight_[i]->exposed = true;
+  aimed->server_cancelled = true;
+  ++aimed->server_cancels;
+  for (auto& r : inflight_) {
+    if (r.get() != aimed) r->exposed = true;
+  }
 }
 
 void pipeline_core::on_server_cancel_done() {

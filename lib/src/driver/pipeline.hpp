@@ -35,7 +35,11 @@
 //     server runs (at once, or when the requests before it are done), and
 //     again, after a pause, for as long as it still runs once a cancel was
 //     done (the server ignores a cancel that arrives between the messages
-//     of a request).
+//     of a request). A statement sharing its burst's Sync (rule 11) is not
+//     known to run until its burst's results come (the server sends them at
+//     the Sync): cancelled behind others of the same transaction block, it
+//     is cancelled on the server at once, which may hit one of those (they
+//     fail the block anyway: the caller cancelled one of its statements).
 //  8. A request ends with its own Sync, which keeps it isolated from the
 //     others' errors, unless rule 11 lets it share one. With a libpq that can
 //     queue a Sync without flushing (PQsendPipelineSync, libpq 17), what a
@@ -446,7 +450,8 @@ class pipeline_core {
   void finish_group(batch_group& g);
   void emit(std::uint64_t id, request_caller& caller, std::exception_ptr ep, result res);
   void fail_everything(errc why, const std::string& message, bool lost);
-  void issue_server_cancel();
+  void issue_server_cancel(const request* target = nullptr);
+  bool same_block_before(std::size_t i) const noexcept;
   void send_detached_now(std::string sql);
   bool sync();
   void close_burst();
