@@ -932,7 +932,7 @@ TEST_CASE("pipeline_core rule 11: an error in a burst makes the rest report 25P0
   CHECK(h.message(f).find("INSERT INTO t") == std::string::npos);
 }
 
-TEST_CASE("pipeline_core rule 11: a Parse failing in a burst aborts the rest; no statement stays cached",
+TEST_CASE("pipeline_core rule 11: a Parse failing in a burst aborts the rest, and no statement stays cached",
           "[pipeline_core][burst]") {
   harness h(16);
   begin_block(h);
@@ -957,7 +957,7 @@ TEST_CASE("pipeline_core rule 11: a Parse failing in a burst aborts the rest; no
   CHECK(h.core.tracked_tx() == tx_failed);
 }
 
-TEST_CASE("pipeline_core rule 11: BEGIN and an atomic batch's statements share one Sync; COMMIT has its own",
+TEST_CASE("pipeline_core rule 11: BEGIN and an atomic batch's statements share one Sync, COMMIT has its own",
           "[pipeline_core][burst]") {
   harness h;
   const auto id = h.batch({"INSERT 1", "INSERT 2", "INSERT 3"}, true);
