@@ -802,6 +802,7 @@ TEST_CASE("pipeline_core rule 11: statements of a burst inside a block share one
     const std::size_t from = h.pq.sent.size();
     const int writes = h.pq.writes;
     std::vector<std::uint64_t> ids;
+    ids.reserve(5);
     for (int i = 0; i < 5; ++i) ids.push_back(h.query("INSERT INTO t VALUES (1)"));
     CHECK(h.pq.count("sync") == 1);  // BEGIN's burst only
     CHECK(h.pq.writes == writes);    // nothing written before the burst ends, whatever the libpq
