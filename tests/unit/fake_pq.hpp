@@ -84,6 +84,32 @@ class fake_pq final : public pq_port {
     results.push_back(nullptr);
     answer(std::move(tag));
   }
+  // Rule 11: statements sharing one Sync end with their NULL; the Sync
+  // comes once, after the last of them.
+  void answer_in_burst(std::string tag = "SELECT 1", int rows = 1) {
+    results.push_back(make(pq_status::tuples_ok, {}, std::move(tag), rows));
+    results.push_back(nullptr);
+  }
+  void answer_prepared_in_burst(std::string tag = "SELECT 1") {
+    results.push_back(make(pq_status::command_ok));
+    results.push_back(nullptr);
+    results.push_back(make(pq_status::command_ok));
+    results.push_back(nullptr);
+    answer_in_burst(std::move(tag));
+  }
+  void error_in_burst(std::string sqlstate) {
+    results.push_back(make(pq_status::fatal_error, std::move(sqlstate)));
+    results.push_back(nullptr);
+  }
+  /// A command libpq skipped after an earlier error, until the next Sync
+  /// (one per libpq call: a first run of a cached statement has three).
+  void aborted_in_burst(int commands = 1) {
+    for (int i = 0; i < commands; ++i) {
+      results.push_back(make(pq_status::pipeline_aborted));
+      results.push_back(nullptr);
+    }
+  }
+  void sync_result() { results.push_back(make(pq_status::pipeline_sync)); }
   std::size_t count(const std::string& what) const {
     std::size_t n = 0;
     for (const auto& s : sent) n += s.what == what ? 1 : 0;

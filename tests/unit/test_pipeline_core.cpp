@@ -23,7 +23,7 @@ struct harness {
 
   explicit harness(std::size_t cache = 0, pq_features features = {}, bool describe_first = false) {
     pq.feats = features;
-    // Rule 11 has tests of its own; the others script first runs as one unit.
+    // Rule 12 has tests of its own; the others script first runs as one unit.
     core.set_describe_first(describe_first);
     core.opened(tx_idle, cache, true);
   }
@@ -47,8 +47,19 @@ struct harness {
     r->awaited = true;
     const std::uint64_t id = r->id;
     core.enqueue(std::move(r));
-    collect();
+    turn_ends();
     return id;
+  }
+  // With libpq 15 the driver's turn ends after each request of these tests
+  // (rule 11's bursts close there); with libpq 17 the tests say when.
+  bool turn_per_request = true;
+  void turn_ends() {
+    if (turn_per_request && !pq.feats.queued_sync) core.end_of_burst();
+    collect();
+  }
+  void end_burst() {
+    core.end_of_burst();
+    collect();
   }
   std::uint64_t batch(const std::vector<std::string_view>& sqls, bool atomic) {
     auto g = std::make_shared<batch_group>();
@@ -62,7 +73,7 @@ struct harness {
     }
     const std::uint64_t id = g->id;
     core.enqueue_batch(g, std::move(items));
-    collect();
+    turn_ends();
     return id;
   }
   void collect() {
@@ -221,10 +232,11 @@ TEST_CASE("pipeline_core: an atomic batch with a stale plan fails whole and roll
   h.pq.answer_prepared("INSERT 0 1");
   h.read();
   const auto id = h.batch({"INSERT INTO a VALUES (1)", "INSERT INTO b VALUES (1) RETURNING *"}, true);
-  // BEGIN, a (prepared), b (cached), COMMIT.
-  h.pq.answer("BEGIN", 0);
-  h.pq.answer_prepared("INSERT 0 1");
-  h.pq.answer_error("0A000");
+  // BEGIN, a (prepared), b (cached) sharing one Sync (rule 11), COMMIT.
+  h.pq.answer_in_burst("BEGIN", 0);
+  h.pq.answer_prepared_in_burst("INSERT 0 1");
+  h.pq.error_in_burst("0A000");
+  h.pq.sync_result();
   h.pq.answer("ROLLBACK", 0);  // COMMIT of the failed transaction
   h.read();
   CHECK(h.code(id) == state("0A000"));
@@ -279,7 +291,7 @@ TEST_CASE("pipeline_core: a cancel meant for another request is rerun only where
     h.pq.answer_error("57014");
     h.read();
     CHECK(h.code(b) == state("57014"));
-    CHECK(h.message(b).find("meant for an earlier statement") != std::string::npos);
+    CHECK(h.message(b).find("meant for another statement") != std::string::npos);
   }
 }
 
@@ -476,13 +488,14 @@ TEST_CASE("pipeline_core: an atomic batch cancelled with its COMMIT on the wire 
   SECTION("the cancel takes hold: cancelled, rolled back") {
     harness h;
     const auto id = h.batch({"SELECT pg_sleep(5)", "SELECT 1"}, true);
-    h.pq.answer("BEGIN", 0);
+    h.pq.answer_in_burst("BEGIN", 0);
     h.read();
     h.cancel(id);
     CHECK(h.outcome(id) == nullptr);  // not yet: the COMMIT will tell
     CHECK(h.core.take_server_cancels() == 1);
-    h.pq.answer_error("57014");
-    h.pq.answer_error("25P02");
+    h.pq.error_in_burst("57014");
+    h.pq.aborted_in_burst();
+    h.pq.sync_result();
     h.pq.answer("ROLLBACK", 0);
     h.read();
     CHECK(h.code(id) == errc::cancelled);
@@ -491,10 +504,11 @@ TEST_CASE("pipeline_core: an atomic batch cancelled with its COMMIT on the wire 
   SECTION("the statements were done before the cancel: it committed, so the results come") {
     harness h;
     const auto id = h.batch({"SELECT 1"}, true);
-    h.pq.answer("BEGIN", 0);
+    h.pq.answer_in_burst("BEGIN", 0);
     h.read();
     h.cancel(id);
-    h.pq.answer();
+    h.pq.answer_in_burst();
+    h.pq.sync_result();
     h.pq.answer("COMMIT", 0);
     h.read();
     CHECK(h.code(id) == pgq::error_code());
@@ -504,8 +518,9 @@ TEST_CASE("pipeline_core: an atomic batch cancelled with its COMMIT on the wire 
   SECTION("the COMMIT itself runs: commit_unknown at once") {
     harness h;
     const auto id = h.batch({"SELECT 1"}, true);
-    h.pq.answer("BEGIN", 0);
-    h.pq.answer();
+    h.pq.answer_in_burst("BEGIN", 0);
+    h.pq.answer_in_burst();
+    h.pq.sync_result();
     h.read();
     h.cancel(id);
     CHECK(h.code(id) == errc::commit_unknown);
@@ -522,11 +537,12 @@ TEST_CASE("pipeline_core: a cancel meant for a statement that lands on the COMMI
   const auto c = h.query("COMMIT");
   h.cancel(s);
   CHECK(h.core.take_server_cancels() == 1);
-  h.pq.answer();               // s finished before the cancel arrived
+  h.pq.answer_in_burst();      // s finished before the cancel arrived
+  h.pq.sync_result();          // (its burst's Sync, forced before COMMIT)
   h.pq.answer_error("57014");  // ... which hit a deferred trigger of COMMIT
   h.read();
   CHECK(h.code(c) == state("57014"));
-  CHECK(h.message(c).find("meant for an earlier statement") != std::string::npos);
+  CHECK(h.message(c).find("meant for another statement") != std::string::npos);
   const auto st = h.pq.statements();
   CHECK(std::count(st.begin(), st.end(), "COMMIT") == 1);  // not sent again
   CHECK(h.core.tracked_tx() == tx_idle);                   // a failed COMMIT ends the transaction
@@ -752,7 +768,7 @@ TEST_CASE("pipeline_core: a request cancelled while still in libpq's buffer is w
   CHECK(h.code(id) == pgq::errc::cancelled);
 }
 
-TEST_CASE("pipeline_core rule 11: a first run is described first, then executed in binary", "[pipeline_core]") {
+TEST_CASE("pipeline_core rule 12: a first run is described first, then executed in binary", "[pipeline_core]") {
   harness h(8, {}, true);
   h.pq.describe_binary = true;
   const auto a = h.query("SELECT 1");
@@ -803,7 +819,7 @@ TEST_CASE("pipeline_core rule 11: a first run is described first, then executed 
   CHECK(h.core.pending() == 0);
 }
 
-TEST_CASE("pipeline_core rule 11: a column without a binary codec keeps text", "[pipeline_core]") {
+TEST_CASE("pipeline_core rule 12: a column without a binary codec keeps text", "[pipeline_core]") {
   harness h(8, {}, true);
   h.pq.describe_binary = false;
   const auto a = h.query("SELECT '(1,2)'::point");
@@ -819,7 +835,7 @@ TEST_CASE("pipeline_core rule 11: a column without a binary codec keeps text", "
   CHECK(h.pq.formats == std::vector<int>{0});
 }
 
-TEST_CASE("pipeline_core rule 11: a failed Parse is the statement's error, sent once", "[pipeline_core]") {
+TEST_CASE("pipeline_core rule 12: a failed Parse is the statement's error, sent once", "[pipeline_core]") {
   harness h(8, {}, true);
   const auto a = h.query("SELEC 1");
   const auto b = h.query("SELECT 2");
@@ -846,7 +862,7 @@ TEST_CASE("pipeline_core rule 11: a failed Parse is the statement's error, sent 
   CHECK(h.code(b) == pgq::error_code());
 }
 
-TEST_CASE("pipeline_core rule 11: cancelled while its Describe is out, a first run never runs", "[pipeline_core]") {
+TEST_CASE("pipeline_core rule 12: cancelled while its Describe is out, a first run never runs", "[pipeline_core]") {
   harness h(8, {}, true);
   const auto a = h.query("INSERT INTO t VALUES (1)");
   h.cancel(a);
@@ -868,7 +884,7 @@ TEST_CASE("pipeline_core rule 11: cancelled while its Describe is out, a first r
   CHECK(h.core.cache().size() == 2);                                      // a's statement exists: a later run uses it
 }
 
-TEST_CASE("pipeline_core rule 11: a stray cancel on the Describe, or a loss, is not the statement's error",
+TEST_CASE("pipeline_core rule 12: a stray cancel on the Describe, or a loss, is not the statement's error",
           "[pipeline_core]") {
   SECTION("a cancel meant for the statement before hits the Describe: sent the usual way") {
     harness h(8, {}, true);
@@ -894,4 +910,438 @@ TEST_CASE("pipeline_core rule 11: a stray cancel on the Describe, or a loss, is 
     CHECK(h.code(a) == errc::connection_lost);
     CHECK(h.times_completed(a) == 1);
   }
+}
+
+// ------------------------------------------------ rule 11: one Sync per burst
+
+namespace {
+
+// The libpq calls made, as "query:<sql>", "execute", "sync"... in order,
+// from entry `from` on.
+std::vector<std::string> calls(const harness& h, std::size_t from = 0) {
+  std::vector<std::string> out;
+  for (std::size_t i = from; i < h.pq.sent.size(); ++i) {
+    const auto& s = h.pq.sent[i];
+    out.push_back(s.what == "query" ? "query:" + s.sql : s.what);
+  }
+  return out;
+}
+
+// A harness inside a transaction block begun (and answered) already.
+void begin_block(harness& h) {
+  h.query("BEGIN");
+  h.end_burst();
+  h.pq.answer("BEGIN", 0);
+  h.read();
+  REQUIRE(h.core.tracked_tx() == tx_block);
+  REQUIRE(h.core.pending() == 0);
+  REQUIRE(h.core.in_flight() == 0);
+}
+
+}  // namespace
+
+TEST_CASE("pipeline_core rule 11: statements of a burst inside a block share one Sync", "[pipeline_core][burst]") {
+  for (const pq_features f : {pq_features{}, libpq17}) {
+    harness h(0, f);
+    begin_block(h);
+    h.turn_per_request = false;
+    const std::size_t from = h.pq.sent.size();
+    const int writes = h.pq.writes;
+    std::vector<std::uint64_t> ids;
+    ids.reserve(5);
+    for (int i = 0; i < 5; ++i) ids.push_back(h.query("INSERT INTO t VALUES (1)"));
+    CHECK(h.pq.count("sync") == 1);  // BEGIN's burst only
+    CHECK(h.pq.writes == writes);    // nothing written before the burst ends, whatever the libpq
+    CHECK(h.core.wants_flush());
+    CHECK(h.core.burst_open());
+    h.end_burst();
+    std::vector<std::string> expected(5, "query:INSERT INTO t VALUES (1)");
+    expected.emplace_back("sync");
+    CHECK(calls(h, from) == expected);
+    CHECK(h.pq.writes == writes + 1);
+    CHECK((f.queued_sync ? h.pq.queued_syncs : h.pq.legacy_syncs) == 2);
+    CHECK_FALSE(h.core.burst_open());
+    for (int i = 0; i < 5; ++i) h.pq.answer_in_burst("INSERT 0 1", 1);
+    h.pq.sync_result();
+    h.read();
+    REQUIRE(h.log.size() == 6);
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      CHECK(h.log[i + 1].id == ids[i]);  // in order, once each
+      CHECK(h.times_completed(ids[i]) == 1);
+      CHECK(h.code(ids[i]) == pgq::error_code());
+    }
+    CHECK(h.core.pending() == 0);
+    CHECK(h.core.in_flight() == 0);
+    CHECK(h.core.tracked_tx() == tx_block);
+  }
+}
+
+TEST_CASE("pipeline_core rule 11: a statement completes at its own results, before its burst's Sync",
+          "[pipeline_core][burst]") {
+  harness h;
+  begin_block(h);
+  const auto a = h.query("SELECT 1");
+  h.pq.answer_in_burst();
+  h.read();
+  CHECK(h.code(a) == pgq::error_code());
+  CHECK(h.core.pending() == 0);    // the Sync on its way is no request
+  CHECK(h.core.in_flight() == 1);  // ... but is still awaited
+  h.pq.sync_result();
+  h.read();
+  CHECK(h.core.in_flight() == 0);
+  CHECK(h.times_completed(a) == 1);
+}
+
+TEST_CASE("pipeline_core rule 8: independent statements keep one Sync each", "[pipeline_core][burst]") {
+  for (const pq_features f : {pq_features{}, libpq17}) {
+    harness h(0, f);
+    h.turn_per_request = false;
+    h.query("SELECT 1");
+    h.query("INSERT INTO t VALUES (1)");
+    h.query("SELECT 3");
+    CHECK(calls(h) == std::vector<std::string>{"query:SELECT 1", "sync", "query:INSERT INTO t VALUES (1)", "sync",
+                                               "query:SELECT 3", "sync"});
+    CHECK_FALSE(h.core.burst_open());
+    // libpq 15 writes at each Sync; libpq 17 once at the end of the burst.
+    CHECK(h.pq.writes == (f.queued_sync ? 0 : 3));
+  }
+}
+
+TEST_CASE("pipeline_core rule 11: a Sync is forced before transaction control", "[pipeline_core][burst]") {
+  for (const char* control : {"COMMIT", "ROLLBACK", "SAVEPOINT s1", "RELEASE SAVEPOINT s1", "ROLLBACK TO SAVEPOINT s1",
+                              "COMMIT AND CHAIN", "PREPARE TRANSACTION 'x'"}) {
+    INFO(control);
+    harness h;
+    begin_block(h);
+    h.turn_per_request = false;
+    const std::size_t from = h.pq.sent.size();
+    h.query("INSERT INTO t VALUES (1)");
+    h.query("INSERT INTO t VALUES (2)");
+    h.query(control);
+    h.query("SELECT 1");  // after SAVEPOINT, ROLLBACK TO, RELEASE, CHAIN: in the block again
+    h.end_burst();
+    const std::string c = std::string("query:") + control;
+    const auto got = calls(h, from);
+    REQUIRE(got.size() >= 6);
+    CHECK(std::vector<std::string>(got.begin(), got.begin() + 5) ==
+          std::vector<std::string>{"query:INSERT INTO t VALUES (1)", "query:INSERT INTO t VALUES (2)", "sync", c,
+                                   "sync"});
+    CHECK(got.back() == "sync");
+  }
+}
+
+TEST_CASE("pipeline_core rule 11: an error in a burst makes the rest report 25P02 naming it",
+          "[pipeline_core][burst]") {
+  harness h;
+  begin_block(h);
+  h.turn_per_request = false;
+  const auto a = h.query("INSERT INTO t VALUES (1)");
+  const auto b = h.query("INSERT INTO t VALUES (2) /* the duplicate */");
+  const auto c = h.query("INSERT INTO t VALUES (3)");
+  const auto d = h.query("SELECT 4");
+  h.end_burst();
+  CHECK(h.pq.count("sync") == 2);
+  h.pq.answer_in_burst("INSERT 0 1", 1);
+  h.pq.error_in_burst("23505");
+  h.pq.aborted_in_burst();
+  h.pq.aborted_in_burst();
+  h.pq.sync_result();
+  h.read();
+  CHECK(h.code(a) == pgq::error_code());
+  CHECK(h.code(b) == state("23505"));
+  for (const auto id : {c, d}) {
+    CHECK(h.code(id) == state("25P02"));
+    CHECK_THAT(h.message(id), Catch::Contains("INSERT INTO t VALUES (2) /* the duplicate */") &&
+                                  Catch::Contains("23505") && Catch::Contains("not run"));
+    CHECK(h.times_completed(id) == 1);
+  }
+  CHECK(h.log.back().id == d);  // in order
+  CHECK(h.core.tracked_tx() == tx_failed);
+  // The next burst: the server's own 25P02 names it too.
+  const auto e = h.query("SELECT 5");
+  h.end_burst();
+  h.pq.error_in_burst("25P02");
+  h.pq.sync_result();
+  h.read();
+  CHECK(h.code(e) == state("25P02"));
+  CHECK_THAT(h.message(e), Catch::Contains("INSERT INTO t VALUES (2)"));
+  // COMMIT answered ROLLBACK says why; the block is over, and so is the name.
+  const auto commit = h.query("COMMIT");
+  h.end_burst();
+  h.pq.answer("ROLLBACK", 0);
+  h.read();
+  CHECK(h.code(commit) == state("25P02"));
+  CHECK_THAT(h.message(commit), Catch::Contains("INSERT INTO t VALUES (2)"));
+  CHECK(h.core.tracked_tx() == tx_idle);
+  const auto f = h.query("SELECT 6");
+  h.pq.answer_error("42P01");
+  h.read();
+  CHECK(h.message(f).find("INSERT INTO t") == std::string::npos);
+}
+
+TEST_CASE("pipeline_core rule 11: a Parse failing in a burst aborts the rest, and no statement stays cached",
+          "[pipeline_core][burst]") {
+  harness h(16);
+  begin_block(h);
+  h.turn_per_request = false;
+  const auto a = h.query("INSERT INTO missing VALUES (1)");
+  const auto b = h.query("INSERT INTO t VALUES (2)");
+  h.end_burst();
+  CHECK(h.pq.count("prepare") == 2);
+  CHECK(h.pq.count("sync") == 2);
+  // a: Parse fails, its Describe and Execute are skipped; b: all three.
+  h.pq.error_in_burst("42P01");
+  h.pq.aborted_in_burst(2);
+  h.pq.aborted_in_burst(3);
+  h.pq.sync_result();
+  h.read();
+  CHECK(h.code(a) == state("42P01"));
+  CHECK(h.code(b) == state("25P02"));
+  CHECK_THAT(h.message(b), Catch::Contains("INSERT INTO missing"));
+  CHECK(h.core.cache().size() == 0);  // neither was prepared on the server
+  CHECK(h.core.pending() == 0);
+  CHECK(h.core.in_flight() == 0);
+  CHECK(h.core.tracked_tx() == tx_failed);
+}
+
+TEST_CASE("pipeline_core rule 11: BEGIN and an atomic batch's statements share one Sync, COMMIT has its own",
+          "[pipeline_core][burst]") {
+  harness h;
+  const auto id = h.batch({"INSERT 1", "INSERT 2", "INSERT 3"}, true);
+  CHECK(calls(h) == std::vector<std::string>{"query:BEGIN", "query:INSERT 1", "query:INSERT 2", "query:INSERT 3",
+                                             "sync", "query:COMMIT", "sync"});
+  h.pq.answer_in_burst("BEGIN", 0);
+  for (int i = 0; i < 3; ++i) h.pq.answer_in_burst("INSERT 0 1", 1);
+  h.pq.sync_result();
+  h.pq.answer("COMMIT", 0);
+  h.read();
+  CHECK(h.code(id) == pgq::error_code());
+  REQUIRE(h.outcome(id) != nullptr);
+  CHECK(h.outcome(id)->rows.size() == 3);
+  CHECK(h.core.tracked_tx() == tx_idle);
+  CHECK(h.core.pending() == 0);
+}
+
+TEST_CASE("pipeline_core rule 11: an atomic batch failing in its burst rolls back and reports the first error",
+          "[pipeline_core][burst]") {
+  harness h;
+  const auto id = h.batch({"INSERT 1", "INSERT 2", "INSERT 3"}, true);
+  h.pq.answer_in_burst("BEGIN", 0);
+  h.pq.answer_in_burst("INSERT 0 1", 1);
+  h.pq.error_in_burst("23505");
+  h.pq.aborted_in_burst();
+  h.pq.sync_result();
+  h.pq.answer("ROLLBACK", 0);  // the COMMIT, run (never skipped) in the failed block
+  h.read();
+  CHECK(h.code(id) == state("23505"));
+  CHECK_THAT(h.message(id), Catch::Contains("statement 2 of 3"));
+  CHECK(h.core.tracked_tx() == tx_idle);
+  CHECK(h.times_completed(id) == 1);
+}
+
+TEST_CASE("pipeline_core rule 11: cancellation inside a burst", "[pipeline_core][burst]") {
+  SECTION("queued: dropped, never sent") {
+    harness h;
+    begin_block(h);
+    h.turn_per_request = false;
+    h.core.server_cancel_started();  // holds what follows back
+    const auto a = h.query("INSERT 1");
+    const auto b = h.query("INSERT 2");
+    h.cancel(b);
+    CHECK(h.code(b) == errc::cancelled);
+    h.core.on_server_cancel_done();
+    h.end_burst();
+    CHECK(calls(h, 2) == std::vector<std::string>{"query:INSERT 1", "sync"});
+    h.pq.answer_in_burst("INSERT 0 1", 1);
+    h.pq.sync_result();
+    h.read();
+    CHECK(h.code(a) == pgq::error_code());
+    CHECK(h.times_completed(b) == 1);
+  }
+  SECTION("on the wire: written with the burst's Sync before the cancel; the rest report 25P02 naming it") {
+    for (const pq_features f : {pq_features{}, libpq17}) {
+      harness h(0, f);
+      begin_block(h);
+      h.turn_per_request = false;
+      const auto a = h.query("SELECT pg_sleep(10)");
+      const auto b = h.query("INSERT 2");
+      CHECK(h.core.burst_open());
+      h.cancel(a);
+      CHECK(h.code(a) == errc::cancelled);
+      CHECK_FALSE(h.core.burst_open());
+      CHECK(h.pq.written == h.pq.sent.size());  // on the wire, Sync included, before the cancel
+      CHECK(h.pq.sent.back().what == "sync");
+      CHECK(h.core.take_server_cancels() == 1);
+      h.pq.error_in_burst("57014");
+      h.pq.aborted_in_burst();
+      h.pq.sync_result();
+      h.core.on_server_cancel_done();
+      h.read();
+      CHECK(h.times_completed(a) == 1);  // never completed again
+      CHECK(h.code(b) == state("25P02"));
+      CHECK_THAT(h.message(b), Catch::Contains("pg_sleep(10)"));
+      CHECK(h.core.tracked_tx() == tx_failed);
+      CHECK(h.core.pending() == 0);
+    }
+  }
+  SECTION("behind another of its burst: cancelled on the server at once (whether it runs is not known)") {
+    harness h;
+    begin_block(h);
+    h.turn_per_request = false;
+    const auto a = h.query("INSERT 1");
+    const auto b = h.query("SELECT pg_sleep(10)");
+    h.end_burst();
+    h.cancel(b);
+    CHECK(h.code(b) == errc::cancelled);
+    CHECK(h.core.take_server_cancels() == 1);
+    // It landed on a, which was still running: the block fails, b is skipped.
+    h.pq.error_in_burst("57014");
+    h.pq.aborted_in_burst();
+    h.pq.sync_result();
+    h.core.on_server_cancel_done();
+    h.read();
+    CHECK(h.code(a) == state("57014"));
+    CHECK_THAT(h.message(a), Catch::Contains("meant for another statement"));
+    CHECK(h.times_completed(b) == 1);
+    CHECK(h.core.tracked_tx() == tx_failed);
+    CHECK(h.core.cancelled_but_running() == 0);
+  }
+  SECTION("behind statements that may run outside a block: cancelled only once it runs") {
+    harness h;
+    h.turn_per_request = false;
+    const auto s = h.query("SELECT 1");  // independent, its own Sync
+    h.query("BEGIN");
+    h.query("INSERT 1");
+    const auto b = h.query("SELECT pg_sleep(10)");
+    h.end_burst();
+    h.cancel(b);
+    CHECK(h.core.take_server_cancels() == 0);  // it could hit s
+    h.pq.answer();
+    h.pq.answer_in_burst("BEGIN", 0);
+    h.pq.answer_in_burst("INSERT 0 1", 1);
+    h.read();
+    CHECK(h.code(s) == pgq::error_code());
+    CHECK(h.core.take_server_cancels() == 1);  // now b is the front
+    h.pq.error_in_burst("57014");
+    h.pq.sync_result();
+    h.core.on_server_cancel_done();
+    h.read();
+    CHECK(h.times_completed(b) == 1);
+    CHECK(h.core.pending() == 0);
+  }
+  SECTION("after its result came: no server cancel, which could only hit the next statement") {
+    harness h;
+    begin_block(h);
+    h.turn_per_request = false;
+    const auto a = h.query("SELECT 1");
+    const auto b = h.query("SELECT 2");
+    h.end_burst();
+    h.pq.results.push_back(h.pq.make(pq_status::tuples_ok, {}, "SELECT 1", 1));  // a's result, not its NULL
+    h.read();
+    CHECK(h.outcome(a) == nullptr);
+    h.cancel(a);
+    CHECK(h.code(a) == errc::cancelled);
+    CHECK(h.core.take_server_cancels() == 0);
+    h.pq.results.push_back(nullptr);
+    h.pq.answer_in_burst();
+    h.pq.sync_result();
+    h.read();
+    CHECK(h.times_completed(a) == 1);
+    CHECK(h.code(b) == pgq::error_code());
+  }
+  SECTION("a COMMIT cancelled before it was sent becomes a ROLLBACK, after the burst's Sync") {
+    harness h;
+    begin_block(h);
+    h.turn_per_request = false;
+    const auto s = h.query("SELECT pg_sleep(1)");
+    h.cancel(s);  // its server cancel holds back what follows
+    const auto c = h.query("COMMIT");
+    h.cancel(c);
+    CHECK(h.code(c) == errc::cancelled);
+    h.core.on_server_cancel_done();
+    h.end_burst();
+    CHECK(calls(h, 2) == std::vector<std::string>{"query:SELECT pg_sleep(1)", "sync", "query:ROLLBACK", "sync"});
+  }
+}
+
+TEST_CASE("pipeline_core rule 11: a connection lost mid-burst fails each request once", "[pipeline_core][burst]") {
+  harness h;
+  begin_block(h);
+  h.turn_per_request = false;
+  const auto a = h.query("INSERT 1");
+  const auto b = h.query("INSERT 2");
+  const auto c = h.query("INSERT 3");
+  h.end_burst();
+  h.pq.answer_in_burst("INSERT 0 1", 1);
+  h.read();
+  CHECK(h.code(a) == pgq::error_code());
+  h.core.lost("gone");
+  h.collect();
+  CHECK(h.code(b) == errc::connection_lost);
+  CHECK(h.code(c) == errc::connection_lost);
+  for (const auto id : {a, b, c}) CHECK(h.times_completed(id) == 1);
+  CHECK(h.core.pending() == 0);
+  CHECK_FALSE(h.core.burst_open());
+  // Lost while the burst was still open (nothing written yet) too.
+  harness g;
+  begin_block(g);
+  g.turn_per_request = false;
+  const auto x = g.query("INSERT 1");
+  CHECK(g.core.burst_open());
+  g.core.lost("gone");
+  g.collect();
+  CHECK(g.code(x) == errc::connection_lost);
+  CHECK_FALSE(g.core.burst_open());
+}
+
+TEST_CASE("pipeline_core rule 11: streams and COPY behind a burst wait for its Sync", "[pipeline_core][burst]") {
+  SECTION("a stream: the burst's Sync before it, and its own after") {
+    harness h;
+    begin_block(h);
+    h.turn_per_request = false;
+    h.query("INSERT 1");
+    auto st = h.stream("SELECT g FROM generate_series(1, 3) g");
+    CHECK(calls(h, 2) ==
+          std::vector<std::string>{"query:INSERT 1", "sync", "query:SELECT g FROM generate_series(1, 3) g", "sync"});
+  }
+  SECTION("COPY (the connection handed over): only once the burst's Sync is answered") {
+    harness h;
+    begin_block(h);
+    h.turn_per_request = false;
+    const auto a = h.query("INSERT 1");
+    auto r = std::make_unique<request>();
+    r->id = h.core.next_id();
+    r->what = request::type::exclusive;
+    r->awaited = true;
+    const auto copy = r->id;
+    h.core.enqueue(std::move(r));
+    h.collect();
+    CHECK(h.outcome(copy) == nullptr);
+    h.end_burst();
+    h.pq.answer_in_burst("INSERT 0 1", 1);
+    h.read();
+    CHECK(h.code(a) == pgq::error_code());
+    CHECK(h.outcome(copy) == nullptr);  // the Sync is not answered yet
+    CHECK_FALSE(h.core.exclusive());
+    h.pq.sync_result();
+    h.read();
+    REQUIRE(h.outcome(copy) != nullptr);
+    CHECK(h.core.exclusive());
+  }
+}
+
+TEST_CASE("pipeline_core rules 10 and 11: an evicted statement is closed after the burst's Sync, on its own",
+          "[pipeline_core][burst]") {
+  harness h(1);
+  begin_block(h);
+  h.turn_per_request = false;
+  h.query("INSERT INTO a VALUES (1)");
+  h.query("INSERT INTO b VALUES (1)");  // evicts a's statement
+  h.end_burst();
+  const auto got = calls(h, 2);
+  REQUIRE(got.size() == 9);
+  CHECK(std::vector<std::string>(got.begin(), got.begin() + 7) ==
+        std::vector<std::string>{"prepare", "describe", "execute", "prepare", "describe", "execute", "sync"});
+  CHECK(got[7].rfind("query:DEALLOCATE ", 0) == 0);
+  CHECK(got[8] == "sync");
 }

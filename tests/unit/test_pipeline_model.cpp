@@ -13,7 +13,13 @@
 //    reports success, none when it reports a definite failure, and never
 //    commits a transaction the caller opened;
 //  - a COMMIT reported as done committed; one reported as cancelled never
-//    ran.
+//    ran;
+//  - statements share a Sync (rule 11) only where none runs outside a
+//    transaction block before the last of them, and one skipped after an
+//    error of its burst fails with 25P02 naming a statement that failed (or
+//    was cancelled) before it.
+// The model server runs everything up to a Sync as PostgreSQL does: after an
+// error it skips the rest (PGRES_PIPELINE_ABORTED for each libpq call).
 #include "fake_pq.hpp"
 
 #include <catch2/catch.hpp>
@@ -102,55 +108,66 @@ struct model {
   void push_error(const char* sqlstate) {
     pq.results.push_back(pq.make(pq_status::fatal_error, sqlstate));
     pq.results.push_back(nullptr);
+    failed_ = true;
   }
   void push_ok(const std::string& tag) {
     pq.results.push_back(pq.make(pq_status::command_ok, {}, tag));
     pq.results.push_back(nullptr);
   }
 
-  // Runs the next unit (everything up to a Sync) as PostgreSQL would.
+  // Runs the next unit (everything up to a Sync) as PostgreSQL would: each
+  // statement in turn, and after an error nothing until the Sync.
   void run_unit() {
-    std::string text;
-    bool cached_exec = false;
-    const std::size_t results_before = pq.results.size();
-    std::size_t i = next_sent;
-    for (; i < pq.written; ++i) {
+    std::size_t end = next_sent;
+    while (end < pq.written && pq.sent[end].what != "sync") ++end;
+    auto is_statement = [&](std::size_t k) {
+      const auto& w = pq.sent[k].what;
+      return w == "query" || w == "execute" || w == "close";
+    };
+    std::size_t statements = 0;
+    for (std::size_t k = next_sent; k < end; ++k) statements += is_statement(k) ? 1 : 0;
+    if (statements > 1) ++shared_units;
+    bool aborted = false;
+    std::size_t seen = 0;
+    for (std::size_t i = next_sent; i < end; ++i) {
       const auto& s = pq.sent[i];
-      if (s.what == "sync") break;
-      if (s.what == "prepare") {
-        push_ok("");
-      } else if (s.what == "close") {
-        text = "DEALLOCATE " + s.sql;  // a protocol Close: works in any state
-      } else if (s.what == "describe") {
-        push_ok("");
-      } else if (s.what == "query") {
-        text = s.sql;
-      } else if (s.what == "execute") {
-        text = pq.text_of(s.sql);
-        cached_exec = true;
-        // A prepared-and-executed unit has its prepare before: not stale.
-        for (std::size_t k = next_sent; k < i; ++k) {
-          if (pq.sent[k].what == "prepare") cached_exec = false;
-        }
-      }
-    }
-    next_sent = i + 1;
-    if (text.empty()) {
-      // Parse and Describe alone (rule 11): nothing runs. In a failed
-      // block the Parse fails and the Describe is skipped.
-      if (tx == tx_failed) {
-        while (pq.results.size() > results_before) {
-          if (pg_result* r = pq.results.back()) pq.clear(r);
-          pq.results.pop_back();
-        }
-        push_error("25P02");
+      if (aborted) {
         pq.results.push_back(pq.make(pq_status::pipeline_aborted));
         pq.results.push_back(nullptr);
+        continue;
       }
-      pq.results.push_back(pq.make(pq_status::pipeline_sync));
-      return;
+      if (s.what == "prepare" && statements == 0 && tx == tx_failed) {
+        // Parse and Describe alone (rule 12) in a failed block: the Parse
+        // fails, the Describe is skipped.
+        push_error("25P02");
+        aborted = true;
+        continue;
+      }
+      if (s.what == "prepare" || s.what == "describe") {
+        push_ok("");
+        continue;
+      }
+      if (!is_statement(i)) continue;
+      ++seen;
+      std::string text;
+      bool cached_exec = false;
+      if (s.what == "close") {
+        text = "DEALLOCATE " + s.sql;  // a protocol Close: works in any state
+      } else if (s.what == "query") {
+        text = s.sql;
+      } else {
+        text = pq.text_of(s.sql);
+        // Prepared right before (Parse, Describe, Execute): not stale.
+        cached_exec = !(i >= 1 && pq.sent[i - 1].what == "describe" && pq.sent[i - 1].sql == s.sql);
+      }
+      if (seen < statements && tx == tx_idle && text.rfind("BEGIN", 0) != 0) {
+        violation("a statement outside a transaction block shared its Sync with what follows: " + text);
+      }
+      failed_ = false;
+      execute(text, cached_exec);
+      aborted = failed_;
     }
-    execute(text, cached_exec);
+    next_sent = end + 1;
     pq.results.push_back(pq.make(pq_status::pipeline_sync));
   }
 
@@ -288,6 +305,8 @@ struct model {
   }
 
   bool wrapped_next_ = false;
+  bool failed_ = false;  // the statement just run failed
+  int shared_units = 0;  // units of more than one statement (rule 11)
 };
 
 struct runner {
@@ -301,11 +320,12 @@ struct runner {
   int next_tag = 1;
   int next_row = 1;
   std::size_t cache;
+  int skipped = 0;  // statements reported skipped after an error of their burst
 
   runner(unsigned seed, std::size_t cache_size, pq_features features) : m(seed, pq, core), cache(cache_size) {
     m.ops = &by_tag;
     pq.feats = features;
-    // Half the runs describe a statement before its first run (rule 11).
+    // Half the runs describe a statement before its first run (rule 12).
     core.set_describe_first(seed % 4 < 2);
     core.opened(tx_idle, cache, true);
   }
@@ -326,6 +346,17 @@ struct runner {
           std::rethrow_exception(c.error);
         } catch (const pgq::sql_error& e) {
           o.code = e.code();
+          const std::string what = e.diag().message;
+          if (what.rfind("not run:", 0) == 0) {
+            ++skipped;
+            if (o.code != pgq::make_sqlstate_error("25P02")) m.violation("a skipped statement is not 25P02");
+            const int first = model::tag_of(what);
+            auto f = by_tag.find(first);
+            if (f == by_tag.end() || first >= o.tag ||
+                (f->second->completions > 0 && f->second->ok && !f->second->cancelled_by_caller)) {
+              m.violation("op" + std::to_string(o.tag) + " skipped naming no earlier failure: " + what);
+            }
+          }
         }
       }
       if (!o.cancelled_by_caller) completion_order.push_back(c.id);
@@ -562,8 +593,13 @@ struct runner {
 TEST_CASE("pipeline_core keeps its invariants over thousands of random interleavings", "[pipeline_core][model]") {
   int runs = 0;
   int closes_17 = 0;
+  int shared_units = 0;
+  int skipped = 0;
   const char* only = std::getenv("PGQ_MODEL_SEED");
-  for (unsigned seed = 1; seed <= 400; ++seed) {
+  // PGQ_MODEL_RUNS=N: more interleavings than the suite's 400.
+  const char* more = std::getenv("PGQ_MODEL_RUNS");
+  const unsigned last = more != nullptr ? static_cast<unsigned>(std::atoi(more)) : 400U;
+  for (unsigned seed = 1; seed <= last; ++seed) {
     if (only != nullptr && seed != static_cast<unsigned>(std::atoi(only))) continue;
     // Both libpq paths: 15's calls, and 17's (queued Syncs written per
     // burst, protocol Close for evicted statements).
@@ -579,8 +615,15 @@ TEST_CASE("pipeline_core keeps its invariants over thousands of random interleav
     REQUIRE((newer ? r.pq.legacy_syncs : r.pq.queued_syncs) == 0);
     REQUIRE((newer ? r.pq.queued_syncs : r.pq.legacy_syncs) > 0);
     if (newer) closes_17 += r.pq.closes;
+    shared_units += r.m.shared_units;
+    skipped += r.skipped;
     ++runs;
   }
-  CHECK(runs == 400);
+  CHECK(runs == static_cast<int>(last));
+  std::printf("model: %d runs, %d units of statements sharing a Sync, %d statements skipped after an error\n", runs,
+              shared_units, skipped);
   CHECK(closes_17 > 0);  // evictions and stale plans met the protocol Close
+  // The interleavings had statements sharing a Sync, and errors inside them.
+  CHECK(shared_units > 100);
+  CHECK(skipped > 10);
 }

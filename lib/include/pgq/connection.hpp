@@ -59,7 +59,9 @@ struct driver_info {
   int libpq_version = 0;
   /// How each request's Sync is sent: "PQsendPipelineSync" (libpq 17+:
   /// queued, and what a burst of requests queued is written at once) or
-  /// "PQpipelineSync" (each request written as it is sent).
+  /// "PQpipelineSync" (each Sync written as it is sent, so independent
+  /// requests cost one write each). Either way, statements inside a
+  /// transaction block share one Sync, and one write, per burst.
   std::string_view sync;
   /// How a running statement is cancelled on the server: "PQcancelStart"
   /// (libpq 17+: non-blocking, on the connection's executor, no thread) or
@@ -109,7 +111,18 @@ class batch {
 ///
 /// Every operation is an awaitable; none blocks the thread. Requests made
 /// concurrently (from several coroutines) are pipelined: they go out back to
-/// back and complete in order, each isolated from the others' errors.
+/// back and complete in order, each isolated from the others' errors (each
+/// ends with its own Sync).
+///
+/// Inside a transaction block (BEGIN by execute(), begin(), an atomic
+/// run_batch()) there is nothing to isolate: an error fails the block. The
+/// statements in flight together there share one Sync per burst (what the
+/// coroutines of one turn of the event loop sent), which is written once,
+/// and each completes with its own result. When one fails, those sent with
+/// it fail with 25P02 (in_failed_sql_transaction) naming the statement that
+/// failed first, and so do later ones and COMMIT (which rolls back).
+/// COMMIT, ROLLBACK, SAVEPOINT, RELEASE and ROLLBACK TO always run after a
+/// Sync of their own, never skipped.
 ///
 /// Thread-safety: requests may be started from any thread (they are handed to
 /// the connection's executor), but the connection's own handlers run on `ex`:
@@ -121,7 +134,11 @@ class batch {
 /// A request not yet sent is dropped; one the server is executing is cancelled
 /// on the server; one queued behind another completes on the server and its
 /// result is discarded. In every case the caller sees `errc::cancelled` at once
-/// and the connection stays usable.
+/// and the connection stays usable. Inside a transaction block a statement
+/// behind others of the same block is cancelled on the server at once (the
+/// server answers a burst only at its end, so it is not known whether it
+/// runs): the cancel may land on one of those, and either way the block is
+/// failed, as after any cancelled statement of a transaction: roll back.
 ///
 /// Arguments: `sql` is a view; it and the arguments must stay valid until the
 /// awaitable completes, which holds when it is awaited in the same expression

@@ -69,6 +69,49 @@ bool contains_word_pair(std::string_view s, std::size_t from, std::string_view a
   return false;
 }
 
+// Where the server may be once a sequence of statements is done, for rule 11:
+// bits 0-2 the transaction states (tx_bits) in which it runs the next
+// statement, bits 3-5 those in which it skips statements until a Sync (an
+// earlier statement of the burst failed).
+constexpr int skip_shift = 3;
+constexpr std::uint8_t running_mask = 7;
+
+std::uint8_t step_paths(std::uint8_t p, const request& r) noexcept {
+  if (r.sync_marker) return static_cast<std::uint8_t>((p | (p >> skip_shift)) & running_mask);
+  std::uint8_t out = 0;
+  for (tx_set b : {tx_idle, tx_block, tx_failed}) {
+    if ((p & b) != 0) {
+      out |= tx_after(r.kind, b, true);
+      const tx_set failed = tx_after(r.kind, b, false);
+      out |= r.synced ? failed : static_cast<std::uint8_t>(failed << skip_shift);
+    }
+    if ((p & (b << skip_shift)) != 0) out |= r.synced ? b : static_cast<std::uint8_t>(b << skip_shift);
+  }
+  return out;
+}
+
+// A statement's text for a message about another statement.
+std::string shorten(std::string_view sql) {
+  constexpr std::size_t limit = 120;
+  std::string out;
+  out.reserve(std::min(sql.size(), limit) + 3);
+  bool blank = false;
+  for (const char c : sql) {
+    if (out.size() >= limit) {
+      out += "...";
+      break;
+    }
+    if (is_space(c)) {
+      blank = !out.empty();
+      continue;
+    }
+    if (blank) out.push_back(' ');
+    blank = false;
+    out.push_back(c);
+  }
+  return out;
+}
+
 }  // namespace
 
 stmt_kind classify_statement(std::string_view sql) noexcept {
@@ -215,23 +258,38 @@ void pipeline_core::opened(tx_set tx, std::size_t cache_capacity, bool binary_re
   slice_full_ = false;
   need_flush_ = false;
   stray_copy_out_ = false;
+  burst_open_ = false;
+  skipping_ = false;
+  paths_valid_ = false;
+  syncs_in_flight_ = 0;
+  failed_sql_.clear();
   cancels_in_flight_ = 0;
   cancels_to_start_ = 0;
   lost_reason_.clear();
 }
 
 tx_set pipeline_core::predicted_tx() const noexcept {
-  tx_set s = tx_;
-  for (const auto& r : inflight_) {
-    tx_set next = 0;
-    for (tx_set b : {tx_idle, tx_block, tx_failed}) {
-      if ((s & b) == 0) continue;
-      next |= tx_after(r->kind, b, true);
-      next |= tx_after(r->kind, b, false);
-    }
-    s = next;
-  }
-  return s;
+  const std::uint8_t p = paths_before(inflight_.size());
+  return static_cast<tx_set>((p | (p >> skip_shift)) & running_mask);
+}
+
+// Where the server may be once the first `n` requests in flight are done.
+// Each finished request narrows it, so it is rebuilt once one has finished;
+// sending only extends it.
+std::uint8_t pipeline_core::paths_before(std::size_t n) const noexcept {
+  if (paths_valid_ && n == paths_n_) return sent_paths_;
+  std::uint8_t p = skipping_ ? static_cast<std::uint8_t>(tx_ << skip_shift) : tx_;
+  for (std::size_t i = 0; i < n && i < inflight_.size(); ++i) p = step_paths(p, *inflight_[i]);
+  return p;
+}
+
+bool pipeline_core::may_share_sync(const request& req) const {
+  if (req.what != request::type::query || req.stream || req.retried) return false;
+  if (req.kind == stmt_kind::begin) return true;  // it opens the block (or fails, and the rest is skipped)
+  if (req.kind != stmt_kind::other) return false;
+  // Never where it may run outside a block: there it would share the fate
+  // of independent statements (and the Sync would commit them together).
+  return (paths_before(inflight_.size() - 1) & tx_idle) == 0;
 }
 
 void pipeline_core::emit(std::uint64_t id, request_caller& caller, std::exception_ptr ep, result res) {
@@ -355,7 +413,7 @@ void pipeline_core::send_waiting() {
   while (mode_ == mode::pipeline && cancels_in_flight_ == 0 && !waiting_.empty()) {
     request& front = *waiting_.front();
     if (front.what == request::type::exclusive) {
-      if (inflight_.empty()) grant_exclusive();
+      if (inflight_.empty() && !burst_open_) grant_exclusive();
       break;
     }
     if (front.group && !front.group->decided) {
@@ -382,7 +440,8 @@ void pipeline_core::send_waiting() {
 void pipeline_core::sent_some() {
   // PQpipelineSync wrote each request already; a queued Sync waits for the
   // end of the burst, so that one write carries every request of it.
-  if (features_.queued_sync) {
+  // Statements sharing a Sync wait for it (rule 11) whatever the libpq.
+  if (features_.queued_sync || burst_open_) {
     need_flush_ = true;
   } else {
     flush();
@@ -391,12 +450,33 @@ void pipeline_core::sent_some() {
 
 bool pipeline_core::sync() { return features_.queued_sync ? port_.send_pipeline_sync() : port_.pipeline_sync(); }
 
+void pipeline_core::close_burst() {
+  if (!burst_open_ || !is_open()) return;
+  burst_open_ = false;
+  auto marker = make_detached(std::string(), stmt_kind::other);
+  marker->sync_marker = true;
+  ++syncs_in_flight_;
+  const bool extend = paths_valid_ && paths_n_ == inflight_.size();
+  inflight_.push_back(std::move(marker));
+  if (extend) {
+    sent_paths_ = step_paths(sent_paths_, *inflight_.back());
+    paths_n_ = inflight_.size();
+  } else {
+    paths_valid_ = false;
+  }
+  need_flush_ = true;
+  if (!sync()) lost(port_.error_message());
+}
+
 void pipeline_core::end_of_burst() {
   if (mode_ != mode::pipeline || !need_flush_) return;
   flush();
 }
 
 void pipeline_core::evict(const std::string& statement) {
+  close_burst();  // the Close runs whatever happened in the burst before it
+  if (!is_open()) return;
+  paths_valid_ = false;
   if (!features_.close_prepared) {
     send_detached_now("DEALLOCATE " + statement);
     return;
@@ -437,6 +517,10 @@ bool pipeline_core::wants_describe(const request& req) {
 }
 
 void pipeline_core::start_describe(request& req) {
+  // On its own Sync, after the burst before it (rule 11): its Parse may fail.
+  close_burst();
+  if (!is_open()) return;
+  paths_valid_ = false;
   std::string evicted;
   const std::string name = cache_.insert(statement_key(req), evicted);
   auto d = make_detached(std::string(req.sql), stmt_kind::other);
@@ -458,6 +542,17 @@ void pipeline_core::start_describe(request& req) {
 }
 
 bool pipeline_core::send(request& req) {
+  // `req` was just put at the back of inflight_.
+  req.synced = !may_share_sync(req);
+  if (req.synced && burst_open_) {
+    // The burst's Sync goes before it: on the wire and in inflight_.
+    std::unique_ptr<request> self = std::move(inflight_.back());
+    inflight_.pop_back();
+    close_burst();
+    inflight_.push_back(std::move(self));
+    if (!is_open()) return false;
+  }
+  const std::uint8_t before = paths_before(inflight_.size() - 1);
   // libpq wants a NUL-terminated statement; reuse one buffer per thread.
   thread_local std::string sql_buffer;
   sql_buffer.assign(req.sql);
@@ -487,10 +582,17 @@ bool pipeline_core::send(request& req) {
   } else {
     ok = port_.send_query(sql_buffer.c_str(), p, 0);
   }
-  if (!ok || !sync()) {
+  if (!ok || (req.synced && !sync())) {
     lost(port_.error_message());
     return false;
   }
+  if (!req.synced) {
+    burst_open_ = true;
+    need_flush_ = true;
+  }
+  sent_paths_ = step_paths(before, req);
+  paths_n_ = inflight_.size();
+  paths_valid_ = true;
   if (!evicted.empty()) evict(evicted);
   return true;
 }
@@ -506,6 +608,9 @@ std::unique_ptr<request> pipeline_core::make_detached(std::string sql, stmt_kind
 }
 
 void pipeline_core::send_detached_now(std::string sql) {
+  close_burst();
+  if (!is_open()) return;
+  paths_valid_ = false;
   auto req = make_detached(std::move(sql), stmt_kind::other);
   request& r = *req;
   inflight_.push_back(std::move(req));
@@ -517,6 +622,10 @@ void pipeline_core::send_detached_now(std::string sql) {
 }
 
 void pipeline_core::flush() {
+  if (!is_open()) return;
+  // Whatever is written ends with a Sync: the server sends the burst's
+  // results only then.
+  close_burst();
   if (!is_open()) return;
   const int r = port_.flush();
   if (r < 0) {
@@ -595,6 +704,9 @@ void pipeline_core::drain() {
       // has nothing more until more input arrives.
       if (++nulls > 1) break;
       ++front.stage;
+      // A statement sharing its burst's Sync is done at the end of its own
+      // results (rule 11): Parse, Describe and Execute each end with a NULL.
+      if (!front.synced && front.stage >= (front.described ? 3 : 1)) finish_front();
       continue;
     }
     nulls = 0;
@@ -602,6 +714,14 @@ void pipeline_core::drain() {
     switch (status) {
       case pq_status::pipeline_sync:
         port_.clear(r);
+        skipping_ = false;
+        if (!front.synced) {
+          // Its results did not end as its commands say: nothing that
+          // follows can be matched to its request any more.
+          in_drain_ = false;
+          fail_everything(errc::protocol_error, "a Sync arrived before the end of a statement's results", true);
+          return;
+        }
         finish_front();
         break;
       case pq_status::fatal_error:
@@ -748,10 +868,20 @@ void pipeline_core::resync_tx() {
   }
 }
 
+std::exception_ptr pipeline_core::skipped_error(const request& req) const {
+  diagnostics d;
+  d.severity = "ERROR";
+  d.sqlstate = "25P02";
+  d.message = "not run: an earlier statement sent with it failed";
+  if (!failed_sql_.empty()) d.message += ": " + failed_sql_;
+  d.statement = std::string(req.sql);
+  return std::make_exception_ptr(sql_error(make_sqlstate_error("25P02"), std::move(d)));
+}
+
 bool pipeline_core::may_retry(const request& req) const {
   // Invisible only: it failed in an implicit transaction (so it changed
   // nothing), and nothing sent after it can depend on it.
-  return !req.retried && tx_ == tx_idle && inflight_.empty() && req.kind == stmt_kind::other &&
+  return req.synced && !req.retried && tx_ == tx_idle && inflight_.empty() && req.kind == stmt_kind::other &&
          req.what == request::type::query && req.awaited && (!req.group || !req.group->atomic) && is_open();
 }
 
@@ -773,6 +903,15 @@ void pipeline_core::retry(std::unique_ptr<request> req) {
 void pipeline_core::finish_front() {
   std::unique_ptr<request> req = std::move(inflight_.front());
   inflight_.pop_front();
+  paths_valid_ = false;
+  if (req->sync_marker) {
+    --syncs_in_flight_;
+    if ((tx_ & tx_failed) == 0) failed_sql_.clear();
+    if (inflight_.empty() && !burst_open_ && mode_ == mode::pipeline) resync_tx();
+    return;
+  }
+  // The server skips the rest of the burst until its Sync.
+  if (!req->synced && req->error != nullptr) skipping_ = true;
   if (req->prepare_failed) cache_.erase_name(req->prepared);  // it never existed
   if (req->describe_for != 0) {
     finish_describe(*req);
@@ -814,7 +953,7 @@ void pipeline_core::finish_front() {
   const bool commit_rolled_back =
       ok && (req->kind == stmt_kind::commit) && req->res != nullptr && port_.command_tag(req->res) == "ROLLBACK";
   apply_tx(*req, ok);
-  if (inflight_.empty() && mode_ == mode::pipeline) resync_tx();
+  if (inflight_.empty() && !burst_open_ && mode_ == mode::pipeline) resync_tx();
 
   std::exception_ptr ep;
   if (!is_open()) {
@@ -824,13 +963,17 @@ void pipeline_core::finish_front() {
     ep = req->failure;
   } else if (req->error != nullptr) {
     if (port_.status(req->error) == pq_status::pipeline_aborted) {
-      ep = std::make_exception_ptr(
-          sql_error(errc::protocol_error, "statement skipped: the pipeline was aborted", std::string(req->sql)));
+      ep = skipped_error(*req);
     } else if (stray_cancel) {
       sql_error e = port_.make_error(req->error, req->sql);
       diagnostics d = e.diag();
       d.message =
-          "cancelled on the server by a cancel meant for an earlier statement on this connection (" + d.message + ")";
+          "cancelled on the server by a cancel meant for another statement on this connection (" + d.message + ")";
+      ep = std::make_exception_ptr(sql_error(e.code(), std::move(d)));
+    } else if (state == "25P02" && !failed_sql_.empty()) {
+      sql_error e = port_.make_error(req->error, req->sql);
+      diagnostics d = e.diag();
+      d.message += " (the statement that failed first: " + failed_sql_ + ")";
       ep = std::make_exception_ptr(sql_error(e.code(), std::move(d)));
     } else {
       ep = std::make_exception_ptr(port_.make_error(req->error, req->sql));
@@ -840,9 +983,18 @@ void pipeline_core::finish_front() {
     d.severity = "ERROR";
     d.sqlstate = "25P02";
     d.message = "the transaction had failed: COMMIT rolled it back";
+    if (!failed_sql_.empty()) d.message += " (the statement that failed first: " + failed_sql_ + ")";
     d.statement = std::string(req->sql);
     ep = std::make_exception_ptr(sql_error(make_sqlstate_error("25P02"), std::move(d)));
   }
+  // Remember the first failure of a block (or burst) for the statements it
+  // aborts; forget it once the block is over and no burst skips.
+  if (req->error != nullptr && failed_sql_.empty() && state != "25P02" &&
+      port_.status(req->error) != pq_status::pipeline_aborted) {
+    failed_sql_ = "\"" + shorten(req->sql) + "\"";
+    if (!state.empty()) failed_sql_ += " (SQLSTATE " + std::string(state) + ")";
+  }
+  if (req->synced && (tx_ & tx_failed) == 0) failed_sql_.clear();
   if (ep) {
     complete(*req, std::move(ep), {});
   } else {
@@ -1025,6 +1177,9 @@ void pipeline_core::cancel(std::uint64_t id) {
                {});
       return;  // not cancelled on the server: its outcome is decided there
     }
+    // Its results are in (complete() frees them): the server is done with
+    // it, and a cancel would only hit what runs after it.
+    const bool answered = r.error != nullptr || (r.res != nullptr && r.stage + 1 >= (r.described ? 3 : 1));
     complete(r,
              std::make_exception_ptr(
                  sql_error(errc::cancelled, "statement cancelled after it was sent (it may have run)", sql)),
@@ -1035,12 +1190,36 @@ void pipeline_core::cancel(std::uint64_t id) {
       send_waiting();
       return;
     }
+    if (answered) return;
     // Only the statement the server is running now is cancelled there; one
     // queued behind others is cancelled when it becomes the front.
     r.cancel_when_front = true;
-    if (i == 0 && cancels_in_flight_ == 0) issue_server_cancel();
+    if (cancels_in_flight_ != 0) return;
+    if (i == 0) {
+      issue_server_cancel();
+    } else if (!r.synced && same_block_before(i)) {
+      // Its burst's results come at the Sync, so whether it runs is not
+      // known: cancel now (rule 7).
+      issue_server_cancel(&r);
+    }
     return;
   }
+}
+
+// Everything in flight before request `i` runs in the transaction block it
+// runs in.
+bool pipeline_core::same_block_before(std::size_t i) const noexcept {
+  if ((tx_ & tx_idle) != 0) return false;
+  for (std::size_t k = 0; k < i && k < inflight_.size(); ++k) {
+    switch (inflight_[k]->kind) {
+      case stmt_kind::commit:
+      case stmt_kind::rollback:
+      case stmt_kind::chain:
+      case stmt_kind::prepare_tx: return false;
+      default: break;
+    }
+  }
+  return true;
 }
 
 // By value: completing the group's requests must not free it here.
@@ -1102,7 +1281,7 @@ void pipeline_core::cancel_group(std::shared_ptr<batch_group> g) {  // NOLINT(pe
   send_waiting();
 }
 
-void pipeline_core::issue_server_cancel() {
+void pipeline_core::issue_server_cancel(const request* target) {
   // The request to cancel must be on the wire, not in libpq's buffer behind
   // a queued Sync: a cancel that finds the backend idle is lost.
   if (need_flush_) {
@@ -1110,11 +1289,21 @@ void pipeline_core::issue_server_cancel() {
     if (!is_open()) return;
   }
   if (inflight_.empty()) return;
+  request* aimed = inflight_.front().get();
+  if (target != nullptr) {
+    aimed = nullptr;
+    for (auto& r : inflight_) {
+      if (r.get() == target) aimed = r.get();
+    }
+    if (aimed == nullptr) return;  // done meanwhile
+  }
   ++cancels_in_flight_;
   ++cancels_to_start_;
-  inflight_.front()->server_cancelled = true;
-  ++inflight_.front()->server_cancels;
-  for (std::size_t i = 1; i < inflight_.size(); ++i) inflight_[i]->exposed = true;
+  aimed->server_cancelled = true;
+  ++aimed->server_cancels;
+  for (auto& r : inflight_) {
+    if (r.get() != aimed) r->exposed = true;
+  }
 }
 
 void pipeline_core::on_server_cancel_done() {
@@ -1211,6 +1400,11 @@ void pipeline_core::fail_everything(errc why, const std::string& message, bool l
   paused_ = false;
   want_write_ = false;
   slice_full_ = false;
+  burst_open_ = false;
+  skipping_ = false;
+  paths_valid_ = false;
+  syncs_in_flight_ = 0;
+  failed_sql_.clear();
   cancels_in_flight_ = 0;
   cancels_to_start_ = 0;
   auto fail = [&](std::deque<std::unique_ptr<request>>& q, bool sent) {

@@ -35,13 +35,18 @@
 //     server runs (at once, or when the requests before it are done), and
 //     again, after a pause, for as long as it still runs once a cancel was
 //     done (the server ignores a cancel that arrives between the messages
-//     of a request).
-//  8. Every request ends with its own Sync (each stays isolated from the
-//     others' errors). With a libpq that can queue a Sync without flushing
-//     (PQsendPipelineSync, libpq 17), what a burst of requests queued is
-//     written once, when the driver has nothing more to send
-//     (end_of_burst(), or the end of a read); with PQpipelineSync each
-//     request is written as it is sent.
+//     of a request). A statement sharing its burst's Sync (rule 11) is not
+//     known to run until its burst's results come (the server sends them at
+//     the Sync): cancelled behind others of the same transaction block, it
+//     is cancelled on the server at once, which may hit one of those (they
+//     fail the block anyway: the caller cancelled one of its statements).
+//  8. A request ends with its own Sync, which keeps it isolated from the
+//     others' errors, unless rule 11 lets it share one. With a libpq that can
+//     queue a Sync without flushing (PQsendPipelineSync, libpq 17), what a
+//     burst of requests queued is written once, when the driver has nothing
+//     more to send (end_of_burst(), or the end of a read); with
+//     PQpipelineSync (libpq 15) each Sync writes what was queued before it,
+//     so independent requests cost one write each there.
 //  9. A stream asks for chunks of rows (PQsetChunkedRowsMode, libpq 17)
 //     when libpq has it and the chunk size is above 1, single rows
 //     otherwise; reading pauses once the rows buffered reach
@@ -50,14 +55,33 @@
 // 10. A statement evicted from the cache (or gone stale) is closed with a
 //     protocol Close (PQsendClosePrepared, libpq 17) when libpq has it, with
 //     `DEALLOCATE` otherwise; either is sent after the request that evicted
-//     it, on its own Sync.
-// 11. A statement's first run on a connection (with the statement cache and
-//     binary results on, outside a batch) is prepared and described on its
-//     own Sync first; its Execute is sent when the Describe is back, in
-//     binary when every column can be read in binary, so that even a first
-//     run returns records with their field types (to_json() of ROW(1,'a')
-//     gives {"f1":1,"f2":"a"}). What is behind it waits that one round trip.
-//     A Parse that fails is the statement's error: it is not sent again.
+//     it, on its own Sync (a burst's shared Sync, rule 11, goes before it).
+// 11. One Sync per burst where isolation is not needed. A statement of kind
+//     other or begin, sent as a query (not a stream, COPY, detached or
+//     exclusive request), is sent without a Sync of its own when, whatever
+//     the outcome of everything sent before it, it will run inside a
+//     transaction block or be skipped after an error earlier in its burst
+//     (an error there fails the block anyway: there is nothing to isolate).
+//     The burst's one Sync is queued when anything is written (end_of_burst(),
+//     the end of a read, a cancel, a full buffer) and before any request
+//     that needs a Sync of its own: transaction control other than BEGIN
+//     (COMMIT, ROLLBACK, SAVEPOINT, RELEASE, ROLLBACK TO, AND CHAIN, PREPARE
+//     TRANSACTION: they must run, never be skipped), a stream, a detached
+//     statement, a protocol Close, a statement that may run outside a block.
+//     Such a statement completes at the end of its own results (the NULL
+//     libpq returns after them), not at a Sync; one skipped because an
+//     earlier statement of its burst failed (PGRES_PIPELINE_ABORTED) fails
+//     with 25P02 naming the statement that failed first. It is never
+//     retried (rule 2 needs its own Sync), and a server cancel meant for it
+//     may fail the block (the rest of the burst then reports 25P02).
+// 12. A statement's first run on a connection (with the statement cache and
+//     binary results on, outside a batch) is prepared and described on its own
+//     Sync first (after a burst's Sync: rule 11); its Execute is sent when the
+//     Describe is back, in binary when every column can be read in binary, so
+//     that even a first run returns records with their field types (to_json()
+//     of ROW(1,'a') gives {"f1":1,"f2":"a"}). What is behind it waits that one
+//     round trip. A Parse that fails is the statement's error: it is not sent
+//     again.
 #pragma once
 
 #include "driver/statement_cache.hpp"
@@ -190,8 +214,10 @@ struct request {
   int stage = 0;           // statements of this request finished so far
   bool prepare_failed = false;
   bool single_row_set = false;
+  bool synced = true;              // a Sync of its own follows it (rule 8); false: it shares its burst's (rule 11)
+  bool sync_marker = false;        // detached: no statement, only the Sync that ends a burst
   bool close_statement = false;    // detached: a protocol Close of statement `sql`
-  std::uint64_t describe_for = 0;  // detached: Parse + Describe for request `describe_for`
+  std::uint64_t describe_for = 0;  // detached: Parse + Describe for request `describe_for` (rule 12)
   bool describing = false;         // waiting: its Parse + Describe are on the wire
   bool describe_tried = false;     // it had its Describe (or needs none)
   std::string chunk_tag;           // a stream's command tag, found on a chunk of rows
@@ -333,7 +359,7 @@ class pipeline_core {
   void set_stream_chunk_rows(std::size_t rows) noexcept { chunk_rows_ = rows; }
   /// What the loaded libpq offers (read from the port by opened()).
   const pq_features& features() const noexcept { return features_; }
-  /// Whether a statement's first run waits for its Describe (rule 11; on by
+  /// Whether a statement's first run waits for its Describe (rule 12; on by
   /// default; the unit tests of other rules switch it off to script fewer
   /// round trips).
   void set_describe_first(bool on) noexcept { describe_first_ = on; }
@@ -406,10 +432,15 @@ class pipeline_core {
   tx_set tracked_tx() const noexcept { return tx_; }
   /// The states the server may be in once everything sent so far is done.
   tx_set predicted_tx() const noexcept;
+  /// Requests sent since the last Sync share the Sync not yet queued (rule 11).
+  bool burst_open() const noexcept { return burst_open_; }
   bool exclusive() const noexcept { return mode_ == mode::exclusive; }
-  /// Requests waiting or in flight (a first run's Describe and the driver's
-  /// own Close or DEALLOCATE included: the connection is busy with them).
-  std::size_t pending() const noexcept { return waiting_.size() + inflight_.size(); }
+  /// Requests not completed yet (a first run's Describe and the driver's own
+  /// Close or DEALLOCATE included: the connection is busy with them; a
+  /// burst's Sync on its way is none: the state after the requests before it
+  /// is known, rule 11).
+  std::size_t pending() const noexcept { return waiting_.size() + inflight_.size() - syncs_in_flight_; }
+  /// Requests and Syncs of bursts sent and not yet answered.
   std::size_t in_flight() const noexcept { return inflight_.size(); }
   const statement_cache& cache() const noexcept { return cache_; }
   int cancels_in_flight() const noexcept { return cancels_in_flight_; }
@@ -441,9 +472,14 @@ class pipeline_core {
   void finish_group(batch_group& g);
   void emit(std::uint64_t id, request_caller& caller, std::exception_ptr ep, result res);
   void fail_everything(errc why, const std::string& message, bool lost);
-  void issue_server_cancel();
+  void issue_server_cancel(const request* target = nullptr);
+  bool same_block_before(std::size_t i) const noexcept;
   void send_detached_now(std::string sql);
   bool sync();
+  void close_burst();
+  bool may_share_sync(const request& req) const;
+  std::uint8_t paths_before(std::size_t n) const noexcept;
+  std::exception_ptr skipped_error(const request& req) const;
   void evict(const std::string& statement);
   void sent_some();
   std::unique_ptr<request> make_detached(std::string sql, stmt_kind kind);
@@ -467,7 +503,21 @@ class pipeline_core {
   bool in_drain_ = false;
   bool need_flush_ = false;      // something was sent without a flush
   bool stray_copy_out_ = false;  // dropping the rows of a COPY TO nobody asked for
-  std::size_t slice_ = 0;        // 0: no limit
+  // Rule 11. burst_open_: statements were sent without a Sync and the Sync
+  // that ends their burst is not queued yet. skipping_: a statement of the
+  // burst being read failed, so the server skips the rest until its Sync.
+  bool burst_open_ = false;
+  bool skipping_ = false;
+  // What the server may be doing once everything sent is done (see
+  // paths_before()), kept up to date while requests are only sent; rebuilt
+  // from inflight_ once one finished.
+  std::uint8_t sent_paths_ = 0;
+  std::size_t paths_n_ = 0;
+  std::size_t syncs_in_flight_ = 0;  // bursts' Syncs (sync_marker requests) in inflight_  // sent_paths_ is after the
+                                     // first paths_n_ requests in flight
+  bool paths_valid_ = false;
+  std::string failed_sql_;  // the statement that failed first in the block (or burst), shortened
+  std::size_t slice_ = 0;   // 0: no limit
   int cancels_in_flight_ = 0;
   int cancels_to_start_ = 0;
   std::atomic<std::uint64_t> next_id_{1};
