@@ -1597,29 +1597,56 @@ TEST_CASE("pool_core shares connections up to share_depth, fewest in flight firs
   CHECK(h.core.stats().shared_in_flight == 6);
 }
 
-TEST_CASE("pool_core joining a busy connection opens one more while below max_size, one at a time", "[pool][share]") {
+TEST_CASE("pool_core grows before it shares: a busy connection is joined only when no other can open",
+          "[pool][share]") {
   harness h{sharing(3, 8)};
   h.core.acquire_shared(1, h.now);
   const auto s0 = single_connect(h.take());
   h.core.on_connected(s0, true, h.now);
   CHECK(h.take() == actions{a_grant(1, s0)});
 
-  h.core.acquire_shared(2, h.now);  // joins s0 at once, and one more connection opens
-  const auto got = h.take();
-  REQUIRE(got.size() == 2);
-  CHECK(got[0].what == act::connect);
-  const auto s1 = got[0].slot;
-  CHECK(got[1] == a_grant(2, s0));
-
-  h.core.acquire_shared(3, h.now);  // s1 still opening: no second connect
-  CHECK(h.take() == actions{a_grant(3, s0)});
+  // s0 is busy and the pool may grow: each waits for a connection of its own.
+  h.core.acquire_shared(2, h.now);
+  const auto s1 = single_connect(h.take());
+  CHECK(h.core.try_acquire_shared(3, h.now) == std::nullopt);
+  h.core.acquire_shared(3, h.now);
+  const auto s2 = single_connect(h.take());
+  CHECK(s1 != s0);
+  CHECK(s2 != s1);
   h.core.on_connected(s1, true, h.now);
-  CHECK(h.take().empty());
-  h.core.acquire_shared(4, h.now);  // the new one has none in flight
-  CHECK(h.take() == actions{a_grant(4, s1)});
-  CHECK(h.core.try_acquire_shared(5, h.now) == std::optional<std::size_t>(s1));
-  // Both busy again: the third connection opens.
-  CHECK(single_connect(h.take()) != s0);
+  CHECK(h.take() == actions{a_grant(2, s1)});
+  h.core.on_connected(s2, true, h.now);
+  CHECK(h.take() == actions{a_grant(3, s2)});
+
+  // At max_size: the next ones join the connections with the fewest in flight.
+  h.core.acquire_shared(4, h.now);
+  h.core.acquire_shared(5, h.now);
+  h.core.acquire_shared(6, h.now);
+  const auto got = h.take();
+  REQUIRE(got.size() == 3);
+  std::map<std::size_t, int> per_slot;
+  for (const auto& g : got) {
+    CHECK(g.what == act::grant);
+    ++per_slot[g.slot];
+  }
+  CHECK(per_slot.size() == 3);
+  CHECK(h.core.stats().shared_in_flight == 6);
+}
+
+TEST_CASE("pool_core shares a busy connection while connects fail and back off", "[pool][share]") {
+  harness h{sharing(2, 8)};
+  h.core.acquire_shared(1, h.now);
+  const auto s0 = single_connect(h.take());
+  h.core.on_connected(s0, true, h.now);
+  CHECK(h.take() == actions{a_grant(1, s0)});
+  h.core.acquire_shared(2, h.now);  // waits for a second connection...
+  const auto s1 = single_connect(h.take());
+  h.core.on_connected(s1, false, h.now, "refused");  // ...which fails: it joins s0
+  const auto got = h.take();
+  REQUIRE_FALSE(got.empty());
+  CHECK(got.back() == a_grant(2, s0));
+  // During the backoff a new one joins at once.
+  CHECK(h.core.try_acquire_shared(3, h.now) == std::optional<std::size_t>(s0));
 }
 
 TEST_CASE("pool_core gives exclusive acquirers only idle connections, and shared ones queue behind them",

@@ -92,7 +92,9 @@ struct pool_options {
   /// Default 8: a pool then runs up to 8 x max_size statements at once, so a
   /// small pool keeps up with many tasks (a pool of 2 runs pgbench's point
   /// select from 100 tasks as fast as 10 exclusive connections: see
-  /// docs/benchmarks.md). The price is head-of-line blocking: a statement
+  /// docs/benchmarks.md). Sharing starts when the pool is full: below
+  /// `max_size` a statement that finds no idle connection waits for a new
+  /// one, as without sharing. The price is head-of-line blocking: a statement
   /// pipelined behind a slow one waits for it (see `share_stall`), and what
   /// a shared statement leaves in the session (a `set_config()`, a session
   /// advisory lock, a temporary table) is seen by the others at once. 0 or 1

@@ -205,12 +205,14 @@ std::optional<std::size_t> pool_core::try_acquire_shared(std::uint64_t id, pool_
   if (closed_ || !waiters_.empty()) return std::nullopt;  // first come, first served
   const std::optional<std::size_t> s = pick_shared(now);
   if (!s) return std::nullopt;
-  const bool busy = slots_[*s].state == slot_state::shared;
+  // Grow first, share when full: while the pool may open another
+  // connection, a statement that finds none idle waits for a new one, as
+  // without sharing, rather than queue behind statements it cannot see (a
+  // slow one would hold it up). Sharing starts at max_size, or while
+  // connects fail and back off.
+  if (slots_[*s].state == slot_state::shared && can_grow(now)) return std::nullopt;
   join(*s, id, now);
   refresh_gauges();
-  // Deepening a pipeline while the pool may grow: open one more connection
-  // in the background; this statement does not wait for it.
-  if (busy) grow(now, true);
   return s;
 }
 
@@ -351,7 +353,12 @@ void pool_core::close_slot(std::size_t s, close_reason why) {
   actions_.close(s, why);
 }
 
-void pool_core::grow(pool_time now, bool share_pressure) {
+bool pool_core::can_grow(pool_time now) const noexcept {
+  return !closed_ && now >= retry_after_ &&
+         std::any_of(slots_.begin(), slots_.end(), [](const slot& x) { return x.state == slot_state::empty; });
+}
+
+void pool_core::grow(pool_time now) {
   if (closed_ || now < retry_after_) return;
   auto open_or_connecting = [&] {
     return static_cast<std::size_t>(
@@ -361,8 +368,7 @@ void pool_core::grow(pool_time now, bool share_pressure) {
     const std::size_t connecting = count(slot_state::connecting);
     const bool for_waiters = waiters_.size() > connecting;
     const bool for_minimum = open_or_connecting() < limits_.min_size;
-    const bool for_sharing = share_pressure && connecting == 0;
-    if (!for_waiters && !for_minimum && !for_sharing) return;
+    if (!for_waiters && !for_minimum) return;
     auto empty = std::find_if(slots_.begin(), slots_.end(), [](const slot& x) { return x.state == slot_state::empty; });
     if (empty == slots_.end()) return;
     empty->state = slot_state::connecting;

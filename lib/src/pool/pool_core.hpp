@@ -110,12 +110,14 @@ class pool_core {
   /// connection with the fewest statements in flight that takes shared work
   /// (idle, or shared by fewer than share_depth and none of them older than
   /// share_stall), else queued with the exclusive acquirers, in one FIFO.
-  /// Joining a busy connection while the pool could grow also opens one
-  /// more connection (one at a time), so that the next statements spread.
+  /// Grow first, share when full: a busy connection is joined only when the
+  /// pool cannot open another now (max_size reached, or connects backing
+  /// off); otherwise the statement waits for a new connection, as an
+  /// exclusive acquirer does.
   void acquire_shared(std::uint64_t id, pool_time now);
   /// acquire_shared() without queueing: the slot granted at once, or nullopt
-  /// (then call acquire_shared()). Calls no action but connect() (growth)
-  /// and close() (of expired idle connections).
+  /// (then call acquire_shared()). Calls no action but close() (of expired
+  /// idle connections).
   std::optional<std::size_t> try_acquire_shared(std::uint64_t id, pool_time now);
   /// Shared use `id` of `slot` ended. `kind` is what the driver saw of the
   /// connection: broken or dirty stop anyone else from joining it, and the
@@ -178,7 +180,9 @@ class pool_core {
   std::optional<std::size_t> pick_shared(pool_time now);
   void join(std::size_t s, std::uint64_t id, pool_time now);
   void close_slot(std::size_t s, close_reason why);
-  void grow(pool_time now, bool share_pressure = false);
+  void grow(pool_time now);
+  /// Another connection could be opened now (a free slot, no backoff).
+  bool can_grow(pool_time now) const noexcept;
   void schedule(pool_time now);
   void refresh_gauges();
   std::size_t count(slot_state st) const noexcept;
