@@ -851,10 +851,11 @@ TEST_CASE("pipeline_core rule 12: a failed Parse is the statement's error, sent 
   // b goes on: its own Describe (the only statement cached), then its run.
   CHECK(h.pq.count("prepare") == 2);
   CHECK(h.core.cache().size() == 1);
-  h.pq.answer_prepared();  // Parse, Describe (alone), then...
-  h.pq.results.pop_back();
-  h.pq.results.pop_back();
-  h.pq.results.pop_back();  // (only the Describe's unit: no execution yet)
+  // Its Parse and Describe alone: no execution yet.
+  h.pq.results.push_back(h.pq.make(pq_status::command_ok));
+  h.pq.results.push_back(nullptr);
+  h.pq.results.push_back(h.pq.make(pq_status::command_ok));
+  h.pq.results.push_back(nullptr);
   h.pq.results.push_back(h.pq.make(pq_status::pipeline_sync));
   h.read();
   h.pq.answer();
