@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iomanip>
 #include <iostream>
 #include <iterator>
 #include <sstream>
@@ -278,6 +279,20 @@ asio::awaitable<void> guarded_body(session* s, std::function<asio::awaitable<int
   *rc = co_await (*body)(*s);
 }
 
+// -v: what the pool did, after the statements' own timings.
+void print_pool_stats(std::ostream& os, const pgq::pool_stats& st) {
+  const double wait_ms = st.acquires == 0 ? 0.0
+                                          : std::chrono::duration<double, std::milli>(st.acquire_wait_total).count() /
+                                                static_cast<double>(st.acquires);
+  const std::uint64_t closed = st.closed_idle + st.closed_lifetime + st.closed_broken + st.closed_health_check +
+                               st.closed_reset_failed + st.closed_pool_closed;
+  os << "pgq: pool: " << st.created << " connections opened (" << st.connect_failures << " failed, " << closed
+     << " closed), " << st.acquires << " acquires (" << st.shared_acquires << " shared), mean wait " << std::fixed
+     << std::setprecision(3) << wait_ms << " ms, " << st.timeouts << " timeouts, " << st.resets << " resets; now "
+     << st.size << " open: " << st.idle << " idle, " << st.in_use << " in use\n";
+  os.unsetf(std::ios::fixed);
+}
+
 asio::awaitable<void> session_main(session* s, std::function<asio::awaitable<int>(session&)>* body,
                                    std::optional<pgq::pool>* pool, std::size_t pool_size, int* rc) {
   std::vector<asio::awaitable<void>> tasks;
@@ -293,7 +308,10 @@ asio::awaitable<void> session_main(session* s, std::function<asio::awaitable<int
   // Waits for the connections to come back and be cleaned: a statement
   // cancelled by Ctrl-C is acknowledged by the server, an open transaction is
   // rolled back, before the process ends.
-  if (*pool) co_await (*pool)->close(std::chrono::seconds(5));
+  if (*pool) {
+    if (s->options().verbose) print_pool_stats(std::cerr, (*pool)->stats());
+    co_await (*pool)->close(std::chrono::seconds(5));
+  }
 }
 
 }  // namespace

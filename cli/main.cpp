@@ -38,7 +38,8 @@ int run(int argc, char** argv) {
       ->check(CLI::IsMember({"table", "json", "ndjson", "csv"}));
   app.add_option("-c,--connections", g.connections, "connections in the pool (default 4)")->check(CLI::PositiveNumber);
   app.add_option("--timeout", g.timeout, "limit per statement, e.g. 500ms, 2s, 1m (exit code 4 when hit)");
-  app.add_flag("-v,--verbose", g.verbose, "print each statement's time on stderr");
+  app.add_flag("-v,--verbose", g.verbose,
+               "print each statement's time, and the pool's statistics at the end, on stderr");
 
   int exit_code = cli::exit_code::usage;
   // Subcommands. Each add_* function creates its subcommand, binds its

@@ -86,6 +86,22 @@ TEST_CASE("query: 50 pg_sleep(0.2) over 10 connections take about 1 s", "[cli]")
   CHECK(secs < 3.0);    // one connection would take 10 s
 }
 
+TEST_CASE("query: -v prints each statement's time and the pool's statistics", "[cli]") {
+  auto r = pgq({"-v", "--connections", "3", "--format", "ndjson", "query", "SELECT 1 AS a", "SELECT 2 AS a",
+                "SELECT 3 AS a", "SELECT 4 AS a"});
+  REQUIRE(r.code == 0);
+  CHECK(r.out == "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n{\"a\":4}\n");
+  CHECK_THAT(r.err, Catch::Contains(" ms\n"));
+  // Four statements over at most three connections.
+  CHECK_THAT(r.err, Catch::Contains("pgq: pool: ") && Catch::Contains("4 acquires") && Catch::Contains("0 timeouts") &&
+                        Catch::Contains(" idle"));
+  const auto at = r.err.find("pgq: pool: ");
+  REQUIRE(at != std::string::npos);
+  const int opened = std::stoi(r.err.substr(at + 11));
+  CHECK(opened >= 1);
+  CHECK(opened <= 3);
+}
+
 TEST_CASE("query: -p binds parameters, --params-file runs once per line", "[cli]") {
   auto p = pgq({"--format", "csv", "query", "SELECT $1::int + 1 AS a, $2::text AS b", "-p", "41", "-p", "x y"});
   CHECK(p.code == 0);
