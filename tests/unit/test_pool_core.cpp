@@ -2108,3 +2108,18 @@ TEST_CASE("pool_core spreads waiters over the connections opened for them before
   h.core.on_connected(connects[2].slot, true, h.now);
   CHECK(h.take() == actions{a_grant(5, connects[2].slot)});
 }
+
+TEST_CASE("pool_core: which statements may share a connection", "[pool][share]") {
+  CHECK(pgq::detail::shareable_statement("SELECT 1"));
+  CHECK(pgq::detail::shareable_statement("  /* a /* nested */ comment */ -- and a line\n insert into t values (1)"));
+  CHECK(pgq::detail::shareable_statement("WITH x AS (SELECT 1) SELECT * FROM x"));
+  CHECK_FALSE(pgq::detail::shareable_statement("SET search_path = x"));
+  CHECK_FALSE(pgq::detail::shareable_statement("/* c */ set local x = 1"));
+  CHECK_FALSE(pgq::detail::shareable_statement(";; Reset ALL"));
+  CHECK_FALSE(pgq::detail::shareable_statement("LISTEN ch"));
+  CHECK_FALSE(pgq::detail::shareable_statement("DECLARE c CURSOR FOR SELECT 1"));
+  CHECK_FALSE(pgq::detail::shareable_statement("COPY t FROM STDIN"));
+  CHECK_FALSE(pgq::detail::shareable_statement("BEGIN"));
+  CHECK_FALSE(pgq::detail::shareable_statement("end"));
+  CHECK_FALSE(pgq::detail::shareable_statement("-- x\nRELEASE SAVEPOINT a"));
+}

@@ -181,6 +181,11 @@ stmt_kind classify_statement(std::string_view sql) noexcept {
   return stmt_kind::other;
 }
 
+std::string_view first_keyword(std::string_view sql, char (&buf)[16]) noexcept {
+  next_word(sql, 0, buf);
+  return buf;
+}
+
 bool is_copy_via_client(std::string_view sql) {
   // COPY ... FROM STDIN / TO STDOUT cannot run in pipeline mode; it has its
   // own calls. A friendly early refusal: the result status is what decides.

@@ -128,6 +128,10 @@ enum class stmt_kind : std::uint8_t {
   prepare_tx,   // PREPARE TRANSACTION
 };
 stmt_kind classify_statement(std::string_view sql) noexcept;
+/// The statement's first word, lower case (at most 15 letters), after blanks,
+/// comments and empty statements, as classify_statement() reads it; empty
+/// when it starts with something else.
+std::string_view first_keyword(std::string_view sql, char (&buf)[16]) noexcept;
 /// True for COPY ... FROM STDIN / TO STDOUT (a first check; the result
 /// status is what decides).
 bool is_copy_via_client(std::string_view sql);

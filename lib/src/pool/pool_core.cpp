@@ -4,52 +4,13 @@
 
 #include <algorithm>
 #include <array>
-#include <cctype>
 
 namespace pgq::detail {
 
-namespace {
-
-// The first word of `sql`, lower case (at most 15 letters), after blanks
-// and comments; empty when it starts with something else.
-std::string_view first_word(std::string_view sql, std::array<char, 16>& buf) noexcept {
-  std::size_t i = 0;
-  while (i < sql.size()) {
-    const auto c = static_cast<unsigned char>(sql[i]);
-    if (std::isspace(c) != 0) {
-      ++i;
-    } else if (sql.substr(i, 2) == "--") {
-      while (i < sql.size() && sql[i] != '\n') ++i;
-    } else if (sql.substr(i, 2) == "/*") {
-      int depth = 0;  // block comments nest in PostgreSQL
-      while (i < sql.size()) {
-        if (sql.substr(i, 2) == "/*") {
-          ++depth;
-          i += 2;
-        } else if (sql.substr(i, 2) == "*/") {
-          i += 2;
-          if (--depth == 0) break;
-        } else {
-          ++i;
-        }
-      }
-    } else {
-      break;
-    }
-  }
-  std::size_t n = 0;
-  while (i < sql.size() && n + 1 < buf.size() && std::isalpha(static_cast<unsigned char>(sql[i])) != 0) {
-    buf[n++] = static_cast<char>(std::tolower(static_cast<unsigned char>(sql[i++])));
-  }
-  return {buf.data(), n};
-}
-
-}  // namespace
-
 bool shareable_statement(std::string_view sql) noexcept {
   if (classify_statement(sql) != stmt_kind::other) return false;
-  std::array<char, 16> buf{};
-  const std::string_view w = first_word(sql, buf);
+  char buf[16];
+  const std::string_view w = first_keyword(sql, buf);
   static constexpr std::array<std::string_view, 21> session{
       "set",     "reset", "discard", "listen", "unlisten", "prepare",  "deallocate",
       "declare", "fetch", "move",    "close",  "lock",     "load",     "call",
